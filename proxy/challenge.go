@@ -1,0 +1,125 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Challenge describes a WWW-Authenticate: Bearer challenge (RFC 6750 §3, RFC 9728 §5.1).
+type Challenge struct {
+	// Error is "", "invalid_token", "invalid_request" or "insufficient_scope".
+	Error string
+	// Description is client-safe ASCII text without '"' or '\'.
+	Description string
+	// Scopes are the scopes the resource needs; empty omits scope=.
+	Scopes []string
+	// ResourceMetadata is the URL of the protected resource metadata.
+	ResourceMetadata string
+}
+
+// String formats the challenge. Error and description come first, so that clients that read only the first
+// parameters still see them.
+func (c Challenge) String() string {
+	var b strings.Builder
+	b.WriteString("Bearer ")
+	sep := ""
+	param := func(name, value string) {
+		b.WriteString(sep)
+		b.WriteString(name)
+		b.WriteString(`="`)
+		b.WriteString(quoteSafe(value))
+		b.WriteString(`"`)
+		sep = ", "
+	}
+	if c.Error != "" {
+		param("error", c.Error)
+		if c.Description != "" {
+			param("error_description", c.Description)
+		}
+	}
+	if len(c.Scopes) > 0 {
+		param("scope", strings.Join(c.Scopes, " "))
+	}
+	param("resource_metadata", c.ResourceMetadata)
+	return b.String()
+}
+
+// quoteSafe drops the characters that cannot appear in a quoted-string parameter as the gateway writes them.
+func quoteSafe(s string) string {
+	if !strings.ContainsAny(s, "\"\\\r\n") {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '"', '\\', '\r', '\n':
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// descriptions are the fixed, client-safe texts for each reason. They say what is wrong with the request, never how the
+// gateway is configured.
+var descriptions = map[Reason]string{
+	ReasonNoToken:         "authentication required: send an OAuth access token in the Authorization header",
+	ReasonMalformed:       "the access token is malformed",
+	ReasonSignature:       "the access token signature is invalid",
+	ReasonUnknownKey:      "the access token is signed with an unknown key",
+	ReasonExpired:         "the access token has expired",
+	ReasonNotYetValid:     "the access token is not valid yet",
+	ReasonIssuer:          "the access token was issued by another authorization server",
+	ReasonAudience:        "the access token was not issued for this resource",
+	ReasonMissingClaim:    "the access token lacks a required claim",
+	ReasonScope:           "the access token lacks a required scope",
+	ReasonKeysUnavailable: "the authorization server keys are not loaded yet, retry shortly",
+	ReasonSession:         "unknown session, or a session that belongs to another user: initialize a new session",
+	ReasonOrigin:          "origin not allowed",
+}
+
+// errorBody is the JSON body of every error the gateway writes itself.
+type errorBody struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description,omitempty"`
+}
+
+// writeJSONError writes a JSON error body with status.
+func writeJSONError(w http.ResponseWriter, status int, code, description string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(errorBody{Error: code, ErrorDescription: description})
+	w.Write(append(b, '\n'))
+}
+
+// challengeFor maps an authentication failure to its status, challenge and body code. It is the one place that decides
+// what a client sees.
+func challengeFor(reason Reason, prm string, scopes []string) (status int, ch Challenge, code string) {
+	ch = Challenge{ResourceMetadata: prm, Scopes: scopes, Description: descriptions[reason]}
+	switch reason {
+	case ReasonNoToken:
+		ch.Description = "" // RFC 6750 §3.1: no error code when the request carried no credentials
+		return http.StatusUnauthorized, ch, "unauthorized"
+	case ReasonScope:
+		ch.Error = "insufficient_scope"
+		return http.StatusForbidden, ch, ch.Error
+	default:
+		ch.Error = "invalid_token"
+		return http.StatusUnauthorized, ch, ch.Error
+	}
+}
+
+// writeChallenge answers a request that failed authentication.
+func writeChallenge(w http.ResponseWriter, reason Reason, prm string, scopes []string) {
+	status, ch, code := challengeFor(reason, prm, scopes)
+	w.Header().Set("WWW-Authenticate", ch.String())
+	writeJSONError(w, status, code, descriptions[reason])
+}
+
+// writeUnavailable answers 503 with Retry-After while the key set is not loaded.
+func writeUnavailable(w http.ResponseWriter, retryAfter int) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", descriptions[ReasonKeysUnavailable])
+}

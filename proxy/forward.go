@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+
+	"github.com/mcp-gateway/gateway/proxy/identity"
+)
+
+// rewrite builds the upstream request: the MCP path goes to the upstream URL, any other path to the upstream origin
+// with the path unchanged. Credentials and every inbound identity header are removed before the verified identity is
+// set. The outbound Host is the upstream's (SetURL), which the go-sdk's DNS-rebinding check requires.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In.Context())
+	pr.SetURL(g.upstreamOrigin)
+	if st != nil && st.route == "mcp" {
+		pr.Out.URL.Path, pr.Out.URL.RawPath = g.cfg.Upstream.Path, g.cfg.Upstream.RawPath
+	}
+	h := pr.Out.Header
+	h.Del("Authorization")
+	h.Del("Proxy-Authorization")
+	h.Del("Cookie")
+	identity.Strip(h)
+	h.Del("Forwarded")
+	h["X-Forwarded-Proto"] = []string{g.cfg.Public.Scheme}
+	h["X-Forwarded-Host"] = []string{g.cfg.Public.Host}
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		h["X-Forwarded-For"] = []string{ip}
+	}
+	if st == nil || st.principal == nil {
+		return // unreachable: the handler chain authenticates first
+	}
+	h["X-Request-Id"] = []string{st.reqID}
+	for k, v := range st.principal.hdr {
+		h[k] = v
+	}
+	if st.upstreamSession != "" {
+		h["Mcp-Session-Id"] = []string{st.upstreamSession}
+	}
+	if g.secret != nil {
+		identity.Sign(h, g.secret, g.now())
+	}
+}
+
+// modifyResponse binds a new MCP session to the caller and counts event streams.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	st := stateOf(resp.Request.Context())
+	if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" && st != nil && st.principal != nil {
+		resp.Header.Set("Mcp-Session-Id", g.binder.wrap(sid, st.principal.Subject))
+	}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		g.metrics.OpenStreams.Inc()
+		resp.Body = &streamBody{ReadCloser: resp.Body, done: g.metrics.OpenStreams.Dec}
+	}
+	return nil
+}
+
+// streamBody calls done once when the stream's body is closed.
+type streamBody struct {
+	io.ReadCloser
+	once sync.Once
+	done func()
+}
+
+func (b *streamBody) Close() error {
+	b.once.Do(b.done)
+	return b.ReadCloser.Close()
+}

@@ -1,0 +1,389 @@
+// Package proxy is the authenticating gateway: it verifies OAuth bearer tokens issued by the configured authorization
+// server, answers with the challenges and metadata MCP clients need to obtain one, and forwards authenticated requests
+// to the MCP server behind it with the verified identity in headers (see package identity).
+//
+// One request goes: server → router (request id, access log, metrics) → public routes (well-known metadata, health) or
+// the protected chain (origin check and CORS, body limit, authenticate, session binding) → reverse proxy (strip
+// credentials and inbound identity headers, set identity, stream) → upstream → back, streamed.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcp-gateway/gateway/metadata"
+)
+
+// Options are the gateway's injected dependencies. Zero values are replaced by defaults.
+type Options struct {
+	Logger *slog.Logger          // nil: discard
+	Reg    prometheus.Registerer // nil: a private registry
+	Now    func() time.Time      // nil: time.Now
+	// ASClient fetches the authorization server's metadata and keys. nil: a client with a 10s timeout.
+	ASClient *http.Client
+	// UpstreamTransport carries requests to the upstream. nil: a transport tuned for one upstream.
+	UpstreamTransport http.RoundTripper
+}
+
+// Gateway is the authenticating reverse proxy. Create it with New, start its background work with Run, and serve
+// Handler.
+type Gateway struct {
+	cfg      *Config
+	log      *slog.Logger
+	metrics  *Metrics
+	now      func() time.Time
+	asClient *http.Client
+
+	keys     *KeySet
+	verifier *Verifier
+	binder   sessionBinder
+	secret   []byte // identity signing key; nil: unsigned
+	proxy    *httputil.ReverseProxy
+	// upstreamOrigin is the upstream URL without its path.
+	upstreamOrigin *url.URL
+	prmURL         string
+	scopes         []string
+	origins        []string
+	anyOrig        bool
+	reqIDs         requestIDs
+
+	asDoc   atomic.Pointer[metadata.Document]
+	oidcDoc atomic.Pointer[metadata.Document]
+
+	readyMu    sync.Mutex
+	readyAt    time.Time
+	upstreamOK bool
+
+	handler http.Handler
+}
+
+// New builds a gateway for a validated configuration. It does no I/O: Run discovers the authorization server.
+func New(cfg *Config, o Options) (*Gateway, error) {
+	g := &Gateway{cfg: cfg, log: o.Logger, now: o.Now, asClient: o.ASClient}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.asClient == nil {
+		g.asClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	reg := o.Reg
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	g.metrics = NewMetrics(reg)
+
+	prm, err := metadata.WellKnownURL(cfg.Resource, "oauth-protected-resource")
+	if err != nil {
+		return nil, fmt.Errorf("protected resource metadata URL: %w", err)
+	}
+	g.prmURL = prm
+	g.scopes = cfg.ScopeList
+	g.origins = cfg.OriginList
+	g.anyOrig = slices.Contains(cfg.OriginList, "*")
+
+	switch {
+	case cfg.SessionSecret != "":
+		g.binder.key = derive(cfg.SessionSecret, "session-binding")
+	case cfg.IdentitySecret != "":
+		g.binder.key = derive(cfg.IdentitySecret, "session-binding")
+	default:
+		g.binder.key = make([]byte, 32)
+		rand.Read(g.binder.key)
+	}
+	if cfg.IdentitySecret != "" {
+		g.secret = []byte(cfg.IdentitySecret)
+	}
+	g.reqIDs = newRequestIDs()
+
+	g.keys = NewKeySet(KeySetOptions{
+		Client:   g.asClient,
+		Cooldown: cfg.JWKSRefetchCooldown,
+		Now:      g.now,
+		Algs:     cfg.AlgList,
+		OnFetch:  g.onKeyFetch,
+	})
+	g.verifier = NewVerifier(VerifierOptions{
+		Keys:      g.keys,
+		Issuer:    cfg.Issuer,
+		Audiences: cfg.AudienceList,
+		Algs:      cfg.AlgList,
+		Skew:      cfg.ClockSkew,
+		Now:       g.now,
+	})
+
+	g.upstreamOrigin = &url.URL{Scheme: cfg.Upstream.Scheme, Host: cfg.Upstream.Host}
+	transport := o.UpstreamTransport
+	if transport == nil {
+		transport = newUpstreamTransport()
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:        g.rewrite,
+		Transport:      transport,
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.upstreamError,
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		// FlushInterval 0: text/event-stream and unknown-length responses are flushed after every write anyway.
+	}
+	g.handler = g.routes()
+	return g, nil
+}
+
+// derive returns a key for one purpose from a configured secret.
+func derive(secret, purpose string) []byte {
+	h := sha256.Sum256([]byte("mcp-gateway/" + purpose + "\x00" + secret))
+	return h[:]
+}
+
+// newUpstreamTransport returns a transport for a single upstream: many idle connections, no compression (so that
+// event streams are never buffered), no response-header timeout (a tool call may take long), HTTP/1.1.
+func newUpstreamTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		WriteBufferSize:     32 << 10,
+		ReadBufferSize:      32 << 10,
+	}
+}
+
+// Handler returns the gateway's HTTP handler.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Ready reports whether the key set is loaded.
+func (g *Gateway) Ready() bool { return g.keys.Loaded() }
+
+func (g *Gateway) onKeyFetch(err error) {
+	if err != nil {
+		g.metrics.JWKSFetches.WithLabelValues("error").Inc()
+		g.log.Warn("key set fetch failed; keeping the keys already loaded", "err", err)
+		return
+	}
+	g.metrics.JWKSFetches.WithLabelValues("ok").Inc()
+	g.metrics.KeysLoaded.Set(1)
+}
+
+// Run discovers the authorization server and loads its keys, retrying with backoff until it succeeds (the gateway
+// answers 503 meanwhile), then refreshes the keys every JWKSRefreshInterval. It returns when ctx ends.
+func (g *Gateway) Run(ctx context.Context) {
+	backoff := time.Second
+	for {
+		err := g.discover(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		g.log.Error("authorization server not usable yet; the gateway answers 503 until it is", "issuer", g.cfg.Issuer, "err", err, "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	t := time.NewTicker(g.cfg.JWKSRefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = g.keys.Refresh(ctx) // failures are logged and counted by onKeyFetch
+		}
+	}
+}
+
+// discover fetches the issuer's metadata and its key set once.
+func (g *Gateway) discover(ctx context.Context) error {
+	as, err := metadata.Discover(ctx, g.asClient, g.cfg.Issuer)
+	if err != nil {
+		return err
+	}
+	g.keys.SetURL(as.JWKSURI)
+	if err := g.keys.Refresh(ctx); err != nil {
+		return err
+	}
+	urls, _ := metadata.DiscoveryURLs(g.cfg.Issuer)
+	oidcURL := strings.TrimSuffix(g.cfg.Issuer, "/") + "/.well-known/openid-configuration"
+	if strings.Contains(as.URL, "/.well-known/openid-configuration") {
+		oidcURL = as.URL
+	}
+	asd := metadata.NewDocument(metadata.DocumentOptions{URL: as.URL, Client: g.asClient, Now: g.now, Logger: g.log})
+	asd.Seed(as.Raw)
+	g.asDoc.Store(asd)
+	od := asd
+	if oidcURL != as.URL {
+		od = metadata.NewDocument(metadata.DocumentOptions{URL: oidcURL, Client: g.asClient, Now: g.now, Logger: g.log})
+	}
+	g.oidcDoc.Store(od)
+	g.log.Info("authorization server ready", "issuer", as.Issuer, "metadata", as.URL, "jwks_uri", as.JWKSURI, "tried", len(urls))
+	return nil
+}
+
+// upstreamReachable reports whether a TCP connection to the upstream can be opened, cached for a second so that
+// probes cannot amplify load.
+func (g *Gateway) upstreamReachable(ctx context.Context) bool {
+	g.readyMu.Lock()
+	defer g.readyMu.Unlock()
+	now := g.now()
+	if !g.readyAt.IsZero() && now.Sub(g.readyAt) < time.Second {
+		return g.upstreamOK
+	}
+	host := g.cfg.Upstream.Host
+	if g.cfg.Upstream.Port() == "" {
+		port := "80"
+		if g.cfg.Upstream.Scheme == "https" {
+			port = "443"
+		}
+		host = net.JoinHostPort(g.cfg.Upstream.Hostname(), port)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
+	if err == nil {
+		c.Close()
+	}
+	g.readyAt, g.upstreamOK = g.now(), err == nil
+	return g.upstreamOK
+}
+
+// isOwnedPath reports whether the gateway answers path itself instead of forwarding it.
+func isOwnedPath(p string) bool {
+	return p == "/healthz" || p == "/readyz" || p == "/.well-known" || strings.HasPrefix(p, "/.well-known/")
+}
+
+// routeOf names a path for metrics and logs without using the path itself.
+func (g *Gateway) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(g.observe)
+
+	prm := metadata.ProtectedResourceHandler(metadata.ProtectedResource{
+		Resource:               g.cfg.Resource,
+		AuthorizationServers:   []string{g.cfg.Issuer},
+		ScopesSupported:        g.scopes,
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           g.cfg.ResourceName,
+	})
+	r.Handle("/.well-known/oauth-protected-resource", routeName("prm", prm))
+	if g.cfg.MCPPath != "/" {
+		r.Handle("/.well-known/oauth-protected-resource"+g.cfg.MCPPath, routeName("prm", prm))
+	}
+	r.Handle("/.well-known/oauth-authorization-server", routeName("as_metadata", g.docHandler(&g.asDoc)))
+	r.Handle("/.well-known/openid-configuration", routeName("oidc_metadata", g.docHandler(&g.oidcDoc)))
+	r.Handle("/.well-known", routeName("well_known", http.HandlerFunc(metadata.NotFound)))
+	r.Handle("/.well-known/*", routeName("well_known", http.HandlerFunc(metadata.NotFound)))
+	r.Handle("/healthz", routeName("healthz", http.HandlerFunc(g.healthz)))
+	r.Handle("/readyz", routeName("readyz", http.HandlerFunc(g.readyz)))
+
+	protected := g.checkOrigin(g.limitBody(g.authenticate(g.bindSession(g.proxy))))
+	if g.cfg.MCPPath == "/" {
+		r.Handle("/*", routeName("mcp", protected))
+	} else {
+		r.Handle(g.cfg.MCPPath, routeName("mcp", protected))
+		r.Handle("/*", routeName("forward", protected))
+	}
+	r.NotFound(routeName("forward", protected).ServeHTTP)
+	r.MethodNotAllowed(routeName("forward", protected).ServeHTTP)
+	return r
+}
+
+// docHandler serves an authorization server document once discovery has produced it, 503 before.
+func (g *Gateway) docHandler(p *atomic.Pointer[metadata.Document]) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := p.Load()
+		if d == nil {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			writeUnavailable(w, 5)
+			return
+		}
+		d.ServeHTTP(w, r)
+	})
+}
+
+func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+		return
+	}
+	keys := g.keys.Loaded()
+	up := g.upstreamReachable(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !keys || !up {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up)
+}
+
+// upstreamError answers a request the upstream could not: 413 for a body over the limit, nothing for a client that
+// went away, 502 otherwise. The cause is logged, never sent.
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r.Context())
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		g.metrics.UpstreamErrors.WithLabelValues("body_too_large").Inc()
+		writeJSONError(w, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the request body exceeds %d bytes", g.cfg.MaxBodyBytes))
+	case r.Context().Err() != nil:
+		g.metrics.UpstreamErrors.WithLabelValues("canceled").Inc()
+		if st != nil {
+			st.canceled = true
+		}
+		w.WriteHeader(499) // client closed request; nobody reads this
+	default:
+		g.metrics.UpstreamErrors.WithLabelValues("unreachable").Inc()
+		g.log.Error("upstream request failed", "request_id", st.id(), "upstream", g.cfg.Upstream.Redacted(), "err", err)
+		writeJSONError(w, http.StatusBadGateway, "bad_gateway", "the MCP server behind the gateway did not answer")
+	}
+}
+
+// requestIDs makes request ids: a random per-process prefix and a counter, unique without a random read per request.
+type requestIDs struct {
+	prefix string
+	n      *atomic.Uint64
+}
+
+func newRequestIDs() requestIDs {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return requestIDs{prefix: fmt.Sprintf("%x-", b), n: new(atomic.Uint64)}
+}
+
+func (r requestIDs) next() string {
+	return r.prefix + fmt.Sprint(r.n.Add(1))
+}

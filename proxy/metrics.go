@@ -1,0 +1,62 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the gateway's Prometheus collectors. Every label has a bounded set of values: route names, methods,
+// status codes and the fixed Reason values; never a path, subject or token.
+type Metrics struct {
+	Requests       *prometheus.CounterVec
+	Duration       *prometheus.HistogramVec
+	AuthFailures   *prometheus.CounterVec
+	JWKSFetches    *prometheus.CounterVec
+	KeysLoaded     prometheus.Gauge
+	UpstreamErrors *prometheus.CounterVec
+	OpenStreams    prometheus.Gauge
+}
+
+// NewMetrics creates the collectors and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcp_gateway_requests_total", Help: "Requests answered, by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcp_gateway_request_duration_seconds",
+			Help:    "Time to answer a request (to the end of the response, so streams count their whole life), by route and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route", "method"}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcp_gateway_auth_failures_total", Help: "Requests refused, by reason.",
+		}, []string{"reason"}),
+		JWKSFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcp_gateway_jwks_fetches_total", Help: "Key set fetches, by result (ok, error).",
+		}, []string{"result"}),
+		KeysLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mcp_gateway_jwks_loaded", Help: "1 when the authorization server's key set is loaded.",
+		}),
+		UpstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcp_gateway_upstream_errors_total", Help: "Requests the upstream could not answer, by kind (unreachable, canceled, body_too_large).",
+		}, []string{"kind"}),
+		OpenStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mcp_gateway_open_streams", Help: "Server-sent event streams open through the gateway.",
+		}),
+	}
+	reg.MustRegister(m.Requests, m.Duration, m.AuthFailures, m.JWKSFetches, m.KeysLoaded, m.UpstreamErrors, m.OpenStreams)
+	for _, r := range []Reason{ReasonNoToken, ReasonMalformed, ReasonSignature, ReasonUnknownKey, ReasonExpired,
+		ReasonNotYetValid, ReasonIssuer, ReasonAudience, ReasonMissingClaim, ReasonScope, ReasonKeysUnavailable,
+		ReasonSession, ReasonOrigin} {
+		m.AuthFailures.WithLabelValues(string(r))
+	}
+	return m
+}
+
+// methodLabel bounds the method label.
+func methodLabel(m string) string {
+	switch m {
+	case "GET", "POST", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH":
+		return m
+	}
+	return "other"
+}

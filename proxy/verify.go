@@ -1,0 +1,376 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/mcp-gateway/gateway/proxy/identity"
+)
+
+// Reason is a fixed, bounded label for why a request was not authenticated. It is used in metrics and logs.
+type Reason string
+
+// The reasons an authentication can fail.
+const (
+	ReasonNoToken         Reason = "no_token"
+	ReasonMalformed       Reason = "malformed"      // not a well-formed bearer header or JWT, or an algorithm off the allow-list
+	ReasonSignature       Reason = "bad_signature"  // no key verifies the signature
+	ReasonUnknownKey      Reason = "unknown_key"    // kid not in the key set, even after a refetch
+	ReasonExpired         Reason = "expired"        // exp in the past (beyond the clock skew)
+	ReasonNotYetValid     Reason = "not_yet_valid"  // nbf in the future (beyond the clock skew)
+	ReasonIssuer          Reason = "wrong_issuer"   // iss differs from the configured issuer
+	ReasonAudience        Reason = "wrong_audience" // aud names none of the accepted audiences
+	ReasonMissingClaim    Reason = "missing_claim"  // exp or sub absent
+	ReasonScope           Reason = "insufficient_scope"
+	ReasonKeysUnavailable Reason = "keys_unavailable" // the key set has not been loaded yet
+	ReasonSession         Reason = "session_mismatch" // Mcp-Session-Id unknown or owned by another user
+	ReasonOrigin          Reason = "origin"           // Origin header not allowed
+)
+
+// AuthError is an authentication failure: Reason says which check failed, Err the cause (for logs only), and
+// TokenAudience the aud the token carried when Reason is ReasonAudience.
+type AuthError struct {
+	Reason        Reason
+	Err           error
+	TokenAudience []string
+}
+
+func (e *AuthError) Error() string {
+	if e.Err == nil {
+		return string(e.Reason)
+	}
+	return string(e.Reason) + ": " + e.Err.Error()
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
+
+func authErr(r Reason, format string, args ...any) *AuthError {
+	return &AuthError{Reason: r, Err: fmt.Errorf(format, args...)}
+}
+
+// Claims are the access-token claims the gateway reads.
+type Claims struct {
+	Issuer      string          `json:"iss"`
+	Subject     string          `json:"sub"`
+	Audience    audience        `json:"aud"`
+	Expiry      *json.Number    `json:"exp"`
+	NotBefore   *json.Number    `json:"nbf"`
+	Scope       string          `json:"scope"`
+	Scp         stringList      `json:"scp"`
+	Email       string          `json:"email"`
+	Name        string          `json:"name"`
+	OrgID       string          `json:"org_id"`
+	SessionID   string          `json:"sid"`
+	ClientID    string          `json:"client_id"`
+	AZP         string          `json:"azp"`
+	Role        string          `json:"role"`
+	Roles       stringList      `json:"roles"`
+	Permissions stringList      `json:"permissions"`
+	Extra       json.RawMessage `json:"-"`
+}
+
+// audience is aud as a string or an array of strings.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*a = audience{s}
+		return nil
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return errors.New("aud must be a string or an array of strings")
+	}
+	*a = l
+	return nil
+}
+
+// stringList is a claim that may be a string (space-separated) or an array of strings.
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*l = strings.Fields(s)
+		return nil
+	}
+	var v []string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return errors.New("must be a string or an array of strings")
+	}
+	*l = v
+	return nil
+}
+
+// Principal is the verified caller of a request.
+type Principal struct {
+	Subject  string
+	Scopes   []string
+	Audience []string
+	Expiry   time.Time
+	Identity identity.Identity
+	// hdr holds the identity headers, built once per verified token and shared, read-only, by its requests.
+	hdr http.Header
+}
+
+// ClaimRules are what CheckClaims enforces.
+type ClaimRules struct {
+	Issuer    string
+	Audiences []string
+	Skew      time.Duration
+}
+
+// CheckClaims applies the token rules of the MCP authorization specification to claims that already passed signature
+// verification: iss equal to the issuer, exp and sub present, exp and nbf honoured with the skew, and aud containing an
+// accepted audience. It returns the expiry.
+func CheckClaims(c *Claims, rules ClaimRules, now time.Time) (time.Time, error) {
+	if c.Issuer != rules.Issuer {
+		return time.Time{}, authErr(ReasonIssuer, "token issuer %q is not %q", c.Issuer, rules.Issuer)
+	}
+	if c.Subject == "" {
+		return time.Time{}, authErr(ReasonMissingClaim, "token has no sub")
+	}
+	if c.Expiry == nil {
+		return time.Time{}, authErr(ReasonMissingClaim, "token has no exp")
+	}
+	exp, err := numericDate(*c.Expiry)
+	if err != nil {
+		return time.Time{}, authErr(ReasonMalformed, "exp: %w", err)
+	}
+	if !now.Before(exp.Add(rules.Skew)) {
+		return time.Time{}, authErr(ReasonExpired, "token expired at %s", exp.UTC().Format(time.RFC3339))
+	}
+	if c.NotBefore != nil {
+		nbf, err := numericDate(*c.NotBefore)
+		if err != nil {
+			return time.Time{}, authErr(ReasonMalformed, "nbf: %w", err)
+		}
+		if now.Add(rules.Skew).Before(nbf) {
+			return time.Time{}, authErr(ReasonNotYetValid, "token not valid before %s", nbf.UTC().Format(time.RFC3339))
+		}
+	}
+	for _, a := range c.Audience {
+		if slices.Contains(rules.Audiences, a) {
+			return exp, nil
+		}
+	}
+	return time.Time{}, &AuthError{Reason: ReasonAudience, TokenAudience: slices.Clone([]string(c.Audience)),
+		Err: fmt.Errorf("token audience %q contains none of %q", []string(c.Audience), rules.Audiences)}
+}
+
+func numericDate(n json.Number) (time.Time, error) {
+	f, err := n.Float64()
+	if err != nil {
+		return time.Time{}, errors.New("not a number")
+	}
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
+}
+
+// MissingScopes returns the required scopes that have is missing, or nil.
+func MissingScopes(have, required []string) []string {
+	var missing []string
+	for _, s := range required {
+		if !slices.Contains(have, s) {
+			missing = append(missing, s)
+		}
+	}
+	return missing
+}
+
+// principal builds the Principal for verified claims; raw is the claims JSON as signed.
+func principal(c *Claims, raw []byte, exp time.Time) *Principal {
+	scopes := strings.Fields(c.Scope)
+	if len(scopes) == 0 {
+		scopes = slices.Clone([]string(c.Scp))
+	}
+	var roles []string
+	if c.Role != "" {
+		roles = append(roles, c.Role)
+	}
+	for _, r := range c.Roles {
+		if !slices.Contains(roles, r) {
+			roles = append(roles, r)
+		}
+	}
+	p := &Principal{
+		Subject:  c.Subject,
+		Scopes:   scopes,
+		Audience: c.Audience,
+		Expiry:   exp,
+		Identity: identity.Identity{
+			UserID:      c.Subject,
+			Email:       c.Email,
+			Name:        c.Name,
+			OrgID:       c.OrgID,
+			SessionID:   c.SessionID,
+			ClientID:    cmpOr(c.ClientID, c.AZP),
+			Roles:       roles,
+			Permissions: c.Permissions,
+			Scopes:      scopes,
+			Claims:      raw,
+		},
+		hdr: make(http.Header, 12),
+	}
+	p.Identity.Set(p.hdr)
+	return p
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Verifier verifies access tokens: signature over the key set with go-oidc (algorithm allow-list), then CheckClaims.
+// Verified tokens are cached, keyed by their SHA-256, until they expire or the key set changes.
+type Verifier struct {
+	keys  *KeySet
+	oidc  *oidc.IDTokenVerifier
+	rules ClaimRules
+	now   func() time.Time
+	cache tokenCache
+}
+
+// VerifierOptions configures NewVerifier.
+type VerifierOptions struct {
+	Keys      *KeySet
+	Issuer    string
+	Audiences []string
+	Algs      []string
+	Skew      time.Duration
+	Now       func() time.Time // nil: time.Now
+	CacheSize int              // verified tokens kept; 0: 10000
+}
+
+// NewVerifier returns a Verifier.
+func NewVerifier(o VerifierOptions) *Verifier {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	size := o.CacheSize
+	if size <= 0 {
+		size = 10000
+	}
+	return &Verifier{
+		keys: o.Keys,
+		// go-oidc checks the algorithm allow-list and the signature; CheckClaims checks every claim itself, with a
+		// configurable skew and a typed reason for each failure (go-oidc's own checks have a fixed nbf leeway, no exp
+		// leeway, and untyped errors).
+		oidc: oidc.NewVerifier(o.Issuer, o.Keys, &oidc.Config{
+			SupportedSigningAlgs: o.Algs,
+			SkipClientIDCheck:    true,
+			SkipExpiryCheck:      true,
+			SkipIssuerCheck:      true,
+			Now:                  now,
+		}),
+		rules: ClaimRules{Issuer: o.Issuer, Audiences: o.Audiences, Skew: o.Skew},
+		now:   now,
+		cache: tokenCache{max: size, m: make(map[[32]byte]cacheEntry)},
+	}
+}
+
+// Verify returns the principal of a raw JWT, or an *AuthError.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
+	key := sha256.Sum256([]byte(raw))
+	now := v.now()
+	gen := v.keys.Generation()
+	if p := v.cache.get(key, gen, now); p != nil {
+		return p, nil
+	}
+	if !v.keys.Loaded() {
+		return nil, &AuthError{Reason: ReasonKeysUnavailable, Err: ErrKeysUnavailable}
+	}
+	tok, err := v.oidc.Verify(ctx, raw)
+	if err != nil {
+		return nil, v.classify(ctx, raw, err)
+	}
+	var c Claims
+	if err := tok.Claims(&c); err != nil {
+		return nil, authErr(ReasonMalformed, "claims: %w", err)
+	}
+	var rawClaims json.RawMessage
+	_ = tok.Claims(&rawClaims)
+	exp, err := CheckClaims(&c, v.rules, now)
+	if err != nil {
+		return nil, err
+	}
+	p := principal(&c, rawClaims, exp)
+	v.cache.put(key, cacheEntry{p: p, until: exp.Add(v.rules.Skew), gen: gen}, now)
+	return p, nil
+}
+
+// classify turns a go-oidc error into an AuthError. go-oidc does not wrap the key set's error, so the signature step
+// is repeated against the key set (cheap next to the failure it explains, and free of network: the key set's cooldown
+// applies) to learn its typed cause.
+func (v *Verifier) classify(ctx context.Context, raw string, err error) *AuthError {
+	_, kerr := v.keys.VerifySignature(ctx, raw)
+	switch {
+	case kerr == nil:
+		return authErr(ReasonMalformed, "%w", err) // signature fine: the claims could not be read
+	case errors.Is(kerr, ErrUnknownKey):
+		return &AuthError{Reason: ReasonUnknownKey, Err: kerr}
+	case errors.Is(kerr, ErrBadSignature):
+		return &AuthError{Reason: ReasonSignature, Err: kerr}
+	case errors.Is(kerr, ErrKeysUnavailable):
+		return &AuthError{Reason: ReasonKeysUnavailable, Err: kerr}
+	default:
+		return authErr(ReasonMalformed, "%w", err)
+	}
+}
+
+// tokenCache holds verified principals by token hash. It is bounded: when full, expired entries are dropped, then
+// arbitrary ones (map order is random).
+type tokenCache struct {
+	mu  sync.RWMutex
+	max int
+	m   map[[32]byte]cacheEntry
+}
+
+type cacheEntry struct {
+	p     *Principal
+	until time.Time
+	gen   uint64
+}
+
+func (c *tokenCache) get(k [32]byte, gen uint64, now time.Time) *Principal {
+	c.mu.RLock()
+	e, ok := c.m[k]
+	c.mu.RUnlock()
+	if !ok || e.gen != gen || !now.Before(e.until) {
+		return nil
+	}
+	return e.p
+}
+
+func (c *tokenCache) put(k [32]byte, e cacheEntry, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		for key, old := range c.m {
+			if old.gen != e.gen || !now.Before(old.until) {
+				delete(c.m, key)
+			}
+		}
+		for key := range c.m {
+			if len(c.m) < c.max {
+				break
+			}
+			delete(c.m, key)
+		}
+	}
+	c.m[k] = e
+}

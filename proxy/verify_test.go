@@ -1,0 +1,314 @@
+package proxy
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+const testResource = "https://mcp.example.com/mcp"
+
+// newTestVerifier returns a verifier over is's JWKS with the clock c, keys loaded.
+func newTestVerifier(t *testing.T, is *testIssuer, c *fakeClock) (*Verifier, *KeySet) {
+	t.Helper()
+	ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: 10 * time.Second, Now: c.Now, Algs: []string{"RS256", "ES256"}})
+	if err := ks.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Algs: []string{"RS256", "ES256"}, Skew: 30 * time.Second, Now: c.Now})
+	return v, ks
+}
+
+func TestVerifier(t *testing.T) {
+	t.Parallel()
+	k1 := newKey(t, "k1", 0)
+	k2 := newKey(t, "k2", 1)
+	is := newTestIssuer(t, k1)
+	c := newClock()
+	now := c.Now()
+	v, _ := newTestVerifier(t, is, c)
+
+	with := func(mod func(m map[string]any)) map[string]any {
+		m := is.claims(testResource, "user_1", now)
+		mod(m)
+		return m
+	}
+	hs := func(claims map[string]any) string {
+		// HS256 keyed with the RSA public key's bytes: the classic algorithm-confusion forgery.
+		der := x509.MarshalPKCS1PublicKey(&k1.priv.PublicKey)
+		return signWith(t, jose.SigningKey{Algorithm: jose.HS256, Key: der}, "k1", claims)
+	}
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	none := func(claims map[string]any) string {
+		tok := k1.sign(t, claims)
+		parts := strings.Split(tok, ".")
+		hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","kid":"k1"}`))
+		return hdr + "." + parts[1] + "."
+	}
+	tamper := func(tok string) string {
+		parts := strings.Split(tok, ".")
+		payload := base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(mustDecode(t, parts[1]), "user_1", "user_2", 1)))
+		return parts[0] + "." + payload + "." + parts[2]
+	}
+
+	tests := []struct {
+		name  string
+		token string
+		want  Reason // "" means accepted
+	}{
+		{"valid", k1.sign(t, with(func(map[string]any) {})), ""},
+		{"aud array", k1.sign(t, with(func(m map[string]any) { m["aud"] = []string{"other", testResource} })), ""},
+		{"within skew after exp", k1.sign(t, with(func(m map[string]any) { m["exp"] = now.Add(-20 * time.Second).Unix() })), ""},
+		{"within skew before nbf", k1.sign(t, with(func(m map[string]any) { m["nbf"] = now.Add(20 * time.Second).Unix() })), ""},
+		{"wrong issuer", k1.sign(t, with(func(m map[string]any) { m["iss"] = is.URL + "/other" })), ReasonIssuer},
+		{"issuer with trailing slash", k1.sign(t, with(func(m map[string]any) { m["iss"] = is.URL + "/" })), ReasonIssuer},
+		{"wrong audience", k1.sign(t, with(func(m map[string]any) { m["aud"] = "client_01ABC" })), ReasonAudience},
+		{"audience prefix", k1.sign(t, with(func(m map[string]any) { m["aud"] = "https://mcp.example.com" })), ReasonAudience},
+		{"no audience", k1.sign(t, with(func(m map[string]any) { delete(m, "aud") })), ReasonAudience},
+		{"expired", k1.sign(t, with(func(m map[string]any) { m["exp"] = now.Add(-time.Minute).Unix() })), ReasonExpired},
+		{"not yet valid", k1.sign(t, with(func(m map[string]any) { m["nbf"] = now.Add(time.Minute).Unix() })), ReasonNotYetValid},
+		{"missing exp", k1.sign(t, with(func(m map[string]any) { delete(m, "exp") })), ReasonMissingClaim},
+		{"missing sub", k1.sign(t, with(func(m map[string]any) { delete(m, "sub") })), ReasonMissingClaim},
+		{"exp not a number", k1.sign(t, with(func(m map[string]any) { m["exp"] = "tomorrow" })), ReasonMalformed},
+		{"alg none", none(with(func(map[string]any) {})), ReasonMalformed},
+		{"HS256 with the public key", hs(with(func(map[string]any) {})), ReasonMalformed},
+		{"bad signature", tamper(k1.sign(t, with(func(map[string]any) {}))), ReasonSignature},
+		{"signed by another key with the same kid", testKey{kid: "k1", priv: k2.priv}.sign(t, with(func(map[string]any) {})), ReasonSignature},
+		{"unknown kid", k2.sign(t, with(func(map[string]any) {})), ReasonUnknownKey},
+		{"ES256 key not in the set", signWith(t, jose.SigningKey{Algorithm: jose.ES256, Key: ec}, "k1", with(func(map[string]any) {})), ReasonSignature},
+		{"not a JWT", "abc.def", ReasonMalformed},
+		{"garbage", "Zm9v", ReasonMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := v.Verify(context.Background(), tt.token)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Verify: got %v, want success", err)
+				}
+				if p.Subject != "user_1" {
+					t.Errorf("Subject: got %q, want user_1", p.Subject)
+				}
+				return
+			}
+			var ae *AuthError
+			if !errors.As(err, &ae) {
+				t.Fatalf("Verify: got %v (%T), want an *AuthError with reason %s", err, err, tt.want)
+			}
+			if ae.Reason != tt.want {
+				t.Errorf("reason: got %s, want %s (err %v)", ae.Reason, tt.want, err)
+			}
+		})
+	}
+}
+
+func mustDecode(t *testing.T, s string) string {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestVerifierAudienceErrorNamesTokenAudience(t *testing.T) {
+	t.Parallel()
+	k1 := newKey(t, "k1", 0)
+	is := newTestIssuer(t, k1)
+	c := newClock()
+	v, _ := newTestVerifier(t, is, c)
+	claims := is.claims(testResource, "user_1", c.Now())
+	claims["aud"] = "client_01ENV"
+	_, err := v.Verify(context.Background(), k1.sign(t, claims))
+	var ae *AuthError
+	if !errors.As(err, &ae) || ae.Reason != ReasonAudience {
+		t.Fatalf("got %v, want wrong_audience", err)
+	}
+	if len(ae.TokenAudience) != 1 || ae.TokenAudience[0] != "client_01ENV" {
+		t.Errorf("TokenAudience: got %q, want [client_01ENV]", ae.TokenAudience)
+	}
+}
+
+func TestVerifierClaimsToIdentity(t *testing.T) {
+	t.Parallel()
+	k1 := newKey(t, "k1", 0)
+	is := newTestIssuer(t, k1)
+	c := newClock()
+	v, _ := newTestVerifier(t, is, c)
+	claims := is.claims(testResource, "user_1", c.Now())
+	delete(claims, "scope")
+	claims["scp"] = []string{"read", "write"}
+	claims["role"] = "admin"
+	claims["roles"] = []string{"admin", "member"}
+	claims["permissions"] = []string{"posts:read"}
+	claims["email"] = "ada@example.com"
+	claims["name"] = "Ada\nLovelace"
+	delete(claims, "client_id")
+	claims["azp"] = "client_azp"
+	p, err := v.Verify(context.Background(), k1.sign(t, claims))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := p.Identity
+	for _, c := range []struct{ name, got, want string }{
+		{"UserID", id.UserID, "user_1"},
+		{"Email", id.Email, "ada@example.com"},
+		{"OrgID", id.OrgID, "org_1"},
+		{"SessionID", id.SessionID, "session_1"},
+		{"ClientID", id.ClientID, "client_azp"},
+		{"Roles", strings.Join(id.Roles, ","), "admin,member"},
+		{"Permissions", strings.Join(id.Permissions, ","), "posts:read"},
+		{"Scopes", strings.Join(p.Scopes, " "), "read write"},
+		{"X-Auth-Name header", p.hdr.Get("X-Auth-Name"), "Ada Lovelace"},
+		{"X-Auth-Roles header", p.hdr.Get("X-Auth-Roles"), "admin,member"},
+		{"X-Auth-Scopes header", p.hdr.Get("X-Auth-Scopes"), "read write"},
+		{"X-Forwarded-Email header", p.hdr.Get("X-Forwarded-Email"), "ada@example.com"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestVerifierCacheAndKeyRotation(t *testing.T) {
+	t.Parallel()
+	k1 := newKey(t, "k1", 0)
+	k2 := newKey(t, "k2", 1)
+	is := newTestIssuer(t, k1)
+	c := newClock()
+	v, ks := newTestVerifier(t, is, c)
+	ctx := context.Background()
+	tok1 := k1.sign(t, is.claims(testResource, "user_1", c.Now()))
+	if _, err := v.Verify(ctx, tok1); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rotation: a token signed by a new key triggers one refetch and is accepted.
+	is.setKeys(k1, k2)
+	tok2 := k2.sign(t, is.claims(testResource, "user_2", c.Now()))
+	hits := is.jwksHits.Load()
+	if _, err := v.Verify(ctx, tok2); err != nil {
+		t.Fatalf("token signed by the rotated-in key: %v", err)
+	}
+	if got := is.jwksHits.Load() - hits; got != 1 {
+		t.Errorf("JWKS fetches for a new kid: got %d, want 1", got)
+	}
+
+	// Unknown kids: one refetch once the cooldown since the last one has passed, then none within the cooldown.
+	k3 := testKey{kid: "k3", priv: newKey(t, "", 2).priv}
+	hits = is.jwksHits.Load()
+	if _, err := v.Verify(ctx, k3.sign(t, is.claims(testResource, "user_3", c.Now()))); err == nil {
+		t.Fatal("token with an unknown kid accepted")
+	}
+	if got := is.jwksHits.Load() - hits; got != 0 {
+		t.Errorf("JWKS fetches for an unknown kid right after a refetch: got %d, want 0", got)
+	}
+	c.Add(11 * time.Second)
+	hits = is.jwksHits.Load()
+	for range 5 {
+		if _, err := v.Verify(ctx, k3.sign(t, is.claims(testResource, "user_3", c.Now()))); err == nil {
+			t.Fatal("token with an unknown kid accepted")
+		}
+	}
+	if got := is.jwksHits.Load() - hits; got != 1 {
+		t.Errorf("JWKS fetches for 5 unknown-kid tokens within the cooldown: got %d, want 1", got)
+	}
+
+	// JWKS outage: cached keys keep working, cached and uncached tokens alike.
+	is.down.Store(true)
+	if err := ks.Refresh(ctx); err == nil {
+		t.Fatal("Refresh during an outage: got nil error")
+	}
+	if _, err := v.Verify(ctx, tok1); err != nil {
+		t.Errorf("cached token during a JWKS outage: %v", err)
+	}
+	if _, err := v.Verify(ctx, k1.sign(t, is.claims(testResource, "user_4", c.Now()))); err != nil {
+		t.Errorf("new token signed by a known key during a JWKS outage: %v", err)
+	}
+	is.down.Store(false)
+
+	// Revocation: once k1 leaves the set, a token verified (and cached) under k1 stops working at once.
+	is.setKeys(k2)
+	if err := ks.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, tok1); err == nil {
+		t.Error("cached token signed by a removed key: accepted, want refused")
+	}
+	if _, err := v.Verify(ctx, tok2); err != nil {
+		t.Errorf("token signed by the remaining key: %v", err)
+	}
+
+	// Expiry applies to cached tokens too.
+	c.Add(2 * time.Hour)
+	if _, err := v.Verify(ctx, tok2); err == nil {
+		t.Error("cached token after its exp: accepted, want refused")
+	}
+}
+
+func TestVerifierKeysNotLoaded(t *testing.T) {
+	t.Parallel()
+	k1 := newKey(t, "k1", 0)
+	is := newTestIssuer(t, k1)
+	c := newClock()
+	ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: time.Second, Now: c.Now, Algs: []string{"RS256"}})
+	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Algs: []string{"RS256"}, Now: c.Now})
+	_, err := v.Verify(context.Background(), k1.sign(t, is.claims(testResource, "u", c.Now())))
+	var ae *AuthError
+	if !errors.As(err, &ae) || ae.Reason != ReasonKeysUnavailable {
+		t.Fatalf("got %v, want keys_unavailable", err)
+	}
+}
+
+func TestCheckClaimsTable(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	num := func(t time.Time) *json.Number { n := json.Number(strconv.FormatInt(t.Unix(), 10)); return &n }
+	rules := ClaimRules{Issuer: "https://iss", Audiences: []string{"a", "b"}, Skew: 10 * time.Second}
+	tests := []struct {
+		name string
+		c    Claims
+		want Reason
+	}{
+		{"ok", Claims{Issuer: "https://iss", Subject: "s", Audience: audience{"b"}, Expiry: num(now.Add(time.Minute))}, ""},
+		{"exp exactly now+skew", Claims{Issuer: "https://iss", Subject: "s", Audience: audience{"a"}, Expiry: num(now.Add(-10 * time.Second))}, ReasonExpired},
+		{"iss case differs", Claims{Issuer: "https://ISS", Subject: "s", Audience: audience{"a"}, Expiry: num(now.Add(time.Minute))}, ReasonIssuer},
+		{"aud empty array", Claims{Issuer: "https://iss", Subject: "s", Audience: audience{}, Expiry: num(now.Add(time.Minute))}, ReasonAudience},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := CheckClaims(&tt.c, rules, now)
+			var got Reason
+			var ae *AuthError
+			if errors.As(err, &ae) {
+				got = ae.Reason
+			} else if err != nil {
+				t.Fatalf("untyped error %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMissingScopes(t *testing.T) {
+	t.Parallel()
+	if got := MissingScopes([]string{"a", "b"}, []string{"b", "c", "d"}); strings.Join(got, " ") != "c d" {
+		t.Errorf("got %q, want [c d]", got)
+	}
+	if got := MissingScopes(nil, nil); got != nil {
+		t.Errorf("got %q, want nil", got)
+	}
+}

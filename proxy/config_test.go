@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestIssuerFromSubdomain(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"my-app-54":                      "https://my-app-54.authkit.app",
+		"my-app-54.authkit.app":          "https://my-app-54.authkit.app",
+		"My-App-54.AuthKit.app.":         "https://my-app-54.authkit.app",
+		"auth.example.com":               "https://auth.example.com",
+		"https://my-app-54.authkit.app/": "https://my-app-54.authkit.app",
+		"https://auth.example.com/t":     "https://auth.example.com/t",
+		"http://127.0.0.1:9000":          "http://127.0.0.1:9000",
+	} {
+		got, err := IssuerFromSubdomain(in)
+		if err != nil || got != want {
+			t.Errorf("IssuerFromSubdomain(%q): got %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "my_app", "-x", "a..b", "http://auth.example.com", "https://x.authkit.app?x=1", "my app"} {
+		if got, err := IssuerFromSubdomain(in); err == nil {
+			t.Errorf("IssuerFromSubdomain(%q): got %q, want an error", in, got)
+		}
+	}
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := LoadConfig(map[string]string{"MCP_USE_OAUTH_WORKOS_SUBDOMAIN": "my-app-54"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, got, want string }{
+		{"Issuer", c.Issuer, "https://my-app-54.authkit.app"},
+		{"Resource", c.Resource, "http://localhost:3000/mcp"},
+		{"ListenAddr", c.ListenAddr, ":3000"},
+		{"Upstream", c.Upstream.String(), "http://127.0.0.1:3001/mcp"},
+		{"Audiences", strings.Join(c.AudienceList, ","), "http://localhost:3000/mcp"},
+		{"Origins", strings.Join(c.OriginList, ","), "http://localhost:3000"},
+		{"MetricsAddr", c.MetricsAddr, "127.0.0.1:9090"},
+		{"Scopes", strings.Join(c.ScopeList, ","), ""},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+	if c.ClockSkew != 30*time.Second {
+		t.Errorf("ClockSkew: got %s", c.ClockSkew)
+	}
+}
+
+func TestLoadConfigPrecedenceAndAliases(t *testing.T) {
+	t.Parallel()
+	c, err := LoadConfig(map[string]string{
+		"MCP_USE_OAUTH_WORKOS_SUBDOMAIN": "ignored",
+		"GATEWAY_ISSUER_URL":             "http://localhost:9000/tenant",
+		"MCP_URL":                        "https://MCP.Example.com/",
+		"PORT":                           "8080",
+		"HOST":                           "127.0.0.1",
+		"GATEWAY_REQUIRED_SCOPES":        "mcp:tools, mcp:read",
+		"GATEWAY_AUDIENCES":              "https://mcp.example.com/mcp,api://mcp",
+		"GATEWAY_ALLOWED_ORIGINS":        "http://localhost:6274",
+		"GATEWAY_METRICS_ADDR":           "off",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, got, want string }{
+		{"Issuer", c.Issuer, "http://localhost:9000/tenant"},
+		{"Resource", c.Resource, "https://mcp.example.com/mcp"},
+		{"ListenAddr", c.ListenAddr, "127.0.0.1:8080"},
+		{"Scopes", strings.Join(c.ScopeList, " "), "mcp:tools mcp:read"},
+		{"Audiences", strings.Join(c.AudienceList, " "), "https://mcp.example.com/mcp api://mcp"},
+		{"Origins", strings.Join(c.OriginList, " "), "http://localhost:6274"},
+		{"MetricsAddr", c.MetricsAddr, ""},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+	c, err = LoadConfig(map[string]string{"WORKOS_SUBDOMAIN": "alias-app", "GATEWAY_PUBLIC_URL": "https://a.example.com", "MCP_URL": "https://b.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuer != "https://alias-app.authkit.app" || c.Resource != "https://a.example.com/mcp" {
+		t.Errorf("aliases: got issuer %q resource %q", c.Issuer, c.Resource)
+	}
+}
+
+// TestLoadConfigReportsEveryProblem checks that one run names every bad variable.
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, err := LoadConfig(map[string]string{
+		"GATEWAY_ISSUER_URL":            "http://auth.example.com",
+		"GATEWAY_PUBLIC_URL":            "https://mcp.example.com/base",
+		"GATEWAY_MCP_PATH":              "/.well-known/x",
+		"GATEWAY_UPSTREAM_URL":          "ftp://x",
+		"GATEWAY_LISTEN_ADDR":           "3000",
+		"GATEWAY_METRICS_ADDR":          "nope",
+		"GATEWAY_REQUIRED_SCOPES":       `a"b`,
+		"GATEWAY_ALLOWED_ORIGINS":       "localhost:6274",
+		"GATEWAY_IDENTITY_SECRET":       "short",
+		"GATEWAY_SESSION_SECRET":        "short",
+		"GATEWAY_LOG_LEVEL":             "loud",
+		"GATEWAY_SIGNING_ALGS":          "RS256,HS256,none",
+		"GATEWAY_CLOCK_SKEW":            "1h",
+		"GATEWAY_JWKS_REFRESH_INTERVAL": "soon",
+		"GATEWAY_MAX_BODY_BYTES":        "10",
+	})
+	if err == nil {
+		t.Fatal("got nil error")
+	}
+	msg := err.Error()
+	for _, name := range []string{"GATEWAY_ISSUER_URL", "GATEWAY_PUBLIC_URL", "GATEWAY_MCP_PATH", "GATEWAY_UPSTREAM_URL",
+		"GATEWAY_LISTEN_ADDR", "GATEWAY_METRICS_ADDR", "GATEWAY_REQUIRED_SCOPES", "GATEWAY_ALLOWED_ORIGINS",
+		"GATEWAY_IDENTITY_SECRET", "GATEWAY_SESSION_SECRET", "GATEWAY_LOG_LEVEL", "GATEWAY_CLOCK_SKEW",
+		"GATEWAY_JWKS_REFRESH_INTERVAL", "GATEWAY_MAX_BODY_BYTES"} {
+		if !strings.Contains(msg, name+":") {
+			t.Errorf("error does not name %s:\n%s", name, msg)
+		}
+	}
+	if !strings.Contains(msg, `"HS256" is not allowed`) || !strings.Contains(msg, `"none" is not allowed`) {
+		t.Errorf("error does not refuse HS256 and none:\n%s", msg)
+	}
+	if strings.Count(msg, "GATEWAY_JWKS_REFRESH_INTERVAL") != 1 {
+		t.Errorf("a variable that failed to parse is reported twice:\n%s", msg)
+	}
+}
+
+func TestLoadConfigNeedsAnIssuer(t *testing.T) {
+	t.Parallel()
+	_, err := LoadConfig(nil)
+	if err == nil || !strings.Contains(err.Error(), "MCP_USE_OAUTH_WORKOS_SUBDOMAIN") {
+		t.Errorf("got %v, want an error naming how to set the issuer", err)
+	}
+}

@@ -173,11 +173,18 @@ var (
 	ErrNoSignature  = errors.New("no identity signature")
 	ErrBadSignature = errors.New("identity signature does not match")
 	ErrStale        = errors.New("identity signature is stale")
+	// ErrNoSecret reports a call without a secret: a MAC keyed with nothing proves nothing.
+	ErrNoSecret = errors.New("no identity secret configured")
 )
 
 // Sign sets HeaderSignature on h: an HMAC-SHA256 with secret over now (in unix seconds) and the values of every
-// identity header (empty for an absent one), so that the upstream can tell the gateway set them.
+// identity header (empty for an absent one), so that the upstream can tell the gateway set them. With an empty secret
+// it removes HeaderSignature instead.
 func Sign(h http.Header, secret []byte, now time.Time) {
+	if len(secret) == 0 {
+		delete(h, HeaderSignature)
+		return
+	}
 	t := strconv.FormatInt(now.Unix(), 10)
 	h[HeaderSignature] = []string{"t=" + t + ",v1=" + base64.RawURLEncoding.EncodeToString(mac(h, secret, t))}
 }
@@ -199,6 +206,9 @@ func mac(h http.Header, secret []byte, t string) []byte {
 // Verify checks HeaderSignature on h against secret: the MAC must match and its time lie within maxAge of now
 // (either side, to allow for clock skew).
 func Verify(h http.Header, secret []byte, now time.Time, maxAge time.Duration) error {
+	if len(secret) == 0 {
+		return ErrNoSecret
+	}
 	v := h.Get(HeaderSignature)
 	if v == "" {
 		return ErrNoSignature

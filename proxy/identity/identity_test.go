@@ -119,6 +119,9 @@ func TestSignVerify(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", tt.name, err, tt.want)
 		}
 	}
+	if err := Verify(signed(), nil, now, time.Minute); !errors.Is(err, ErrNoSecret) {
+		t.Errorf("empty secret: got %v, want ErrNoSecret", err)
+	}
 	if err := Verify(signed(), []byte("another secret of thirty-two bytes!"), now, time.Minute); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("wrong secret: got %v", err)
 	}

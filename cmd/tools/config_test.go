@@ -1,0 +1,165 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	defaults := config{
+		ListenAddr:     "127.0.0.1:3001",
+		WorkOSAPIURL:   "https://api.workos.com",
+		IdentityMaxAge: 60 * time.Second,
+		LogLevel:       "info",
+	}
+	secret := strings.Repeat("s", minSecretLen)
+	tests := []struct {
+		name       string
+		environ    map[string]string
+		want       config
+		wantAPIKey string
+	}{
+		{name: "defaults", environ: map[string]string{}, want: defaults},
+		{
+			name: "every variable",
+			environ: map[string]string{
+				"TOOLS_LISTEN_ADDR":            ":8080",
+				"WORKOS_API_URL":               "http://127.0.0.1:9999/workos",
+				"MCP_USE_OAUTH_WORKOS_API_KEY": "sk_primary",
+				"GATEWAY_IDENTITY_SECRET":      secret,
+				"TOOLS_IDENTITY_MAX_AGE":       "2m",
+				"TOOLS_STATELESS":              "true",
+				"TOOLS_JSON_RESPONSE":          "1",
+				"TOOLS_LOG_LEVEL":              "DEBUG",
+			},
+			want: config{
+				ListenAddr: ":8080", WorkOSAPIURL: "http://127.0.0.1:9999/workos", WorkOSAPIKey: "sk_primary",
+				IdentitySecret: secret, IdentityMaxAge: 2 * time.Minute, Stateless: true, JSONResponse: true, LogLevel: "DEBUG",
+			},
+			wantAPIKey: "sk_primary",
+		},
+		{
+			name:       "API key: MCP_USE_OAUTH_WORKOS_API_KEY wins over WORKOS_API_KEY",
+			environ:    map[string]string{"MCP_USE_OAUTH_WORKOS_API_KEY": "sk_primary", "WORKOS_API_KEY": "sk_alias"},
+			want:       with(defaults, func(c *config) { c.WorkOSAPIKey, c.WorkOSAPIKeyAlias = "sk_primary", "sk_alias" }),
+			wantAPIKey: "sk_primary",
+		},
+		{
+			name:       "API key: WORKOS_API_KEY alone",
+			environ:    map[string]string{"WORKOS_API_KEY": "sk_alias"},
+			want:       with(defaults, func(c *config) { c.WorkOSAPIKeyAlias = "sk_alias" }),
+			wantAPIKey: "sk_alias",
+		},
+		{
+			name:       "API key: empty MCP_USE_OAUTH_WORKOS_API_KEY falls back",
+			environ:    map[string]string{"MCP_USE_OAUTH_WORKOS_API_KEY": " ", "WORKOS_API_KEY": "sk_alias"},
+			want:       with(defaults, func(c *config) { c.WorkOSAPIKey, c.WorkOSAPIKeyAlias = " ", "sk_alias" }),
+			wantAPIKey: "sk_alias",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := loadConfig(tt.environ)
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("config = %+v, want %+v", got, tt.want)
+			}
+			if got := got.apiKey(); got != tt.wantAPIKey {
+				t.Errorf("apiKey() = %q, want %q", got, tt.wantAPIKey)
+			}
+		})
+	}
+}
+
+func with(c config, f func(*config)) config {
+	f(&c)
+	return c
+}
+
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		environ map[string]string
+		want    []string // variables named in the error, each exactly once
+	}{
+		{
+			name: "all at once",
+			environ: map[string]string{
+				"TOOLS_LISTEN_ADDR":       "localhost",
+				"WORKOS_API_URL":          "ftp://api.workos.com",
+				"GATEWAY_IDENTITY_SECRET": "tooshortsecret",
+				"TOOLS_IDENTITY_MAX_AGE":  "soon",
+				"TOOLS_STATELESS":         "maybe",
+				"TOOLS_JSON_RESPONSE":     "perhaps",
+				"TOOLS_LOG_LEVEL":         "verbose",
+			},
+			want: []string{"TOOLS_LISTEN_ADDR", "WORKOS_API_URL", "GATEWAY_IDENTITY_SECRET", "TOOLS_IDENTITY_MAX_AGE",
+				"TOOLS_STATELESS", "TOOLS_JSON_RESPONSE", "TOOLS_LOG_LEVEL"},
+		},
+		{name: "relative URL", environ: map[string]string{"WORKOS_API_URL": "/workos"}, want: []string{"WORKOS_API_URL"}},
+		{name: "URL with a query", environ: map[string]string{"WORKOS_API_URL": "https://api.workos.com/?k=v"}, want: []string{"WORKOS_API_URL"}},
+		{name: "URL with credentials", environ: map[string]string{"WORKOS_API_URL": "https://u:p@api.workos.com"}, want: []string{"WORKOS_API_URL"}},
+		{name: "unparsable URL", environ: map[string]string{"WORKOS_API_URL": "http://[::1"}, want: []string{"WORKOS_API_URL"}},
+		{name: "port without colon", environ: map[string]string{"TOOLS_LISTEN_ADDR": "3001"}, want: []string{"TOOLS_LISTEN_ADDR"}},
+		{name: "negative max age", environ: map[string]string{"TOOLS_IDENTITY_MAX_AGE": "-1s"}, want: []string{"TOOLS_IDENTITY_MAX_AGE"}},
+		{name: "zero max age", environ: map[string]string{"TOOLS_IDENTITY_MAX_AGE": "0s"}, want: []string{"TOOLS_IDENTITY_MAX_AGE"}},
+	}
+	all := []string{"TOOLS_LISTEN_ADDR", "WORKOS_API_URL", "MCP_USE_OAUTH_WORKOS_API_KEY", "WORKOS_API_KEY",
+		"GATEWAY_IDENTITY_SECRET", "TOOLS_IDENTITY_MAX_AGE", "TOOLS_STATELESS", "TOOLS_JSON_RESPONSE", "TOOLS_LOG_LEVEL"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := loadConfig(tt.environ)
+			if err == nil {
+				t.Fatal("loadConfig: got no error")
+			}
+			msg := err.Error()
+			lines := strings.Split(msg, "\n")
+			if len(lines) != len(tt.want) {
+				t.Errorf("got %d problems, want %d:\n%s", len(lines), len(tt.want), msg)
+			}
+			for _, name := range all {
+				got, want := 0, 0
+				for _, line := range lines {
+					if strings.HasPrefix(line, name+": ") {
+						got++
+					}
+				}
+				for _, w := range tt.want {
+					if w == name {
+						want++
+					}
+				}
+				if got != want {
+					t.Errorf("%s named by %d problems, want %d:\n%s", name, got, want, msg)
+				}
+			}
+			if strings.Contains(msg, "tooshortsecret") {
+				t.Errorf("error repeats the secret:\n%s", msg)
+			}
+		})
+	}
+}
+
+// TestLoadConfigIgnoresProcessEnvironment guards against caarlos0/env's fallback to the real environment when it is
+// given a nil map.
+func TestLoadConfigIgnoresProcessEnvironment(t *testing.T) {
+	t.Setenv("TOOLS_LOG_LEVEL", "not-a-level")
+	t.Setenv("MCP_USE_OAUTH_WORKOS_API_KEY", "sk_from_process")
+	for _, environ := range []map[string]string{nil, {}} {
+		cfg, err := loadConfig(environ)
+		if err != nil {
+			t.Fatalf("loadConfig(%v): %v", environ, err)
+		}
+		if cfg.LogLevel != "info" || cfg.apiKey() != "" {
+			t.Errorf("loadConfig(%v) read the process environment: %+v", environ, cfg)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+// Package tools is the MCP tool service that runs behind the gateway: three tools that report who the caller is
+// (get-user-info, get-user-permissions) and fetch the caller's WorkOS profile (get-workos-user).
+//
+// The caller is whoever the gateway says it is on the HTTP request that carries the tool call: every handler reads the
+// identity headers of that request (see package identity) and nothing is remembered per session, so two users sharing
+// one server, or one session whose token changes, always see their own identity. [Handler] refuses, at the HTTP
+// level, requests that carry no gateway identity and, when a secret is configured, requests whose identity signature is
+// missing, wrong or stale.
+package tools
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcp-gateway/gateway/proxy/identity"
+)
+
+// Defaults used when the corresponding [Options] field is zero.
+const (
+	DefaultWorkOSBaseURL  = "https://api.workos.com"
+	DefaultWorkOSTimeout  = 10 * time.Second
+	DefaultIdentityMaxAge = 60 * time.Second
+)
+
+// Options configures the tool server and its HTTP handler. The zero value is usable: it serves the tools without a
+// WorkOS API key (get-workos-user then answers with a tool error) and without checking identity signatures.
+type Options struct {
+	// HTTPClient makes the requests to the WorkOS API. Nil means a new client with no settings of its own; every
+	// request is bounded by WorkOSTimeout either way.
+	HTTPClient *http.Client
+
+	// Logger receives the service's logs. Nil discards them. Identity header values are never logged.
+	Logger *slog.Logger
+
+	// Now is the clock used to check identity signatures. Nil means time.Now.
+	Now func() time.Time
+
+	// WorkOSBaseURL is the base of the WorkOS API; a trailing slash is ignored. Empty means DefaultWorkOSBaseURL.
+	// The API key travels to it, so anything but https exposes the key on the network.
+	WorkOSBaseURL string
+
+	// WorkOSAPIKey is the secret key (sk_…) sent as a bearer token to the WorkOS API by get-workos-user. Empty means
+	// that tool answers with an error naming the variables to set; no request is made without a key.
+	WorkOSAPIKey string
+
+	// WorkOSTimeout bounds one WorkOS API request, connection included. Zero means DefaultWorkOSTimeout.
+	WorkOSTimeout time.Duration
+
+	// IdentitySecret is the secret the gateway signs identity headers with. Empty means signatures are not checked and
+	// anyone who can reach the service can claim any identity: the service must then be reachable from the gateway
+	// alone. When set, a request whose signature is missing, wrong or stale is refused.
+	IdentitySecret []byte
+
+	// IdentityMaxAge is how far a signature's time may lie from Now, either side. Zero means DefaultIdentityMaxAge.
+	// A longer age allows more clock skew and a longer replay window for captured headers.
+	IdentityMaxAge time.Duration
+
+	// Stateless and JSONResponse are passed to the go-sdk's [mcp.StreamableHTTPOptions]: Stateless serves every request
+	// without an Mcp-Session-Id, JSONResponse answers POSTs with application/json instead of an event stream.
+	// Both default to false.
+	Stateless    bool
+	JSONResponse bool
+}
+
+// withDefaults returns a copy of o with every zero field that has a default filled in.
+func (o Options) withDefaults() Options {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.WorkOSBaseURL == "" {
+		o.WorkOSBaseURL = DefaultWorkOSBaseURL
+	}
+	if o.WorkOSTimeout <= 0 {
+		o.WorkOSTimeout = DefaultWorkOSTimeout
+	}
+	if o.IdentityMaxAge <= 0 {
+		o.IdentityMaxAge = DefaultIdentityMaxAge
+	}
+	return o
+}
+
+// UserInfo is the result of get-user-info. Fields other than UserID are omitted when the token has no such claim.
+type UserInfo struct {
+	UserID         string `json:"userId" jsonschema:"the user's id (the token's sub claim)"`
+	Email          string `json:"email,omitempty" jsonschema:"the user's email address, when the token carries one"`
+	Name           string `json:"name,omitempty" jsonschema:"the user's name, when the token carries one"`
+	OrganizationID string `json:"organizationId,omitempty" jsonschema:"the organization the user signed in to, if any"`
+}
+
+// UserPermissions is the result of get-user-permissions. Each list is empty, never null, when the token has none.
+type UserPermissions struct {
+	Roles       []string `json:"roles" jsonschema:"the user's roles"`
+	Permissions []string `json:"permissions" jsonschema:"the user's permissions"`
+	Scopes      []string `json:"scopes" jsonschema:"the scopes granted to the access token"`
+}
+
+// WorkOSUser is the result of get-workos-user: the WorkOS user object with the members and values the User Management
+// API returned (the go-sdk re-encodes it, so member order may differ).
+type WorkOSUser map[string]any
+
+// noInput is the input of every tool: none of them takes arguments.
+type noInput struct{}
+
+// errNoIdentity is the tool error for a call that reached a tool without a gateway identity, which [Handler] prevents.
+var errNoIdentity = errors.New("no gateway identity on this request: this service must run behind the MCP gateway")
+
+// NewServer returns an MCP server with the three tools. It serves any transport; over HTTP, use [Handler], which
+// also refuses requests without a gateway identity.
+func NewServer(opts Options) *mcp.Server {
+	opts = opts.withDefaults()
+	s := mcp.NewServer(&mcp.Implementation{Name: "mcp-gateway-tools", Version: "1.0.0"}, &mcp.ServerOptions{
+		Logger: opts.Logger,
+	})
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "get-user-info",
+		Description: "Get information about the authenticated user: id, email, name and organization.",
+	}, getUserInfo)
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "get-user-permissions",
+		Description: "Get the authenticated user's roles and permissions, and the scopes granted to the token.",
+	}, getUserPermissions)
+	w := &workos{
+		client:  opts.HTTPClient,
+		logger:  opts.Logger,
+		baseURL: opts.WorkOSBaseURL,
+		apiKey:  opts.WorkOSAPIKey,
+		timeout: opts.WorkOSTimeout,
+	}
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "get-workos-user",
+		Description: "Fetch the authenticated user's full profile from the WorkOS User Management API.",
+	}, w.getUser)
+	return s
+}
+
+// callerIdentity reads the identity the gateway set on the HTTP request that carried req. The go-sdk fills
+// req.Extra.Header from that request on every call, also in a stateful session, so nothing here outlives the call.
+func callerIdentity(req *mcp.CallToolRequest) (identity.Identity, error) {
+	if req.Extra == nil || req.Extra.Header == nil {
+		return identity.Identity{}, errNoIdentity
+	}
+	id, err := identity.FromHeader(req.Extra.Header)
+	if err != nil {
+		return identity.Identity{}, errNoIdentity
+	}
+	return id, nil
+}
+
+func getUserInfo(_ context.Context, req *mcp.CallToolRequest, _ noInput) (*mcp.CallToolResult, UserInfo, error) {
+	id, err := callerIdentity(req)
+	if err != nil {
+		return nil, UserInfo{}, err
+	}
+	return nil, UserInfo{UserID: id.UserID, Email: id.Email, Name: id.Name, OrganizationID: id.OrgID}, nil
+}
+
+func getUserPermissions(_ context.Context, req *mcp.CallToolRequest, _ noInput) (*mcp.CallToolResult, UserPermissions, error) {
+	id, err := callerIdentity(req)
+	if err != nil {
+		return nil, UserPermissions{}, err
+	}
+	return nil, UserPermissions{
+		Roles:       nonNil(id.Roles),
+		Permissions: nonNil(id.Permissions),
+		Scopes:      nonNil(id.Scopes),
+	}, nil
+}
+
+// nonNil returns s, or an empty slice when s is nil, so that it marshals as [] rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

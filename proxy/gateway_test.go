@@ -507,3 +507,54 @@ func TestMetricsAndAuthFailureReasons(t *testing.T) {
 		t.Errorf("keys loaded gauge: got %v", got)
 	}
 }
+
+func TestTransportHeadersAndMethodsPassThrough(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, true)
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("MCP-Protocol-Version", "2025-11-25")
+		w.Header().Set("X-Upstream-Custom", "kept")
+		w.WriteHeader(http.StatusAccepted)
+	}
+	tok := h.token(t, "u")
+	resp := h.do(t, "GET", "/mcp", tok, map[string]string{"Last-Event-ID": "ev-42", "Accept": "text/event-stream"}, "")
+	if got := h.up.last(t).Header.Get("Last-Event-ID"); got != "ev-42" {
+		t.Errorf("Last-Event-ID upstream: got %q", got)
+	}
+	if resp.StatusCode != 202 || resp.Header.Get("MCP-Protocol-Version") != "2025-11-25" || resp.Header.Get("X-Upstream-Custom") != "kept" {
+		t.Errorf("response: got %d %v", resp.StatusCode, resp.Header)
+	}
+	h.do(t, "DELETE", "/mcp", tok, nil, "")
+	if got := h.up.last(t).Method; got != "DELETE" {
+		t.Errorf("method upstream: got %s, want DELETE", got)
+	}
+}
+
+func TestClientDisconnectCancelsUpstream(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, true)
+	started, canceled := make(chan struct{}), make(chan struct{})
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		close(started)
+		<-r.Context().Done()
+		close(canceled)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.srv.URL+"/mcp", nil)
+	req.Header.Set("Authorization", "Bearer "+h.token(t, "u"))
+	resp, err := h.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-started
+	cancel()
+	select {
+	case <-canceled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream request was not cancelled 10s after the client went away")
+	}
+}

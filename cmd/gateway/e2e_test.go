@@ -118,6 +118,15 @@ func startGateway(t *testing.T, env map[string]string) (string, *logBuffer) {
 		}
 	})
 	addr := waitFor(t, logs, "gateway listening", "addr")
+	hc := map[string]string{"GATEWAY_LISTEN_ADDR": addr}
+	for k, v := range m {
+		if k != "GATEWAY_LISTEN_ADDR" {
+			hc[k] = v
+		}
+	}
+	if err := run(context.Background(), []string{"--healthcheck"}, hc, io.Discard, io.Discard); err != nil {
+		t.Errorf("--healthcheck against a running gateway: %v", err)
+	}
 	base := "http://" + addr
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -335,5 +344,16 @@ func TestEventArrivesBeforeToolReturns(t *testing.T) {
 	}
 	if res.IsError || res.Content[0].(*mcp.TextContent).Text != "done" {
 		t.Errorf("result: %+v", res.Content)
+	}
+}
+
+func TestHealthcheckFailsWithoutGateway(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	srv.Close()
+	err := run(context.Background(), []string{"--healthcheck"}, map[string]string{"GATEWAY_ISSUER_URL": "http://127.0.0.1:1", "GATEWAY_LISTEN_ADDR": addr}, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("--healthcheck with nothing listening: got nil error")
 	}
 }

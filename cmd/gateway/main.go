@@ -48,8 +48,10 @@ func environ(kv []string) map[string]string {
 func run(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	healthcheck := fs.Bool("healthcheck", false, "ask the gateway configured by the environment for /healthz and exit 0 if it answers 200 (for container health checks; needs no shell)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gateway\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
+		fmt.Fprintln(stderr, "usage: gateway [--healthcheck]\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,6 +63,9 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	cfg, err := proxy.LoadConfig(env)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if *healthcheck {
+		return checkHealth(ctx, cfg.ListenAddr)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.Level}))
 
@@ -133,6 +138,32 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	<-done
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr
+	}
+	return nil
+}
+
+// checkHealth asks the gateway listening on addr for /healthz over loopback.
+func checkHealth(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", req.URL, resp.Status)
 	}
 	return nil
 }

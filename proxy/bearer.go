@@ -41,12 +41,8 @@ func ParseBearer(v string) (string, error) {
 		return "", ErrMalformedBearer
 	}
 	i := 0
-	for ; i < len(tok); i++ {
-		c := tok[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
-			break
-		}
+	for i < len(tok) && b64token[tok[i]] {
+		i++
 	}
 	if i == 0 {
 		return "", ErrMalformedBearer
@@ -58,3 +54,12 @@ func ParseBearer(v string) (string, error) {
 	}
 	return tok, nil
 }
+
+// b64token marks the characters of an RFC 6750 b64token, before its trailing '='s.
+var b64token = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()

@@ -141,6 +141,7 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.upstreamError,
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		BufferPool:     newBufferPool(),
 		// FlushInterval 0: text/event-stream and unknown-length responses are flushed after every write anyway.
 	}
 	g.handler = g.routes()
@@ -387,3 +388,13 @@ func newRequestIDs() requestIDs {
 func (r requestIDs) next() string {
 	return r.prefix + fmt.Sprint(r.n.Add(1))
 }
+
+// bufferPool lends the reverse proxy its copy buffers, so that a response does not allocate 32 KiB.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,8 +54,11 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	healthcheck := fs.Bool("healthcheck", false, "ask the service listening on TOOLS_LISTEN_ADDR whether it answers, and exit 0 if it does "+
+		"(for container health checks; needs no shell)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: %s\n\nServes the MCP tools at /mcp behind the gateway; configured by environment variables.\n", name)
+		fmt.Fprintf(fs.Output(), "usage: %s [--healthcheck]\n\nServes the MCP tools at /mcp behind the gateway; configured by environment variables.\n\n", name)
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -69,6 +73,9 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	cfg, err := loadConfig(environ)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if *healthcheck {
+		return checkHealth(ctx, cfg.ListenAddr)
 	}
 	level, _ := parseLevel(cfg.LogLevel) // Validate checked it
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
@@ -124,6 +131,52 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		logger.Info("stopped")
 	}
 	return err
+}
+
+// healthcheckTimeout bounds a --healthcheck, connection and answer included.
+const healthcheckTimeout = 3 * time.Second
+
+// errUnhealthy is returned by checkHealth when something answers on the address but not as the tool service does.
+var errUnhealthy = errors.New("healthcheck: the answer is not the tool service's")
+
+// checkHealth asks the service listening on addr (TOOLS_LISTEN_ADDR; an unspecified host means loopback) whether it is
+// alive. The service has no health endpoint and must not grow an unauthenticated one, so the check sends what it
+// refuses: GET /mcp without a gateway identity. It is alive if it answers 401 with the JSON error "unauthenticated",
+// which only the tool service's identity check sends; connection errors, time-outs and any other answer are failures.
+// Each check therefore leaves one "request refused" line (reason unauthenticated) in the service's log.
+func checkHealth(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("TOOLS_LISTEN_ADDR: %w", err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, healthcheckTimeout)
+	defer cancel()
+	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: tools.Path}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}} // never through a proxy from the environment
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Error string `json:"error"`
+	}
+	if resp.StatusCode != http.StatusUnauthorized || json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&body) != nil || body.Error != "unauthenticated" {
+		return fmt.Errorf("%w: GET %s answered %s", errUnhealthy, u.String(), resp.Status)
+	}
+	return nil
 }
 
 // warnInsecure logs, once at start, every setting that weakens the service's security.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -236,5 +237,72 @@ func TestRunHelp(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "usage:") {
 		t.Errorf("run -h printed %q, want a usage line", stderr.String())
+	}
+}
+
+// TestHealthcheck runs --healthcheck against the real service and against things that are not it.
+func TestHealthcheck(t *testing.T) {
+	t.Parallel()
+	addr, _, _, logs := startRun(t, map[string]string{"TOOLS_LISTEN_ADDR": "127.0.0.1:0"})
+	_, port, _ := net.SplitHostPort(addr)
+
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	closed.Close()
+
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"error":"invalid_token"}`))
+	}))
+	t.Cleanup(other.Close)
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(ok.Close)
+
+	tests := []struct {
+		name    string
+		addr    string
+		wantErr error // nil: healthy; errUnhealthy: something else answered; other: any error
+	}{
+		{name: "tool service", addr: addr},
+		{name: "unspecified host means loopback", addr: "0.0.0.0:" + port},
+		{name: "empty host means loopback", addr: ":" + port},
+		{name: "nothing listening", addr: closedAddr, wantErr: errors.New("any")},
+		{name: "another server's 401", addr: strings.TrimPrefix(other.URL, "http://"), wantErr: errUnhealthy},
+		{name: "a server answering 200", addr: strings.TrimPrefix(ok.URL, "http://"), wantErr: errUnhealthy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr bytes.Buffer
+			err := run(t.Context(), []string{"tools", "--healthcheck"}, map[string]string{"TOOLS_LISTEN_ADDR": tt.addr}, io.Discard, &stderr)
+			switch {
+			case tt.wantErr == nil && err != nil:
+				t.Errorf("--healthcheck against %s: got %v, want nil", tt.addr, err)
+			case tt.wantErr != nil && err == nil:
+				t.Errorf("--healthcheck against %s: got nil, want an error", tt.addr)
+			case tt.wantErr == errUnhealthy && !errors.Is(err, errUnhealthy):
+				t.Errorf("--healthcheck against %s: got %v, want errUnhealthy", tt.addr, err)
+			}
+			if stderr.Len() > 0 {
+				t.Errorf("--healthcheck wrote to stderr: %q", stderr.String())
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if !strings.Contains(logs.String(), `"reason":"unauthenticated"`) {
+			t.Errorf("the service did not log the check's refused request:\n%s", logs)
+		}
+	})
+}
+
+func TestHealthcheckInvalidConfiguration(t *testing.T) {
+	t.Parallel()
+	err := run(t.Context(), []string{"tools", "--healthcheck"}, map[string]string{"TOOLS_LISTEN_ADDR": "no-port"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "TOOLS_LISTEN_ADDR") {
+		t.Errorf("--healthcheck with TOOLS_LISTEN_ADDR=no-port: got %v, want an error naming the variable", err)
 	}
 }

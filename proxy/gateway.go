@@ -164,8 +164,10 @@ func newUpstreamTransport() *http.Transport {
 		MaxIdleConnsPerHost: 1024,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
-		WriteBufferSize:     32 << 10,
-		ReadBufferSize:      32 << 10,
+		// Small connection buffers: an idle event stream holds its upstream connection, so every KiB here is paid per
+		// open stream. MCP messages are small; larger bodies just take more system calls.
+		WriteBufferSize: 2 << 10,
+		ReadBufferSize:  2 << 10,
 	}
 }
 
@@ -389,11 +391,13 @@ func (r requestIDs) next() string {
 	return r.prefix + fmt.Sprint(r.n.Add(1))
 }
 
-// bufferPool lends the reverse proxy its copy buffers, so that a response does not allocate 32 KiB.
+// bufferPool lends the reverse proxy its copy buffers, so that a response does not allocate one. An open event stream
+// holds its buffer while it waits for the next event, so the size is a trade between copy calls on large responses and
+// memory per idle stream.
 type bufferPool struct{ p sync.Pool }
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}}
 }
 
 func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -102,7 +103,9 @@ func BenchmarkChain(b *testing.B) {
 		b.Fatal(err)
 	}
 	c := newClock()
-	g, err := New(cfg, Options{Now: c.Now, ASClient: is.Client()})
+	// Access logging on, as in production (JSON, info), into a discarding writer.
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	g, err := New(cfg, Options{Now: c.Now, ASClient: is.Client(), Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -115,7 +115,7 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		attrs := make([]slog.Attr, 0, 10)
 		attrs = append(attrs, slog.String("request_id", st.reqID), slog.String("method", r.Method),
 			slog.String("route", st.route), slog.String("path", r.URL.Path), slog.Int("status", code),
-			slog.Int64("bytes", sw.bytes), slog.Float64("duration_ms", float64(d.Microseconds())/1000))
+			slog.Int64("bytes", sw.bytes), slog.Int64("duration_us", d.Microseconds()))
 		if st.principal != nil {
 			attrs = append(attrs, slog.String("sub", st.principal.Subject))
 		}

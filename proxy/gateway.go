@@ -145,6 +145,10 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		// FlushInterval 0: text/event-stream and unknown-length responses are flushed after every write anyway.
 	}
 	g.handler = g.routes()
+	if !slices.Contains(cfg.AudienceList, cfg.Resource) {
+		g.log.Warn("GATEWAY_AUDIENCES does not include the resource identifier that the protected resource metadata advertises; "+
+			"clients that request a token for it will be refused", "resource", cfg.Resource, "audiences", cfg.AudienceList)
+	}
 	return g, nil
 }
 
@@ -164,10 +168,8 @@ func newUpstreamTransport() *http.Transport {
 		MaxIdleConnsPerHost: 1024,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
-		// Small connection buffers: an idle event stream holds its upstream connection, so every KiB here is paid per
-		// open stream. MCP messages are small; larger bodies just take more system calls.
-		WriteBufferSize: 2 << 10,
-		ReadBufferSize:  2 << 10,
+		// Default (4 KiB) connection buffers: an idle event stream holds its upstream connection, so every KiB here is
+		// paid per open stream, and a request with identity headers still fits in one write.
 	}
 }
 

@@ -76,11 +76,12 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	var rows []row
 	var gatewayRequests int64
 	var gatewayRSS int64
-	for _, mode := range []string{"json", "sse"} {
+	for _, mode := range []string{"json", "sse", "stateless"} {
 		toolsAddr, _ := freeAddr()
 		bareAddr, _ := freeAddr()
 		gwAddr, _ := freeAddr()
-		tools, err := start(ctx, "tools", []string{"TOOLS_LISTEN_ADDR=" + toolsAddr, "TOOLS_JSON_RESPONSE=" + strconv.FormatBool(mode == "json"), "TOOLS_LOG_LEVEL=warn"}, toolsBin)
+		tools, err := start(ctx, "tools", []string{"TOOLS_LISTEN_ADDR=" + toolsAddr, "TOOLS_LOG_LEVEL=warn",
+			"TOOLS_JSON_RESPONSE=" + strconv.FormatBool(mode != "sse"), "TOOLS_STATELESS=" + strconv.FormatBool(mode == "stateless")}, toolsBin)
 		if err != nil {
 			return err
 		}
@@ -111,7 +112,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			{name: "c gateway", url: "http://" + gwAddr + "/mcp", headers: auth, proc: gw},
 		}
 		for _, s := range setups {
-			if s.session, err = initialize(ctx, s); err != nil {
+			if s.session, err = initialize(ctx, s, mode == "stateless"); err != nil {
 				return fmt.Errorf("%s: initialize: %w", s.name, err)
 			}
 		}
@@ -121,6 +122,10 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				{name: "tools/call get-user-info (JSON)", body: `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"get-user-info","arguments":{}}}`, want2xx: true},
 				{name: "tools/list (JSON)", body: `{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, want2xx: true},
 				{name: "401 no token", body: `{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, noAuth: true, gatewayOK: true},
+			}
+		} else if mode == "stateless" {
+			scenarios = []scenario{
+				{name: "tools/call get-user-info (JSON, stateless tool service)", body: `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"get-user-info","arguments":{}}}`, want2xx: true},
 			}
 		} else {
 			scenarios = []scenario{
@@ -229,7 +234,7 @@ func median(rs []result, f func(result) float64) float64 {
 }
 
 // initialize opens an MCP session through s and returns its id.
-func initialize(ctx context.Context, s *setup) (string, error) {
+func initialize(ctx context.Context, s *setup, stateless bool) (string, error) {
 	post := func(body, sid string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, "POST", s.url, strings.NewReader(body))
 		if err != nil {
@@ -253,7 +258,7 @@ func initialize(ctx context.Context, s *setup) (string, error) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	sid := resp.Header.Get("Mcp-Session-Id")
-	if resp.StatusCode != 200 || sid == "" {
+	if resp.StatusCode != 200 || (sid == "") != stateless {
 		return "", fmt.Errorf("status %d, session %q: %s", resp.StatusCode, sid, b)
 	}
 	resp, err = post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`, sid)
@@ -280,7 +285,9 @@ func luaScript(s *setup, sc scenario) string {
 		for k, v := range s.headers {
 			fmt.Fprintf(&b, "wrk.headers[%q] = %q\n", k, v)
 		}
-		fmt.Fprintf(&b, "wrk.headers[\"Mcp-Session-Id\"] = %q\n", s.session)
+		if s.session != "" {
+			fmt.Fprintf(&b, "wrk.headers[\"Mcp-Session-Id\"] = %q\n", s.session)
+		}
 	}
 	fmt.Fprintf(&b, "local body = %q\n", sc.body)
 	b.WriteString("request = function()\n  counter = counter + 1\n  return wrk.format(nil, nil, nil, string.format(body, counter))\nend\n")

@@ -1,5 +1,10 @@
 // Command gateway is the authenticating OAuth gateway for MCP servers. It is configured from the environment; see the
 // README for every variable.
+//
+//	gateway                 serve
+//	gateway --healthcheck   ask a running gateway for /healthz (for container health checks)
+//	gateway --dev           development mode: a local authorization server with demo users and the tool service,
+//	                        on loopback only (also GATEWAY_DEV=true); not for production
 package main
 
 import (
@@ -13,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,13 +50,14 @@ func environ(kv []string) map[string]string {
 	return m
 }
 
-// run starts the gateway and its metrics listener and serves until ctx ends, then shuts down gracefully.
+// run parses the flags and runs the gateway, its checks, its health check or its development mode until ctx ends.
 func run(ctx context.Context, args []string, env map[string]string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	healthcheck := fs.Bool("healthcheck", false, "ask the gateway configured by the environment for /healthz and exit 0 if it answers 200 (for container health checks; needs no shell)")
+	dev := fs.Bool("dev", false, "development mode (also GATEWAY_DEV=true): a local authorization server with demo users and the tool service, on loopback only; not for production")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gateway [--healthcheck]\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
+		fmt.Fprintln(stderr, "usage: gateway [--dev | --healthcheck]\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -58,6 +65,20 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	devMode := *dev
+	if v := env["GATEWAY_DEV"]; v != "" && !devMode {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("GATEWAY_DEV: must be true or false (got %q)", v)
+		}
+		devMode = b
+	}
+	switch {
+	case devMode && *healthcheck:
+		return errors.New("--healthcheck does not apply to development mode (--dev, GATEWAY_DEV)")
+	case devMode:
+		return runDev(ctx, env, stdout, stderr)
 	}
 
 	cfg, err := proxy.LoadConfig(env)
@@ -67,19 +88,55 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	if *healthcheck {
 		return checkHealth(ctx, cfg.ListenAddr)
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.Level}))
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Reg: reg})
-	if err != nil {
-		return err
-	}
-
+	log := newLogger(cfg, stderr)
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("GATEWAY_LISTEN_ADDR: %w", err)
 	}
+	if cfg.ClientID != "" || cfg.ClientIDAlias != "" {
+		log.Warn("MCP_USE_OAUTH_WORKOS_CLIENT_ID is set, but the pre-registered client mode is not available in this version; clients must register dynamically (Option A)")
+	}
+	return serve(ctx, cfg, log, []net.Listener{ln}, nil)
+}
+
+func newLogger(cfg *proxy.Config, w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.Level}))
+}
+
+// sidecar is a server that runs in the gateway's process and stops with it: the development mode's authorization
+// server and tool service.
+type sidecar struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
+}
+
+// serve runs the gateway on lns (already bound; every one serves the same handler), its metrics listener and the
+// sidecars until ctx ends, then shuts them all down gracefully, the gateway first. It closes lns on every path.
+func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.Listener, sidecars []sidecar) error {
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		for _, s := range sidecars {
+			s.ln.Close()
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Reg: reg})
+	if err != nil {
+		closeAll()
+		return err
+	}
+	var mln net.Listener
+	if cfg.MetricsAddr != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			closeAll()
+			return fmt.Errorf("GATEWAY_METRICS_ADDR: %w", err)
+		}
+	}
+
 	srv := &http.Server{
 		Handler:           gw.Handler(),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -89,15 +146,14 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		// No WriteTimeout: it would cut event streams.
 	}
 	servers := []*http.Server{srv}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-
-	if cfg.MetricsAddr != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("GATEWAY_METRICS_ADDR: %w", err)
-		}
+	errc := make(chan error, len(lns)+len(sidecars)+1)
+	for _, s := range sidecars {
+		go func() { errc <- s.srv.Serve(s.ln) }()
+	}
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	if mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
@@ -105,14 +161,14 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		go func() { errc <- msrv.Serve(mln) }()
 		log.Info("metrics listening", "addr", mln.Addr().String())
 	}
+	for _, s := range sidecars {
+		servers = append(servers, s.srv)
+	}
 
 	log.Info("gateway listening",
-		"addr", ln.Addr().String(), "mcp_url", cfg.Resource, "issuer", cfg.Issuer, "upstream", cfg.Upstream.Redacted(),
+		"addr", lns[0].Addr().String(), "mcp_url", cfg.Resource, "issuer", cfg.Issuer, "upstream", cfg.Upstream.Redacted(),
 		"audiences", cfg.AudienceList, "required_scopes", cfg.ScopeList, "allowed_origins", cfg.OriginList,
 		"identity_signature", cfg.IdentitySecret != "")
-	if cfg.ClientID != "" || cfg.ClientIDAlias != "" {
-		log.Warn("MCP_USE_OAUTH_WORKOS_CLIENT_ID is set, but the pre-registered client mode is not available in this version; clients must register dynamically (Option A)")
-	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -1,0 +1,261 @@
+//go:build !nodev
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+)
+
+// devEnv is the environment of a development-mode gateway on free loopback ports.
+func devEnv(extra map[string]string) map[string]string {
+	m := map[string]string{
+		"GATEWAY_LISTEN_ADDR":     "127.0.0.1:0",
+		"GATEWAY_DEV_ISSUER_ADDR": "127.0.0.1:0",
+		"GATEWAY_DEV_TOOLS_ADDR":  "127.0.0.1:0",
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+// syncBuffer is an io.Writer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startDev runs the gateway with args and env until the test ends, and returns its MCP URL once it is ready, with
+// its banner and logs.
+func startDev(t *testing.T, args []string, env map[string]string) (mcpURL string, banner *syncBuffer, logs *logBuffer) {
+	t.Helper()
+	banner, logs = &syncBuffer{}, &logBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, env, banner, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	mcpURL = waitFor(t, logs, "development mode", "mcp_url")
+	u, _ := url.Parse(mcpURL)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(u.Scheme + "://" + u.Host + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return mcpURL, banner, logs
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("development mode not ready after 10s; logs:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// connectWithOAuth connects a go-sdk client to mcpURL, letting it discover the authorization server, register,
+// and authorize with PKCE by itself. The authorization URL is followed without a browser: it must redirect straight
+// back with a code, as GATEWAY_DEV_AUTOLOGIN makes it.
+func connectWithOAuth(t *testing.T, ctx context.Context, mcpURL string) *mcp.ClientSession {
+	t.Helper()
+	fetch := func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, args.URL, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		loc, err := resp.Location()
+		if err != nil {
+			return nil, fmt.Errorf("authorization answered %d without a redirect", resp.StatusCode)
+		}
+		q := loc.Query()
+		if q.Get("error") != "" {
+			return nil, fmt.Errorf("authorization error %s: %s", q.Get("error"), q.Get("error_description"))
+		}
+		return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
+	}
+	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+			RedirectURIs:            []string{"http://localhost:8976/callback"},
+			TokenEndpointAuthMethod: "none",
+			GrantTypes:              []string{"authorization_code", "refresh_token"},
+			ClientName:              "go-sdk test client",
+		}},
+		AuthorizationCodeFetcher: fetch,
+		RequestRefreshToken:      true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mcp.NewClient(&mcp.Implementation{Name: "go-client", Version: "1"}, nil)
+	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: mcpURL, OAuthHandler: h}, nil)
+	if err != nil {
+		t.Fatalf("connect with OAuth: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// callAllTools calls the three tools and checks that each shows the signed-in demo user.
+func callAllTools(t *testing.T, ctx context.Context, s *mcp.ClientSession, wantInfo, wantPerms, wantEmail string) {
+	t.Helper()
+	for _, tc := range []struct {
+		tool  string
+		check func(map[string]any) error
+	}{
+		{"get-user-info", func(m map[string]any) error {
+			if got := fmt.Sprint(m); got != wantInfo {
+				return fmt.Errorf("got %s, want %s", got, wantInfo)
+			}
+			return nil
+		}},
+		{"get-user-permissions", func(m map[string]any) error {
+			if got := fmt.Sprint(m); got != wantPerms {
+				return fmt.Errorf("got %s, want %s", got, wantPerms)
+			}
+			return nil
+		}},
+		{"get-workos-user", func(m map[string]any) error {
+			if m["object"] != "user" || m["email"] != wantEmail {
+				return fmt.Errorf("got %v, want the WorkOS user object of %s", m, wantEmail)
+			}
+			return nil
+		}},
+	} {
+		res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: tc.tool})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.tool, err)
+		}
+		if err := tc.check(structured(t, res)); err != nil {
+			t.Errorf("%s: %v", tc.tool, err)
+		}
+	}
+}
+
+// TestDevGoClient is the Go client end to end: the go-sdk's own client-side OAuth (discovery, Dynamic Client
+// Registration, PKCE, RFC 8707 resource, RFC 9207 iss) against `gateway --dev` with autologin, then every tool.
+func TestDevGoClient(t *testing.T) {
+	mcpURL, banner, logs := startDev(t, []string{"--dev"}, devEnv(map[string]string{"GATEWAY_DEV_AUTOLOGIN": "admin@example.com"}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := connectWithOAuth(t, ctx, mcpURL)
+	callAllTools(t, ctx, s,
+		"map[email:admin@example.com name:Ada Admin organizationId:org_dev_acme userId:user_dev_admin]",
+		"map[permissions:[users:read users:write billing:manage] roles:[admin] scopes:[offline_access]]", // the go-sdk asks for offline_access only
+		"admin@example.com")
+
+	for _, want := range []string{mcpURL, "claude mcp add --transport http gateway-dev " + mcpURL, "npx @modelcontextprotocol/inspector",
+		"user_dev_admin", "user_dev_member", "Signed in automatically as user_dev_admin"} {
+		if !strings.Contains(banner.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+	if strings.Contains(logs.String(), "sk_test_dev_") {
+		t.Error("the WorkOS stand-in key appears in the logs")
+	}
+}
+
+// TestDevEnvironmentVariable starts development mode with GATEWAY_DEV=true instead of the flag, and checks what a
+// browser client needs: MCP Inspector's origin allowed, the issuer's metadata readable cross-origin.
+func TestDevEnvironmentVariable(t *testing.T) {
+	mcpURL, banner, _ := startDev(t, nil, devEnv(map[string]string{"GATEWAY_DEV": "true"}))
+	if !strings.Contains(banner.String(), "choose one on the sign-in page") {
+		t.Errorf("banner without autologin should point to the sign-in page:\n%s", banner)
+	}
+	req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{}`))
+	req.Header.Set("Origin", "http://localhost:6274")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+		t.Errorf("MCP Inspector's origin: got %d %v, want 401 readable by the browser", resp.StatusCode, resp.Header)
+	}
+}
+
+func TestDevRefusesNonLoopback(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, key, value string
+	}{
+		{"all interfaces", "GATEWAY_LISTEN_ADDR", ":0"},
+		{"unspecified address", "GATEWAY_LISTEN_ADDR", "0.0.0.0:0"},
+		{"a host name", "GATEWAY_LISTEN_ADDR", "example.com:3000"},
+		{"HOST", "HOST", "0.0.0.0"},
+		{"public URL", "GATEWAY_PUBLIC_URL", "https://mcp.example.com"},
+		{"public URL alias", "MCP_URL", "http://192.0.2.1:3000"},
+		{"issuer", "GATEWAY_DEV_ISSUER_ADDR", "0.0.0.0:0"},
+		{"tool service", "GATEWAY_DEV_TOOLS_ADDR", "[::]:0"},
+		{"metrics", "GATEWAY_METRICS_ADDR", ":0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := devEnv(map[string]string{tc.key: tc.value})
+			if tc.key == "HOST" {
+				delete(env, "GATEWAY_LISTEN_ADDR")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := run(ctx, []string{"--dev"}, env, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.key) {
+				t.Errorf("got %v, want an error naming %s", err, tc.key)
+			}
+		})
+	}
+}
+
+func TestDevFlagErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"--dev with --healthcheck", []string{"--dev", "--healthcheck"}, nil},
+		{"GATEWAY_DEV with --healthcheck", []string{"--healthcheck"}, map[string]string{"GATEWAY_DEV": "true"}},
+		{"GATEWAY_DEV not a boolean", nil, map[string]string{"GATEWAY_DEV": "yes please"}},
+		{"unknown autologin user", []string{"--dev"}, devEnv(map[string]string{"GATEWAY_DEV_AUTOLOGIN": "nobody@example.com"})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := run(ctx, tc.args, tc.env, io.Discard, io.Discard); err == nil || errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("got %v, want an error at start", err)
+			}
+		})
+	}
+}

@@ -245,7 +245,7 @@ func TestDevFlagErrors(t *testing.T) {
 		args []string
 		env  map[string]string
 	}{
-		{"--dev with --healthcheck", []string{"--dev", "--healthcheck"}, nil},
+		{"--dev with --check", []string{"--dev", "--check"}, nil},
 		{"GATEWAY_DEV with --healthcheck", []string{"--healthcheck"}, map[string]string{"GATEWAY_DEV": "true"}},
 		{"GATEWAY_DEV not a boolean", nil, map[string]string{"GATEWAY_DEV": "yes please"}},
 		{"unknown autologin user", []string{"--dev"}, devEnv(map[string]string{"GATEWAY_DEV_AUTOLOGIN": "nobody@example.com"})},

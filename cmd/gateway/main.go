@@ -2,6 +2,7 @@
 // README for every variable.
 //
 //	gateway                 serve
+//	gateway --check         check the configuration, the authorization server and the upstream, then exit
 //	gateway --healthcheck   ask a running gateway for /healthz (for container health checks)
 //	gateway --dev           development mode: a local authorization server with demo users and the tool service,
 //	                        on loopback only (also GATEWAY_DEV=true); not for production
@@ -55,9 +56,10 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	healthcheck := fs.Bool("healthcheck", false, "ask the gateway configured by the environment for /healthz and exit 0 if it answers 200 (for container health checks; needs no shell)")
+	check := fs.Bool("check", false, "check the configuration, the authorization server (metadata, keys, client registration, PKCE) and the upstream; print one line per check and exit non-zero if any fails")
 	dev := fs.Bool("dev", false, "development mode (also GATEWAY_DEV=true): a local authorization server with demo users and the tool service, on loopback only; not for production")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gateway [--dev | --healthcheck]\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
+		fmt.Fprintln(stderr, "usage: gateway [--dev | --check | --healthcheck]\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -75,10 +77,14 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		devMode = b
 	}
 	switch {
-	case devMode && *healthcheck:
-		return errors.New("--healthcheck does not apply to development mode (--dev, GATEWAY_DEV)")
+	case devMode && (*check || *healthcheck):
+		return errors.New("--check and --healthcheck do not apply to development mode (--dev, GATEWAY_DEV)")
+	case *check && *healthcheck:
+		return errors.New("use either --check or --healthcheck")
 	case devMode:
 		return runDev(ctx, env, stdout, stderr)
+	case *check:
+		return runCheck(ctx, env, stdout)
 	}
 
 	cfg, err := proxy.LoadConfig(env)

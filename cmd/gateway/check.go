@@ -1,0 +1,447 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/mcp-gateway/gateway/metadata"
+	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/identity"
+)
+
+// checkTimeout bounds each network request of gateway --check.
+const checkTimeout = 10 * time.Second
+
+// checkResult is one line of gateway --check.
+type checkResult struct {
+	name   string
+	ok     bool
+	detail string
+	fix    string // what to do about a failure
+	skip   bool   // not checked, because a check it depends on failed
+}
+
+// runCheck loads the configuration as the gateway would, checks it against the authorization server and the upstream,
+// prints one line per check (✓ or ✗, with a fix under each ✗) and fails if any check failed.
+func runCheck(ctx context.Context, env map[string]string, stdout io.Writer) error {
+	results := runChecks(ctx, env, &http.Client{Timeout: checkTimeout}, time.Now)
+	failed := 0
+	for _, r := range results {
+		switch {
+		case r.skip:
+			fmt.Fprintf(stdout, "- %s: %s\n", r.name, r.detail)
+		case r.ok:
+			fmt.Fprintf(stdout, "✓ %s: %s\n", r.name, r.detail)
+		default:
+			failed++
+			fmt.Fprintf(stdout, "✗ %s: %s\n  fix: %s\n", r.name, r.detail, r.fix)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d checks failed", failed, len(results))
+	}
+	fmt.Fprintf(stdout, "all %d checks passed\n", len(results))
+	return nil
+}
+
+// runChecks runs every check in order. Checks that need something an earlier check could not provide are skipped.
+func runChecks(ctx context.Context, env map[string]string, client *http.Client, now func() time.Time) []checkResult {
+	var out []checkResult
+	pass := func(name, format string, args ...any) {
+		out = append(out, checkResult{name: name, ok: true, detail: fmt.Sprintf(format, args...)})
+	}
+	fail := func(name, detail, fix string) {
+		out = append(out, checkResult{name: name, detail: detail, fix: fix})
+	}
+	skip := func(reason string, names ...string) {
+		for _, n := range names {
+			out = append(out, checkResult{name: n, skip: true, detail: "not checked: " + reason})
+		}
+	}
+
+	if detail, fix := checkPublicURL(env); fix == "" {
+		pass("public URL", "%s", detail)
+	} else {
+		fail("public URL", detail, fix)
+	}
+
+	cfg, err := proxy.LoadConfig(env)
+	if err != nil {
+		fail("configuration", "invalid: "+strings.ReplaceAll(err.Error(), "\n", "; "),
+			"correct each variable named above (the README's Configuration table describes them), then run --check again")
+		skip("the configuration is invalid", "issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE",
+			"static client id", "audience", "upstream")
+		return out
+	}
+	pass("configuration", "loaded; issuer %s, MCP URL %s, upstream %s", cfg.Issuer, cfg.Resource, cfg.Upstream.Redacted())
+	authKit := isAuthKit(cfg)
+
+	// The authorization server's metadata, checked exactly as the gateway checks it at start.
+	doc, err := metadata.Discover(ctx, client, cfg.Issuer)
+	var derr *metadata.DiscoveryError
+	switch {
+	case err == nil:
+		pass("issuer reachable", "%s answered", doc.URL)
+		pass("issuer metadata", "issuer %q matches, jwks_uri %s", doc.Issuer, doc.JWKSURI)
+	case !errors.As(err, &derr) || !answered(derr):
+		fix := "check GATEWAY_ISSUER_URL and that this machine can reach it (DNS, proxy, firewall)"
+		if authKit {
+			fix = "check MCP_USE_OAUTH_WORKOS_SUBDOMAIN against the AuthKit domain in the WorkOS dashboard (Connect → Configuration), and that this machine can reach it"
+		}
+		fail("issuer reachable", err.Error(), fix)
+		skip("the issuer did not answer", "issuer metadata", "JWKS", "client registration", "PKCE")
+		doc = nil
+	default:
+		pass("issuer reachable", "%s answered", firstAnswered(derr))
+		doc = lenientMetadata(ctx, client, derr)
+		detail, fix := metadataFailure(derr, doc, cfg.Issuer, authKit)
+		fail("issuer metadata", detail, fix)
+	}
+
+	if doc != nil {
+		if detail, err := checkJWKS(ctx, client, cfg, doc.JWKSURI); err != nil {
+			fix := "the issuer's jwks_uri must answer with a JSON Web Key Set holding public signing keys in GATEWAY_SIGNING_ALGS"
+			if authKit {
+				fix = "AuthKit serves its keys at " + strings.TrimSuffix(cfg.Issuer, "/") + "/oauth2/jwks; check the issuer, and GATEWAY_SIGNING_ALGS (AuthKit signs with RS256)"
+			}
+			fail("JWKS", err.Error(), fix)
+		} else {
+			pass("JWKS", "%s", detail)
+		}
+
+		var ways []string
+		if doc.RegistrationEndpoint != "" {
+			ways = append(ways, "Dynamic Client Registration ("+doc.RegistrationEndpoint+")")
+		}
+		if doc.ClientIDMetadataDocumentSupported {
+			ways = append(ways, "Client ID Metadata Documents")
+		}
+		if len(ways) > 0 {
+			pass("client registration", "%s", strings.Join(ways, " and "))
+		} else {
+			fix := "enable Dynamic Client Registration (RFC 7591) or Client ID Metadata Documents on the authorization server"
+			if authKit {
+				fix = "in the WorkOS dashboard, open Connect → Configuration and turn on Dynamic Client Registration (and/or Client ID Metadata Document)"
+			}
+			fail("client registration", "the metadata has neither registration_endpoint (Dynamic Client Registration) nor client_id_metadata_document_supported (Client ID Metadata Documents): MCP clients cannot register, and browser clients report a CORS error", fix)
+		}
+
+		if slices.Contains(doc.CodeChallengeMethodsSupported, "S256") {
+			pass("PKCE", "S256 advertised")
+		} else {
+			fail("PKCE", fmt.Sprintf("code_challenge_methods_supported is %q, without S256: MCP clients refuse such an authorization server", doc.CodeChallengeMethodsSupported),
+				"enable PKCE with S256 on the authorization server and advertise it in its metadata (AuthKit does by default: is the issuer really AuthKit?)")
+		}
+	}
+
+	if name, id := staticClientID(cfg); id != "" {
+		fail("static client id", fmt.Sprintf("%s is set (%s) while MCP clients register themselves: AuthKit answers application_not_found", name, id),
+			"unset MCP_USE_OAUTH_WORKOS_CLIENT_ID and WORKOS_CLIENT_ID; clients get their own client id by registering")
+	} else {
+		pass("static client id", "none set; clients register themselves")
+	}
+
+	if slices.Contains(cfg.AudienceList, cfg.Resource) {
+		note := ""
+		if authKit {
+			note = " (in WorkOS, add it as a Resource Indicator so that access tokens carry it)"
+		}
+		pass("audience", "tokens issued for %s are accepted%s", cfg.Resource, note)
+	} else {
+		fail("audience", fmt.Sprintf("GATEWAY_AUDIENCES is %q, without the resource identifier %s: tokens that MCP clients request for this resource (RFC 8707) are refused", cfg.AudienceList, cfg.Resource),
+			fmt.Sprintf("add %s to GATEWAY_AUDIENCES, or unset it (it defaults to the resource identifier)", cfg.Resource))
+	}
+
+	if info, err := probeUpstream(ctx, client, cfg, now); err != nil {
+		fail("upstream", err.Error(), upstreamFix(err, cfg))
+	} else {
+		pass("upstream", "%s answers MCP initialize (%s)", cfg.Upstream.Redacted(), info)
+	}
+	return out
+}
+
+// checkPublicURL checks, from the environment alone, that the public URL is https or on a loopback host. It returns a
+// detail, and a fix when the check fails.
+func checkPublicURL(env map[string]string) (detail, fix string) {
+	name, raw := "GATEWAY_PUBLIC_URL", env["GATEWAY_PUBLIC_URL"]
+	if raw == "" && env["MCP_URL"] != "" {
+		name, raw = "MCP_URL", env["MCP_URL"]
+	}
+	if raw == "" {
+		raw = "http://localhost:3000"
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "":
+		return fmt.Sprintf("%s is not an absolute URL (%q)", name, raw), "set " + name + " to the origin clients connect to, e.g. https://mcp.example.com"
+	case u.Scheme == "https":
+		return raw + " uses https", ""
+	case u.Scheme == "http" && proxy.IsLoopbackHost(u.Hostname()):
+		return raw + " is loopback (plain http is fine on this machine only)", ""
+	default:
+		return fmt.Sprintf("%s is %s: neither https nor loopback, so tokens would cross the network in the clear", name, raw),
+			"serve the gateway behind TLS and set " + name + " to its https:// origin, exactly the URL clients connect to"
+	}
+}
+
+// isAuthKit reports whether the issuer is WorkOS AuthKit, to word fixes for its dashboard.
+func isAuthKit(cfg *proxy.Config) bool {
+	if cfg.IssuerURL == "" {
+		return true // from MCP_USE_OAUTH_WORKOS_SUBDOMAIN
+	}
+	u, err := url.Parse(cfg.Issuer)
+	return err == nil && strings.HasSuffix(strings.ToLower(u.Hostname()), ".authkit.app")
+}
+
+// staticClientID returns the variable and value of a configured static client id, if any.
+func staticClientID(cfg *proxy.Config) (string, string) {
+	switch {
+	case cfg.ClientID != "":
+		return "MCP_USE_OAUTH_WORKOS_CLIENT_ID", cfg.ClientID
+	case cfg.ClientIDAlias != "":
+		return "WORKOS_CLIENT_ID", cfg.ClientIDAlias
+	}
+	return "", ""
+}
+
+// answered reports whether any discovery attempt got an HTTP answer (rather than a network error).
+func answered(d *metadata.DiscoveryError) bool {
+	return firstAnswered(d) != ""
+}
+
+// firstAnswered returns the first URL that answered over HTTP, or "".
+func firstAnswered(d *metadata.DiscoveryError) string {
+	for _, a := range d.Attempts {
+		var ne net.Error
+		if !errors.As(a.Err, &ne) && !errors.Is(a.Err, context.DeadlineExceeded) && !errors.Is(a.Err, context.Canceled) {
+			return a.URL
+		}
+	}
+	return ""
+}
+
+// lenientMetadata fetches the first discovery URL that answers with a JSON object, whatever its issuer, so that the
+// remaining checks can still say what else is wrong with it.
+func lenientMetadata(ctx context.Context, client *http.Client, d *metadata.DiscoveryError) *metadata.AuthServer {
+	for _, a := range d.Attempts {
+		var se *metadata.StatusError
+		if errors.As(a.Err, &se) {
+			continue
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL, nil)
+		if err != nil {
+			continue
+		}
+		req.Header.Set("Accept", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		var as metadata.AuthServer
+		if resp.StatusCode == http.StatusOK && json.Unmarshal(body, &as) == nil {
+			as.URL = a.URL
+			return &as
+		}
+	}
+	return nil
+}
+
+// metadataFailure words a discovery that got answers but no valid document.
+func metadataFailure(d *metadata.DiscoveryError, doc *metadata.AuthServer, issuer string, authKit bool) (detail, fix string) {
+	variable := "GATEWAY_ISSUER_URL"
+	if authKit {
+		variable = "MCP_USE_OAUTH_WORKOS_SUBDOMAIN (or GATEWAY_ISSUER_URL)"
+	}
+	switch {
+	case errors.Is(d, metadata.ErrIssuerMismatch) && doc != nil:
+		return fmt.Sprintf("%s names the issuer %q, but the gateway is configured for %q; they must be equal byte for byte (RFC 8414), and tokens' iss must match too", doc.URL, doc.Issuer, issuer),
+			fmt.Sprintf("if %q is your authorization server, set %s to exactly that", doc.Issuer, variable)
+	case errors.Is(d, metadata.ErrJWKSURI):
+		return d.Error(), "the issuer's jwks_uri must be an absolute https URL (http only on loopback)"
+	default:
+		return d.Error(), fmt.Sprintf("set %s to the issuer itself: <issuer>/.well-known/oauth-authorization-server or /.well-known/openid-configuration must serve its metadata", variable)
+	}
+}
+
+// checkJWKS loads the key set with the gateway's own key set code, then describes it.
+func checkJWKS(ctx context.Context, client *http.Client, cfg *proxy.Config, jwksURI string) (string, error) {
+	ks := proxy.NewKeySet(proxy.KeySetOptions{URL: jwksURI, Client: client, Algs: cfg.AlgList})
+	if err := ks.Refresh(ctx); err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, jwksURI, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("fetch key set %s: %w", jwksURI, err)
+	}
+	defer resp.Body.Close()
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
+		return "", fmt.Errorf("fetch key set %s: %w", jwksURI, err)
+	}
+	var algs []string
+	usable := 0
+	for _, k := range set.Keys {
+		if !k.IsPublic() || (k.Use != "" && k.Use != "sig") || !k.Valid() {
+			continue
+		}
+		if k.Algorithm != "" && !slices.Contains(cfg.AlgList, k.Algorithm) {
+			continue
+		}
+		usable++
+		if a := cmp.Or(k.Algorithm, "alg unset"); !slices.Contains(algs, a) {
+			algs = append(algs, a)
+		}
+	}
+	if usable == 0 {
+		return "", fmt.Errorf("key set %s has no public signing key for the algorithms in GATEWAY_SIGNING_ALGS (%s)", jwksURI, strings.Join(cfg.AlgList, ","))
+	}
+	return fmt.Sprintf("%d usable signing key(s) (%s) at %s", usable, strings.Join(algs, ", "), jwksURI), nil
+}
+
+// upstreamError is a failed MCP initialize against the upstream.
+type upstreamError struct {
+	kind   string // "unreachable", "status" or "protocol"
+	status int
+	err    error
+}
+
+func (e *upstreamError) Error() string { return e.err.Error() }
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// probeUpstream sends the upstream an MCP initialize request as the gateway would forward it (identity headers for
+// the user "gateway-check", signed when GATEWAY_IDENTITY_SECRET is set), then ends the session it may have opened.
+// It returns the server's name, version and protocol version.
+func probeUpstream(ctx context.Context, client *http.Client, cfg *proxy.Config, now func() time.Time) (string, error) {
+	target := cfg.Upstream.String()
+	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"gateway-check","version":"1"}}}`
+	headers := func(h http.Header) {
+		id := identity.Identity{UserID: "gateway-check"}
+		id.Set(h)
+		if cfg.IdentitySecret != "" {
+			identity.Sign(h, []byte(cfg.IdentitySecret), now())
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(body))
+	if err != nil {
+		return "", &upstreamError{kind: "unreachable", err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	headers(req.Header)
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", &upstreamError{kind: "unreachable", err: fmt.Errorf("%s did not answer: %w", cfg.Upstream.Redacted(), errors.Unwrap(err))}
+	}
+	defer resp.Body.Close()
+	if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
+		defer func() {
+			del, err := http.NewRequestWithContext(ctx, http.MethodDelete, target, nil)
+			if err != nil {
+				return
+			}
+			headers(del.Header)
+			del.Header.Set("Mcp-Session-Id", sid)
+			if r, err := client.Do(del); err == nil {
+				r.Body.Close()
+			}
+		}()
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", &upstreamError{kind: "status", status: resp.StatusCode,
+			err: fmt.Errorf("%s answered %s to MCP initialize", cfg.Upstream.Redacted(), resp.Status)}
+	}
+	msg, err := readRPC(resp)
+	if err != nil {
+		return "", &upstreamError{kind: "protocol", err: fmt.Errorf("%s answered, but not with an MCP initialize result: %w", cfg.Upstream.Redacted(), err)}
+	}
+	var res struct {
+		Result *struct {
+			ProtocolVersion string `json:"protocolVersion"`
+			ServerInfo      struct {
+				Name    string `json:"name"`
+				Version string `json:"version"`
+			} `json:"serverInfo"`
+		} `json:"result"`
+		Error *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	switch {
+	case json.Unmarshal(msg, &res) != nil:
+		return "", &upstreamError{kind: "protocol", err: fmt.Errorf("%s answered, but not with JSON-RPC", cfg.Upstream.Redacted())}
+	case res.Error != nil:
+		return "", &upstreamError{kind: "protocol", err: fmt.Errorf("%s refused MCP initialize: %s", cfg.Upstream.Redacted(), res.Error.Message)}
+	case res.Result == nil || res.Result.ProtocolVersion == "":
+		return "", &upstreamError{kind: "protocol", err: fmt.Errorf("%s answered, but the result has no protocolVersion", cfg.Upstream.Redacted())}
+	}
+	r := res.Result
+	return fmt.Sprintf("%s %s, protocol %s", cmp.Or(r.ServerInfo.Name, "unnamed server"), r.ServerInfo.Version, r.ProtocolVersion), nil
+}
+
+// readRPC returns the first JSON-RPC message of a response: the body of application/json, or the data of the first
+// event of text/event-stream.
+func readRPC(resp *http.Response) ([]byte, error) {
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	body := io.LimitReader(resp.Body, 1<<20)
+	switch ct {
+	case "application/json":
+		return io.ReadAll(body)
+	case "text/event-stream":
+		sc := bufio.NewScanner(body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		var data bytes.Buffer
+		for sc.Scan() {
+			line := sc.Text()
+			if v, ok := strings.CutPrefix(line, "data:"); ok {
+				data.WriteString(strings.TrimPrefix(v, " "))
+				continue
+			}
+			if line == "" && data.Len() > 0 {
+				return data.Bytes(), nil
+			}
+		}
+		if data.Len() > 0 {
+			return data.Bytes(), nil
+		}
+		return nil, errors.New("the event stream ended without a message")
+	default:
+		return nil, fmt.Errorf("content type %q is neither application/json nor text/event-stream", ct)
+	}
+}
+
+// upstreamFix says what to do about a failed upstream check.
+func upstreamFix(err error, cfg *proxy.Config) string {
+	var ue *upstreamError
+	errors.As(err, &ue)
+	switch {
+	case ue == nil || ue.kind == "unreachable":
+		return "start the MCP server (the tool service: go run ./cmd/tools), or set GATEWAY_UPSTREAM_URL to its streamable HTTP endpoint"
+	case ue.status == http.StatusUnauthorized || ue.status == http.StatusForbidden:
+		return "the upstream refused the gateway's identity: give it the same GATEWAY_IDENTITY_SECRET as the gateway (or none on both)"
+	case ue.kind == "status":
+		return fmt.Sprintf("GATEWAY_UPSTREAM_URL must be the MCP endpoint itself (streamable HTTP), e.g. http://127.0.0.1:3001/mcp; %s is not", cfg.Upstream.Redacted())
+	default:
+		return "GATEWAY_UPSTREAM_URL must point at an MCP server's streamable HTTP endpoint"
+	}
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/tools"
+)
+
+// checkIssuer is an authorization server for --check tests: good unless told otherwise.
+type checkIssuer struct {
+	doc  func(base string) map[string]any // the metadata document
+	jwks func(w http.ResponseWriter)      // the key set endpoint
+}
+
+func goodDoc(base string) map[string]any {
+	return map[string]any{
+		"issuer": base, "jwks_uri": base + "/oauth2/jwks", "authorization_endpoint": base + "/oauth2/authorize",
+		"token_endpoint": base + "/oauth2/token", "registration_endpoint": base + "/oauth2/register",
+		"code_challenge_methods_supported": []string{"S256"}, "client_id_metadata_document_supported": true,
+	}
+}
+
+func goodJWKS(t *testing.T) func(http.ResponseWriter) {
+	is := newIssuer(t) // the end-to-end test's issuer, for its real RSA key
+	return func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &is.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	}
+}
+
+func (ci checkIssuer) start(t *testing.T) string {
+	t.Helper()
+	var base string
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(ci.doc(base))
+	})
+	mux.HandleFunc("GET /oauth2/jwks", func(w http.ResponseWriter, r *http.Request) { ci.jwks(w) })
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	base = srv.URL
+	return base
+}
+
+// checkLines runs gateway --check and returns the name of every check by its mark (✓, ✗ or -), and the output.
+func checkLines(t *testing.T, env map[string]string) (map[string][]string, string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--check"}, env, &out, &out)
+	marks := map[string][]string{}
+	lines := strings.Split(out.String(), "\n")
+	for i, line := range lines {
+		mark, rest, ok := strings.Cut(line, " ")
+		if !ok || (mark != "✓" && mark != "✗" && mark != "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(rest, ":")
+		marks[mark] = append(marks[mark], name)
+		if mark == "✗" && (i+1 >= len(lines) || !strings.HasPrefix(lines[i+1], "  fix: ")) {
+			t.Errorf("✗ %s has no fix line under it", name)
+		}
+	}
+	return marks, out.String(), err
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	const secret = "check-identity-secret-of-32-bytes!!"
+	tool := httptest.NewServer(tools.Handler(tools.Options{IdentitySecret: []byte(secret)}))
+	t.Cleanup(tool.Close)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	notMCP := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte("<html>hello</html>"))
+	}))
+	t.Cleanup(notMCP.Close)
+	jwks := goodJWKS(t)
+
+	for _, tc := range []struct {
+		name   string
+		issuer checkIssuer
+		env    map[string]string // added to a good environment; "" deletes
+		failed []string
+		skip   []string
+		output string // a piece of the output
+	}{
+		{name: "good", output: "all 10 checks passed"},
+		{name: "no registration endpoint", issuer: checkIssuer{doc: func(b string) map[string]any {
+			d := goodDoc(b)
+			delete(d, "registration_endpoint")
+			delete(d, "client_id_metadata_document_supported")
+			return d
+		}}, failed: []string{"client registration"}, output: "enable Dynamic Client Registration"},
+		{name: "client ID metadata documents only", issuer: checkIssuer{doc: func(b string) map[string]any {
+			d := goodDoc(b)
+			delete(d, "registration_endpoint")
+			return d
+		}}, output: "✓ client registration: Client ID Metadata Documents"},
+		{name: "wrong issuer string", issuer: checkIssuer{doc: func(b string) map[string]any {
+			d := goodDoc(b)
+			d["issuer"] = b + "/"
+			return d
+		}}, failed: []string{"issuer metadata"}, output: "set GATEWAY_ISSUER_URL to exactly"},
+		{name: "JWKS down", issuer: checkIssuer{jwks: func(w http.ResponseWriter) { http.Error(w, "down", http.StatusInternalServerError) }},
+			failed: []string{"JWKS"}},
+		{name: "JWKS without public keys", issuer: checkIssuer{jwks: func(w http.ResponseWriter) {
+			key := make([]byte, 32)
+			rand.Read(key)
+			json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key, KeyID: "h", Algorithm: "HS256"}}})
+		}}, failed: []string{"JWKS"}},
+		{name: "no S256", issuer: checkIssuer{doc: func(b string) map[string]any {
+			d := goodDoc(b)
+			d["code_challenge_methods_supported"] = []string{"plain"}
+			return d
+		}}, failed: []string{"PKCE"}},
+		{name: "issuer down", env: map[string]string{"GATEWAY_ISSUER_URL": closed.URL}, failed: []string{"issuer reachable"},
+			skip: []string{"issuer metadata", "JWKS", "client registration", "PKCE"}},
+		{name: "upstream down", env: map[string]string{"GATEWAY_UPSTREAM_URL": closed.URL + "/mcp"}, failed: []string{"upstream"}, output: "set GATEWAY_UPSTREAM_URL"},
+		{name: "upstream path not MCP", env: map[string]string{"GATEWAY_UPSTREAM_URL": tool.URL + "/"}, failed: []string{"upstream"}, output: "answered 404"},
+		{name: "upstream not MCP", env: map[string]string{"GATEWAY_UPSTREAM_URL": notMCP.URL + "/mcp"}, failed: []string{"upstream"}, output: "not with an MCP initialize result"},
+		{name: "upstream with another identity secret", env: map[string]string{"GATEWAY_IDENTITY_SECRET": strings.Repeat("x", 32)}, failed: []string{"upstream"}, output: "same GATEWAY_IDENTITY_SECRET"},
+		{name: "audience not accepted", env: map[string]string{"GATEWAY_AUDIENCES": "client_01ENVIRONMENT"}, failed: []string{"audience"}, output: "add http://localhost:3000/mcp to GATEWAY_AUDIENCES"},
+		{name: "http public URL", env: map[string]string{"GATEWAY_PUBLIC_URL": "http://mcp.example.com"}, failed: []string{"public URL", "configuration"},
+			skip: []string{"issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE", "static client id", "audience", "upstream"}},
+		{name: "https public URL", env: map[string]string{"GATEWAY_PUBLIC_URL": "https://mcp.example.com"}, failed: []string{"audience"}, output: "✓ public URL: https://mcp.example.com uses https"},
+		{name: "static client id", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, failed: []string{"static client id"}, output: "application_not_found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			is := tc.issuer
+			if is.doc == nil {
+				is.doc = goodDoc
+			}
+			if is.jwks == nil {
+				is.jwks = jwks
+			}
+			env := map[string]string{
+				"GATEWAY_ISSUER_URL":      is.start(t),
+				"GATEWAY_UPSTREAM_URL":    tool.URL + "/mcp",
+				"GATEWAY_IDENTITY_SECRET": secret,
+			}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			if tc.name == "https public URL" {
+				// The audiences default to the resource identifier; pin them to the loopback one to make this case fail
+				// on the audience alone.
+				env["GATEWAY_AUDIENCES"] = "http://localhost:3000/mcp"
+			}
+			marks, out, err := checkLines(t, env)
+			if got := marks["✗"]; !slices.Equal(got, tc.failed) {
+				t.Errorf("failed checks: got %q, want %q\n%s", got, tc.failed, out)
+			}
+			if got := marks["-"]; !slices.Equal(got, tc.skip) {
+				t.Errorf("skipped checks: got %q, want %q\n%s", got, tc.skip, out)
+			}
+			if n := len(marks["✓"]) + len(marks["✗"]) + len(marks["-"]); n != 10 {
+				t.Errorf("got %d check lines, want 10\n%s", n, out)
+			}
+			if (err != nil) != (len(tc.failed) > 0) {
+				t.Errorf("run: got %v, want an error exactly when a check fails", err)
+			}
+			if !strings.Contains(out, tc.output) {
+				t.Errorf("output lacks %q:\n%s", tc.output, out)
+			}
+		})
+	}
+}
+
+func TestCheckWordsFixesForAuthKit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want bool
+	}{
+		{map[string]string{"MCP_USE_OAUTH_WORKOS_SUBDOMAIN": "my-app-54"}, true},
+		{map[string]string{"GATEWAY_ISSUER_URL": "https://my-app-54.authkit.app"}, true},
+		{map[string]string{"GATEWAY_ISSUER_URL": "https://login.example.com"}, false},
+	} {
+		cfg, err := proxy.LoadConfig(tc.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := isAuthKit(cfg); got != tc.want {
+			t.Errorf("isAuthKit(%v): got %t, want %t", tc.env, got, tc.want)
+		}
+	}
+}

@@ -82,32 +82,39 @@ func startDev(t *testing.T, args []string, env map[string]string) (mcpURL string
 	}
 }
 
-// connectWithOAuth connects a go-sdk client to mcpURL, letting it discover the authorization server, register,
-// and authorize with PKCE by itself. The authorization URL is followed without a browser: it must redirect straight
-// back with a code, as GATEWAY_DEV_AUTOLOGIN makes it.
-func connectWithOAuth(t *testing.T, ctx context.Context, mcpURL string) *mcp.ClientSession {
-	t.Helper()
-	fetch := func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
-		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, args.URL, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		resp.Body.Close()
-		loc, err := resp.Location()
-		if err != nil {
-			return nil, fmt.Errorf("authorization answered %d without a redirect", resp.StatusCode)
-		}
-		q := loc.Query()
-		if q.Get("error") != "" {
-			return nil, fmt.Errorf("authorization error %s: %s", q.Get("error"), q.Get("error_description"))
-		}
-		return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
+// autoLogin is an authorization code fetcher for GATEWAY_DEV_AUTOLOGIN: the authorization URL redirects straight back
+// to the client with a code.
+func autoLogin(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args.URL, nil)
+	if err != nil {
+		return nil, err
 	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	return authorizationResult(resp)
+}
+
+// authorizationResult reads the authorization response from a redirect to the client.
+func authorizationResult(resp *http.Response) (*auth.AuthorizationResult, error) {
+	loc, err := resp.Location()
+	if err != nil {
+		return nil, fmt.Errorf("authorization answered %d without a redirect", resp.StatusCode)
+	}
+	q := loc.Query()
+	if q.Get("error") != "" {
+		return nil, fmt.Errorf("authorization error %s: %s", q.Get("error"), q.Get("error_description"))
+	}
+	return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
+}
+
+// connectWithOAuth connects a go-sdk client to mcpURL, letting it discover the authorization server, register,
+// and authorize with PKCE by itself; fetch plays the browser.
+func connectWithOAuth(t *testing.T, ctx context.Context, mcpURL string, fetch auth.AuthorizationCodeFetcher) *mcp.ClientSession {
+	t.Helper()
 	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
 		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
 			RedirectURIs:            []string{"http://localhost:8976/callback"},
@@ -172,7 +179,7 @@ func TestDevGoClient(t *testing.T) {
 	mcpURL, banner, logs := startDev(t, []string{"--dev"}, devEnv(map[string]string{"GATEWAY_DEV_AUTOLOGIN": "admin@example.com"}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s := connectWithOAuth(t, ctx, mcpURL)
+	s := connectWithOAuth(t, ctx, mcpURL, autoLogin)
 	callAllTools(t, ctx, s,
 		"map[email:admin@example.com name:Ada Admin organizationId:org_dev_acme userId:user_dev_admin]",
 		"map[permissions:[users:read users:write billing:manage] roles:[admin] scopes:[offline_access]]", // the go-sdk asks for offline_access only

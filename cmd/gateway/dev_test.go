@@ -3,12 +3,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -196,6 +199,19 @@ func TestDevGoClient(t *testing.T) {
 	}
 }
 
+// TestDevSignInThroughPages is the flow a person has: no autologin, so the go-sdk client's authorization goes
+// through the sign-in and consent pages, driven as a browser would drive them.
+func TestDevSignInThroughPages(t *testing.T) {
+	mcpURL, _, _ := startDev(t, []string{"--dev"}, devEnv(nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := connectWithOAuth(t, ctx, mcpURL, signInAs("guest@example.com"))
+	callAllTools(t, ctx, s,
+		"map[email:guest@example.com name:Gus Guest userId:user_dev_guest]",
+		"map[permissions:[] roles:[] scopes:[offline_access]]",
+		"guest@example.com")
+}
+
 // TestDevEnvironmentVariable starts development mode with GATEWAY_DEV=true instead of the flag, and checks what a
 // browser client needs: MCP Inspector's origin allowed, the issuer's metadata readable cross-origin.
 func TestDevEnvironmentVariable(t *testing.T) {
@@ -264,5 +280,71 @@ func TestDevFlagErrors(t *testing.T) {
 				t.Errorf("got %v, want an error at start", err)
 			}
 		})
+	}
+}
+
+var (
+	formAction = regexp.MustCompile(`<form method="post" action="([^"]+)">`)
+	csrfToken  = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+)
+
+// signInAs is an authorization code fetcher that does what a person does in a browser: open the authorization URL,
+// pick the demo user on the sign-in page, allow on the consent page. Cookies are kept, redirects to the
+// authorization server are followed, and the final redirect to the client carries the code.
+func signInAs(user string) auth.AuthorizationCodeFetcher {
+	return func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+		jar, _ := cookiejar.New(nil)
+		start, err := url.Parse(args.URL)
+		if err != nil {
+			return nil, err
+		}
+		issuer := start.Scheme + "://" + start.Host
+		c := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+			if req.URL.Scheme+"://"+req.URL.Host != issuer {
+				return http.ErrUseLastResponse // the redirect to the client
+			}
+			return nil
+		}}
+		page := func(resp *http.Response) (action, csrf, body string, err error) {
+			b := new(strings.Builder)
+			_, err = bufio.NewReader(resp.Body).WriteTo(b)
+			resp.Body.Close()
+			body = b.String()
+			a, tok := formAction.FindStringSubmatch(body), csrfToken.FindStringSubmatch(body)
+			if err != nil || a == nil || tok == nil {
+				return "", "", body, fmt.Errorf("no form on the page (%d): %v", resp.StatusCode, err)
+			}
+			return issuer + a[1], tok[1], body, nil
+		}
+		resp, err := c.Get(args.URL)
+		if err != nil {
+			return nil, err
+		}
+		action, csrf, body, err := page(resp)
+		if err != nil {
+			return nil, err
+		}
+		var userID string
+		for _, u := range regexp.MustCompile(`name="user" value="([^"]+)">[^<]*<small>([^ ]+) `).FindAllStringSubmatch(body, -1) {
+			if u[2] == user {
+				userID = u[1]
+			}
+		}
+		if userID == "" {
+			return nil, fmt.Errorf("no button for %s on the sign-in page", user)
+		}
+		resp, err = c.PostForm(action, url.Values{"csrf_token": {csrf}, "user": {userID}})
+		if err != nil {
+			return nil, err
+		}
+		if action, csrf, _, err = page(resp); err != nil {
+			return nil, err
+		}
+		resp, err = c.PostForm(action, url.Values{"csrf_token": {csrf}, "decision": {"allow"}})
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		return authorizationResult(resp)
 	}
 }

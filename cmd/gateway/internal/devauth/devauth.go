@@ -16,6 +16,8 @@
 //     token or code revokes every token of that authorization;
 //   - GET /user_management/users/{id}: a stand-in for the WorkOS User Management API, for the tool get-workos-user.
 //
+// Requests whose Host is not a loopback name with the issuer's port are refused (DNS rebinding).
+//
 // Access tokens are RS256 JWTs shaped like AuthKit's (sub user_…, org_id, sid, client_id, scope, jti) plus email,
 // name, role, roles and permissions of the demo user, with aud set to the requested resource, or to
 // Options.Resource when the client sends none.
@@ -97,6 +99,7 @@ type Options struct {
 // Server is the development authorization server. It is an http.Handler.
 type Server struct {
 	issuer    string
+	port      string // of the issuer, as requests' Host must carry it
 	resource  string
 	users     []User
 	autoLogin *User
@@ -144,11 +147,11 @@ func New(o Options) (*Server, error) {
 		errs = append(errs, err)
 	}
 	if o.AutoLogin != "" {
-		u, ok := s.findUser(o.AutoLogin)
-		if !ok {
+		if u, ok := s.findUser(o.AutoLogin); ok {
+			s.autoLogin = &u
+		} else {
 			errs = append(errs, fmt.Errorf("autologin: no user with id or email %q; the users are %s", o.AutoLogin, userList(s.users)))
 		}
-		s.autoLogin = &u
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -163,6 +166,11 @@ func New(o Options) (*Server, error) {
 		s.apiKey = "sk_test_dev_" + randomToken(24)
 	}
 	s.started = s.now().UTC()
+	iu, _ := url.Parse(s.issuer)
+	s.port = iu.Port()
+	if s.port == "" {
+		s.port = map[string]string{"http": "80", "https": "443"}[iu.Scheme]
+	}
 
 	key := o.Key
 	if key == nil {
@@ -211,8 +219,19 @@ func (s *Server) AutoLogin() (User, bool) {
 	return *s.autoLogin, true
 }
 
-// ServeHTTP serves every endpoint of the server.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves every endpoint of the server to requests addressed to it: a request whose Host is not a loopback
+// name with the issuer's port is refused, so that a web page cannot reach the server through DNS rebinding.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host, port, err := net.SplitHostPort(r.Host)
+	if err != nil { // no port: the scheme's default
+		host, port = r.Host, map[bool]string{false: "80", true: "443"}[r.TLS != nil]
+	}
+	if port != s.port || !isLoopbackHost(host) {
+		writeJSONError(w, http.StatusMisdirectedRequest, "invalid_request", "this server answers requests for "+s.issuer+" only")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Endpoint paths, as AuthKit names them.
 const (
@@ -283,21 +302,20 @@ func public(method string, h http.HandlerFunc) http.Handler {
 			}
 			hd.Set("Access-Control-Max-Age", "86400")
 			w.WriteHeader(http.StatusNoContent)
-		case method, headFor(method, r.Method):
+		case method:
+			h(w, r)
+		case http.MethodHead:
+			if method != http.MethodGet {
+				hd.Set("Allow", method+", OPTIONS")
+				writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
+				return
+			}
 			h(w, r)
 		default:
 			hd.Set("Allow", method+", OPTIONS")
 			writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
 		}
 	})
-}
-
-// headFor returns HEAD when method is GET and the request is a HEAD, so that GET endpoints answer HEAD too.
-func headFor(method, got string) string {
-	if method == http.MethodGet && got == http.MethodHead {
-		return http.MethodHead
-	}
-	return method
 }
 
 // writeJSON answers status with a JSON body that must not be cached.

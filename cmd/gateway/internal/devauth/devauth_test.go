@@ -251,6 +251,29 @@ func TestMetadata(t *testing.T) {
 	}
 }
 
+func TestRefusesOtherHosts(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, nil)
+	_, port, _ := strings.Cut(strings.TrimPrefix(s.url, "http://"), ":")
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1:" + port, 200},
+		{"localhost:" + port, 200},
+		{"[::1]:" + port, 200},
+		{"attacker.example.com:" + port, http.StatusMisdirectedRequest}, // DNS rebinding
+		{"127.0.0.1:1", http.StatusMisdirectedRequest},
+		{"localhost", http.StatusMisdirectedRequest},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, s.url+"/.well-known/oauth-authorization-server", nil)
+		req.Host = tc.host
+		if resp, _ := do(t, http.DefaultClient, req); resp.StatusCode != tc.want {
+			t.Errorf("Host %s: got %d, want %d", tc.host, resp.StatusCode, tc.want)
+		}
+	}
+}
+
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)

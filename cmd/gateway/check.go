@@ -98,7 +98,7 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 	case err == nil:
 		pass("issuer reachable", "%s answered", doc.URL)
 		pass("issuer metadata", "issuer %q matches, jwks_uri %s", doc.Issuer, doc.JWKSURI)
-	case !errors.As(err, &derr) || !answered(derr):
+	case !errors.As(err, &derr) || firstAnswered(derr) == "":
 		fix := "check GATEWAY_ISSUER_URL and that this machine can reach it (DNS, proxy, firewall)"
 		if authKit {
 			fix = "check MCP_USE_OAUTH_WORKOS_SUBDOMAIN against the AuthKit domain in the WorkOS dashboard (Connect → Configuration), and that this machine can reach it"
@@ -217,11 +217,6 @@ func staticClientID(cfg *proxy.Config) (string, string) {
 		return "WORKOS_CLIENT_ID", cfg.ClientIDAlias
 	}
 	return "", ""
-}
-
-// answered reports whether any discovery attempt got an HTTP answer (rather than a network error).
-func answered(d *metadata.DiscoveryError) bool {
-	return firstAnswered(d) != ""
 }
 
 // firstAnswered returns the first URL that answered over HTTP, or "".

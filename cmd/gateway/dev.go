@@ -232,7 +232,7 @@ func runDev(ctx context.Context, environ map[string]string, stdout, stderr io.Wr
 	}
 	sidecars := make([]sidecar, 0, len(asLns)+1)
 	for _, ln := range asLns {
-		sidecars = append(sidecars, sidecar{name: "devauth", ln: ln, srv: devServer(as, log)})
+		sidecars = append(sidecars, sidecar{ln: ln, srv: devServer(as, log)})
 	}
 	if ownTools {
 		h := tools.Handler(tools.Options{
@@ -241,7 +241,7 @@ func runDev(ctx context.Context, environ map[string]string, stdout, stderr io.Wr
 			WorkOSAPIKey:   as.APIKey(),
 			IdentitySecret: []byte(cfg.IdentitySecret),
 		})
-		sidecars = append(sidecars, sidecar{name: "tools", ln: toolsLns[0], srv: devServer(h, log)})
+		sidecars = append(sidecars, sidecar{ln: toolsLns[0], srv: devServer(h, log)})
 	}
 
 	log.Warn("development mode", "mcp_url", cfg.Resource, "issuer", issuer, "upstream", cfg.Upstream.Redacted(),

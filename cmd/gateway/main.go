@@ -112,9 +112,8 @@ func newLogger(cfg *proxy.Config, w io.Writer) *slog.Logger {
 // sidecar is a server that runs in the gateway's process and stops with it: the development mode's authorization
 // server and tool service.
 type sidecar struct {
-	name string
-	srv  *http.Server
-	ln   net.Listener
+	srv *http.Server
+	ln  net.Listener
 }
 
 // serve runs the gateway on lns (already bound; every one serves the same handler), its metrics listener and the

@@ -370,7 +370,7 @@ button { font: inherit; cursor: pointer; border-radius: 6px; border: 1px solid #
 .user small { display: block; color: #555; }
 .allow { background: #1c1c21; color: #fff; border-color: #1c1c21; }
 dt { font-weight: 600; margin-top: .5rem; }
-code { word-break: break-all; }
+code { overflow-wrap: anywhere; }
 </style>
 </head>
 <body>

@@ -65,6 +65,12 @@ type manifests struct {
 // with a fresh value for each key that secrets.env.example lists.
 func kustomizeBuild(t *testing.T, dir string) *manifests {
 	t.Helper()
+	return kustomizeBuildWith(t, dir, nil)
+}
+
+// kustomizeBuildWith is kustomizeBuild with extra files (paths relative to kubernetes/) added to the tree.
+func kustomizeBuildWith(t *testing.T, dir string, extra map[string]string) *manifests {
+	t.Helper()
 	mem := filesys.MakeFsInMemory()
 	err := filepath.WalkDir(kubeDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || filepath.Base(path) == "secrets.env" {
@@ -90,8 +96,15 @@ func kustomizeBuild(t *testing.T, dir string) *manifests {
 		m.secretValues[k] = v
 		fmt.Fprintf(&secrets, "%s=%s\n", k, v)
 	}
-	if err := mem.WriteFile("/"+kubeDir+"/"+overlay+"/secrets.env", []byte(secrets.String())); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{overlay, dir} {
+		if err := mem.WriteFile("/"+kubeDir+"/"+d+"/secrets.env", []byte(secrets.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, content := range extra {
+		if err := mem.WriteFile("/"+kubeDir+"/"+path, []byte(content)); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, "/"+kubeDir+"/"+dir)
@@ -442,5 +455,41 @@ func TestKubernetesSelectors(t *testing.T) {
 		if !slices.ContainsFunc(metricsService.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port }) {
 			t.Errorf("ServiceMonitor endpoint port %q is not a port of Service %s", e.Port, metricsService.Name)
 		}
+	}
+}
+
+// TestReadmeSidecarRecipe follows the README's recipe for another MCP server in place of the tool service: a copy of
+// the example overlay with the README's line added to gateway.env and its patch added to kustomization.yaml. The
+// gateway must then forward to that server's loopback port.
+func TestReadmeSidecarRecipe(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	const marker, line = "# add to the overlay's kustomization.yaml\n", "GATEWAY_UPSTREAM_URL=http://127.0.0.1:8080/mcp"
+	_, rest, ok := strings.Cut(readme, marker)
+	if !ok || !strings.Contains(readme, "add `"+line+"` to\n`gateway.env`") {
+		t.Fatalf("README.md has no recipe: a block starting with %q and the line %s for gateway.env", marker, line)
+	}
+	patch, _, _ := strings.Cut(rest, "```")
+	extra := map[string]string{}
+	for _, f := range []string{"kustomization.yaml", "gateway.env", "namespace.yaml"} {
+		b, err := os.ReadFile(filepath.Join(kubeDir, overlay, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		extra["overlays/recipe/"+f] = string(b)
+	}
+	extra["overlays/recipe/kustomization.yaml"] += "\n" + patch
+	extra["overlays/recipe/gateway.env"] += line + "\n"
+	m := kustomizeBuildWith(t, "overlays/recipe", extra)
+	server := m.container(t, "mcp-server")
+	upstream := m.env(t, m.container(t, "gateway"))["GATEWAY_UPSTREAM_URL"]
+	if want := "http://127.0.0.1:8080/mcp"; upstream != want || !slices.Equal(server.Args, []string{"--host", "127.0.0.1", "--port", "8080"}) {
+		t.Errorf("recipe: GATEWAY_UPSTREAM_URL=%s and server args %q, want %s and a loopback bind on its port", upstream, server.Args, want)
+	}
+	if len(m.deployment.Spec.Template.Spec.Containers) != 2 {
+		t.Errorf("recipe: got %d containers, want the gateway and the server", len(m.deployment.Spec.Template.Spec.Containers))
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/patternmatcher"
 )
@@ -47,6 +49,17 @@ func parseDockerfile(t *testing.T) (globalArgs []instruction, stages []stage) {
 	}
 	for _, w := range res.Warnings {
 		t.Errorf("Dockerfile: %s", w.Short)
+	}
+	// BuildKit's own typed parse, with its lint rules as errors: flags, durations and forms must be what a build takes.
+	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, loc []parser.Range) {
+		line := 0
+		if len(loc) > 0 {
+			line = loc[0].Start.Line
+		}
+		t.Errorf("Dockerfile:%d: %s: %s", line, rule, msg)
+	}})
+	if _, _, err := instructions.Parse(res.AST, lint); err != nil {
+		t.Errorf("Dockerfile: %v", err)
 	}
 	for _, n := range res.AST.Children {
 		in := instruction{cmd: strings.ToLower(n.Value), flags: n.Flags, json: n.Attributes["json"], line: n.StartLine}

@@ -63,6 +63,9 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h asks for the usage, which is printed
+		}
 		return err
 	}
 	if fs.NArg() > 0 {

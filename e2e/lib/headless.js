@@ -1,0 +1,86 @@
+// Following an authorization request's redirects without a browser: what a user agent does when the sign-in and
+// consent steps need no input, with a cookie jar so that the authorization server recognises its own interaction.
+
+/** A cookie jar for one origin: enough of RFC 6265 for an authorization server's session and interaction cookies. */
+export class CookieJar {
+  #cookies = new Map(); // name + '\0' + path → {name, value, path, expires}
+
+  /** Stores the Set-Cookie headers of a response to a request for url. */
+  store(url, response) {
+    for (const line of response.headers.getSetCookie()) {
+      const [pair, ...attrs] = line.split(';');
+      const eq = pair.indexOf('=');
+      if (eq < 1) continue;
+      const cookie = { name: pair.slice(0, eq).trim(), value: pair.slice(eq + 1).trim(), path: defaultPath(url), expires: Infinity };
+      for (const attr of attrs) {
+        const [k, v = ''] = attr.split('=');
+        const key = k.trim().toLowerCase();
+        if (key === 'path' && v.trim().startsWith('/')) cookie.path = v.trim();
+        if (key === 'max-age') cookie.expires = Date.now() + Number(v) * 1000;
+        if (key === 'expires' && cookie.expires === Infinity) cookie.expires = Date.parse(v);
+      }
+      const key = `${cookie.name}\0${cookie.path}`;
+      if (cookie.expires <= Date.now()) this.#cookies.delete(key);
+      else this.#cookies.set(key, cookie);
+    }
+  }
+
+  /** Returns the Cookie header for a request to url, or undefined. */
+  header(url) {
+    const path = new URL(url).pathname;
+    const now = Date.now();
+    const sent = [...this.#cookies.values()]
+      .filter((c) => c.expires > now && pathMatches(path, c.path))
+      .sort((a, b) => b.path.length - a.path.length)
+      .map((c) => `${c.name}=${c.value}`);
+    return sent.length ? sent.join('; ') : undefined;
+  }
+}
+
+function defaultPath(url) {
+  const path = new URL(url).pathname;
+  const i = path.lastIndexOf('/');
+  return i <= 0 ? '/' : path.slice(0, i);
+}
+
+function pathMatches(requestPath, cookiePath) {
+  if (requestPath === cookiePath) return true;
+  if (!requestPath.startsWith(cookiePath)) return false;
+  return cookiePath.endsWith('/') || requestPath[cookiePath.length] === '/';
+}
+
+/**
+ * Opens authorizationURL and follows redirects (with a cookie jar) until one points at redirectURI, which is not
+ * requested. Returns that URL's query parameters (code, state, iss, or error). Throws on a page that is not a redirect
+ * and after 20 redirects.
+ *
+ * @param {string|URL} authorizationURL
+ * @param {string|URL} redirectURI
+ * @param {object} [opts]
+ * @param {CookieJar} [opts.jar] a jar to keep the session in, e.g. to sign in once for several clients
+ * @param {Array<{method: string, url: string, status: number}>} [opts.trail] receives every request made
+ * @returns {Promise<URLSearchParams>}
+ */
+export async function followToRedirect(authorizationURL, redirectURI, { jar = new CookieJar(), trail = [] } = {}) {
+  const target = new URL(redirectURI);
+  let url = new URL(authorizationURL);
+  for (let hops = 0; hops < 20; hops++) {
+    const headers = {};
+    const cookie = jar.header(url);
+    if (cookie) headers.cookie = cookie;
+    const response = await fetch(url, { redirect: 'manual', headers });
+    trail.push({ method: 'GET', url: url.href, status: response.status });
+    jar.store(url, response);
+    const location = response.headers.get('location');
+    if (response.status < 300 || response.status > 399 || !location) {
+      const body = await response.text();
+      throw new Error(`GET ${url.href}: ${response.status}, not a redirect: ${body.slice(0, 500)}`);
+    }
+    await response.body?.cancel();
+    url = new URL(location, url);
+    if (url.origin === target.origin && url.pathname === target.pathname) {
+      return url.searchParams;
+    }
+  }
+  throw new Error(`more than 20 redirects from ${authorizationURL}`);
+}

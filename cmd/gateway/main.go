@@ -97,7 +97,9 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	if *healthcheck {
 		return checkHealth(ctx, cfg.ListenAddr)
 	}
-	log := newLogger(cfg, stderr)
+	logOut := newLineBatcher(stderr)
+	defer logOut.Close()
+	log := newLogger(cfg, logOut)
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("GATEWAY_LISTEN_ADDR: %w", err)

@@ -168,7 +168,6 @@ describe('TypeScript SDK client through the gateway with oidc-provider tokens', 
     assert.ok(callback.get('code'), `a code at the redirect URI, got ${callback}`);
     assert.equal(callback.get('iss'), as.issuer, 'RFC 9207 iss on the authorization response');
 
-    await provider.codeVerifier(); // saved by the SDK
     const t = transport();
     await t.finishAuth(callback.get('code'));
     const tokenReq = exchanges.findLast((e) => e.url === `${as.issuer}/oauth2/token`);

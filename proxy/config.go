@@ -97,9 +97,20 @@ type Config struct {
 	// ResourceName is the resource_name in the protected resource metadata. Default "MCP server".
 	ResourceName string `env:"GATEWAY_RESOURCE_NAME" envDefault:"MCP server"`
 
-	// ClientID is the pre-registered client of "Option B". Not supported yet; logged when set.
+	// ClientID is the client pre-registered at the authorization server ("Option B"). Default unset (Option A: MCP
+	// clients register at the authorization server themselves). When set, the gateway is an authorization-server facade:
+	// it registers MCP clients itself, asks the user's consent for each, and signs them in at the authorization server
+	// with this client id and its own callback (see facade.go).
 	ClientID      string `env:"MCP_USE_OAUTH_WORKOS_CLIENT_ID"`
 	ClientIDAlias string `env:"WORKOS_CLIENT_ID"`
+
+	// ClientSecret is the secret of ClientID, for a confidential pre-registered client. Default unset (a public client).
+	// It is added to authorization_code and refresh_token grants only, never to any other grant.
+	ClientSecret string `env:"MCP_USE_OAUTH_WORKOS_CLIENT_SECRET"`
+
+	// ClientAuthMethod is how the gateway presents ClientSecret to the token endpoint: client_secret_basic (default) or
+	// client_secret_post. It must be the method the client was registered with at the authorization server.
+	ClientAuthMethod string `env:"GATEWAY_CLIENT_AUTH_METHOD" envDefault:"client_secret_basic"`
 
 	// Derived by LoadConfig; not read from the environment.
 	Issuer   string     `env:"-"`
@@ -107,6 +118,8 @@ type Config struct {
 	Public   *url.URL   `env:"-"`
 	Upstream *url.URL   `env:"-"`
 	Level    slog.Level `env:"-"`
+	// StaticClientID is ClientID, else ClientIDAlias: non-empty means Option B.
+	StaticClientID string `env:"-"`
 	// Parsed lists.
 	AudienceList []string `env:"-"`
 	ScopeList    []string `env:"-"`
@@ -216,6 +229,8 @@ func (c *Config) validate(failed map[string]bool) error {
 		bad("GATEWAY_MCP_PATH", "must be a plain path (got %q)", p)
 	case isOwnedPath(p):
 		bad("GATEWAY_MCP_PATH", "%q is a path the gateway serves itself", p)
+	case (c.ClientID != "" || c.ClientIDAlias != "") && isFacadePath(p):
+		bad("GATEWAY_MCP_PATH", "%q is a path the gateway serves itself when MCP_USE_OAUTH_WORKOS_CLIENT_ID is set", p)
 	}
 	if c.Public != nil {
 		c.Resource = c.Public.String() + c.MCPPath
@@ -288,6 +303,18 @@ func (c *Config) validate(failed map[string]bool) error {
 		bad("GATEWAY_SESSION_SECRET", "must be at least 32 bytes (got %d); generate one with: openssl rand -base64 32", len(c.SessionSecret))
 	}
 
+	// Option B.
+	c.StaticClientID = cmp.Or(c.ClientID, c.ClientIDAlias)
+	if c.ClientSecret != "" && c.StaticClientID == "" {
+		bad("MCP_USE_OAUTH_WORKOS_CLIENT_SECRET", "is set without MCP_USE_OAUTH_WORKOS_CLIENT_ID; set the client id it belongs to, or unset it")
+	}
+	if c.ClientAuthMethod != "client_secret_basic" && c.ClientAuthMethod != "client_secret_post" {
+		bad("GATEWAY_CLIENT_AUTH_METHOD", "must be client_secret_basic or client_secret_post (got %q)", c.ClientAuthMethod)
+	}
+	if strings.ContainsAny(c.StaticClientID, " \t\r\n") {
+		bad("MCP_USE_OAUTH_WORKOS_CLIENT_ID", "must not contain white space")
+	}
+
 	// Logging.
 	if err := c.Level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		bad("GATEWAY_LOG_LEVEL", "must be debug, info, warn or error (got %q)", c.LogLevel)
@@ -325,6 +352,16 @@ func (c *Config) validate(failed map[string]bool) error {
 	}
 	return errors.Join(errs...)
 }
+
+// OptionB reports whether a pre-registered client is configured, making the gateway an authorization-server facade.
+func (c *Config) OptionB() bool { return c.StaticClientID != "" }
+
+// CallbackURL is the gateway's redirect URI at the authorization server in Option B: the one URL to register there for
+// the pre-registered client.
+func (c *Config) CallbackURL() string { return c.Public.String() + facadeCallbackPath }
+
+// FacadeIssuer is the issuer MCP clients see in Option B: the public URL.
+func (c *Config) FacadeIssuer() string { return c.Public.String() }
 
 // IssuerFromSubdomain turns the value of MCP_USE_OAUTH_WORKOS_SUBDOMAIN into an issuer URL: "my-app-54" →
 // https://my-app-54.authkit.app; "my-app-54.authkit.app" or a custom domain → https://<that domain>; a full https:// URL

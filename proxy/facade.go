@@ -1,0 +1,615 @@
+package proxy
+
+// Option B: an authorization-server facade for a client pre-registered at the authorization server.
+//
+// When MCP_USE_OAUTH_WORKOS_CLIENT_ID is set, MCP clients cannot register at the authorization server (Dynamic Client
+// Registration is off there), so the gateway acts as their authorization server:
+//
+//	/register   answers RFC 7591 for any client; the client id is the registration itself, sealed (no database)
+//	/authorize  checks the client and its redirect URI, asks the user's consent, then redirects to the upstream
+//	            authorization endpoint with the pre-registered client id and the gateway's /callback
+//	/callback   redirects to the client's redirect URI with a sealed code (bound to the client), the client's state
+//	            and iss = the gateway (RFC 9207)
+//	/token      authenticates the client, unwraps the code, substitutes the pre-registered client (and its secret,
+//	            for authorization_code and refresh_token only) and the callback, and relays the upstream answer
+//
+// Every value the gateway hands out and later reads back (client ids, state, codes, the pending consent, the consent
+// cookie) is sealed with AES-256-GCM under a key derived from GATEWAY_SESSION_SECRET or GATEWAY_IDENTITY_SECRET, with
+// its purpose as additional data, so one kind can never be presented as another. The functions in this file are pure:
+// the handlers in facade_http.go wrap them.
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The paths the gateway owns in Option B.
+const (
+	facadeAuthorizePath = "/authorize"
+	facadeTokenPath     = "/token"
+	facadeRegisterPath  = "/register"
+	facadeCallbackPath  = "/callback"
+)
+
+// isFacadePath reports whether p is one of the paths the gateway owns in Option B.
+func isFacadePath(p string) bool {
+	switch p {
+	case facadeAuthorizePath, facadeTokenPath, facadeRegisterPath, facadeCallbackPath:
+		return true
+	}
+	return false
+}
+
+// Lifetimes of sealed values.
+const (
+	stateTTL   = 10 * time.Minute    // from the redirect to the upstream until its callback
+	codeTTL    = 10 * time.Minute    // from the callback until the token request
+	pendingTTL = 15 * time.Minute    // the consent page's form
+	consentTTL = 30 * 24 * time.Hour // a remembered consent
+)
+
+// Limits on what a client may register.
+const (
+	maxClientIDLen    = 8 << 10
+	maxRedirectURIs   = 10
+	maxRedirectURILen = 2000
+	maxClientNameLen  = 200
+	maxRemembered     = 20 // client consents remembered in one cookie
+	clientIDPrefix    = "mcpgw_"
+)
+
+// oauthError is an OAuth error response (RFC 6749 §5.2): status, error code and a fixed, client-safe description.
+type oauthError struct {
+	Status      int
+	Code        string
+	Description string
+}
+
+func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
+
+func errInvalidRequest(desc string) *oauthError { return &oauthError{400, "invalid_request", desc} }
+
+// sealer seals and opens the values the facade hands out. The purpose of a value is its additional data.
+type sealer struct {
+	aead   cipher.AEAD
+	macKey []byte
+}
+
+func newSealer(key []byte) *sealer {
+	enc := derive(string(key), "facade-seal")
+	block, _ := aes.NewCipher(enc) // 32 bytes: always valid
+	aead, _ := cipher.NewGCM(block)
+	return &sealer{aead: aead, macKey: derive(string(key), "facade-mac")}
+}
+
+// seal encrypts and authenticates v (as JSON) for purpose.
+func (s *sealer) seal(purpose string, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("proxy: seal: " + err.Error()) // only plain structs are sealed
+	}
+	nonce := make([]byte, s.aead.NonceSize())
+	rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, b, []byte(purpose)))
+}
+
+// errSealed is returned for a value that was not sealed by this gateway for the purpose asked.
+var errSealed = errors.New("not a value this gateway sealed for this purpose")
+
+// open reverses seal into v.
+func (s *sealer) open(purpose, sealed string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(sealed)
+	if err != nil || len(b) < s.aead.NonceSize()+s.aead.Overhead() {
+		return errSealed
+	}
+	n := s.aead.NonceSize()
+	plain, err := s.aead.Open(nil, b[:n], b[n:], []byte(purpose))
+	if err != nil {
+		return errSealed
+	}
+	if err := json.Unmarshal(plain, v); err != nil {
+		return errSealed
+	}
+	return nil
+}
+
+// mac returns base64url(HMAC-SHA256) of purpose and value, for derived client secrets and CSRF tokens.
+func (s *sealer) mac(purpose, value string) string {
+	m := hmac.New(sha256.New, s.macKey)
+	m.Write([]byte(purpose + "\x00" + value))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// macEqual compares a presented MAC with the expected one in constant time.
+func macEqual(got, want string) bool {
+	return len(got) == len(want) && hmac.Equal([]byte(got), []byte(want))
+}
+
+// registration is what a client id carries: the client as it registered.
+type registration struct {
+	Name         string   `json:"n,omitempty"`
+	RedirectURIs []string `json:"r"`
+	AuthMethod   string   `json:"a"` // none, client_secret_basic or client_secret_post
+	IssuedAt     int64    `json:"t"`
+}
+
+// confidential reports whether the client authenticates with a secret.
+func (r registration) confidential() bool { return r.AuthMethod != "none" }
+
+// clientID seals reg into a client id.
+func (s *sealer) clientID(reg registration) string {
+	return clientIDPrefix + s.seal("client", reg)
+}
+
+// openClientID returns the registration a client id carries, or an invalid_client error.
+func (s *sealer) openClientID(id string) (registration, *oauthError) {
+	var reg registration
+	unknown := &oauthError{401, "invalid_client", "unknown client: register with this gateway again"}
+	rest, ok := strings.CutPrefix(id, clientIDPrefix)
+	if !ok || len(id) > maxClientIDLen || s.open("client", rest, &reg) != nil || len(reg.RedirectURIs) == 0 {
+		return registration{}, unknown
+	}
+	return reg, nil
+}
+
+// clientSecret is the secret the gateway issues to a confidential registration: derived, so it needs no storage.
+func (s *sealer) clientSecret(clientID string) string {
+	return s.mac("client-secret", clientID)
+}
+
+// parseRegistration reads an RFC 7591 registration request and returns the registration to seal and the metadata to
+// echo (the client's own, without anything it may not choose). Unknown fields are echoed; fields that contradict what
+// the gateway supports are refused with invalid_client_metadata or invalid_redirect_uri.
+func parseRegistration(body []byte, now time.Time) (registration, map[string]any, *oauthError) {
+	var meta map[string]any
+	if err := json.Unmarshal(body, &meta); err != nil || meta == nil {
+		return registration{}, nil, &oauthError{400, "invalid_client_metadata", "the body must be a JSON object of client metadata"}
+	}
+	for _, k := range []string{"client_id", "client_secret", "client_id_issued_at", "client_secret_expires_at", "registration_access_token", "registration_client_uri"} {
+		delete(meta, k)
+	}
+	bad := func(desc string) (registration, map[string]any, *oauthError) {
+		return registration{}, nil, &oauthError{400, "invalid_client_metadata", desc}
+	}
+	reg := registration{IssuedAt: now.Unix(), AuthMethod: "client_secret_basic"} // RFC 7591 §2: the default method
+	uris, ok := jsonStrings(meta["redirect_uris"])
+	if !ok || len(uris) == 0 {
+		return registration{}, nil, &oauthError{400, "invalid_redirect_uri", "redirect_uris must be a non-empty array of URLs"}
+	}
+	if len(uris) > maxRedirectURIs {
+		return registration{}, nil, &oauthError{400, "invalid_redirect_uri", fmt.Sprintf("at most %d redirect_uris", maxRedirectURIs)}
+	}
+	for _, u := range uris {
+		if err := checkRedirectURI(u); err != nil {
+			return registration{}, nil, &oauthError{400, "invalid_redirect_uri", err.Error()}
+		}
+	}
+	reg.RedirectURIs = uris
+	if v, present := meta["token_endpoint_auth_method"]; present {
+		m, _ := v.(string)
+		if m != "none" && m != "client_secret_basic" && m != "client_secret_post" {
+			return bad("token_endpoint_auth_method must be none, client_secret_basic or client_secret_post")
+		}
+		reg.AuthMethod = m
+	}
+	if v, present := meta["grant_types"]; present {
+		gt, ok := jsonStrings(v)
+		if !ok || slices.ContainsFunc(gt, func(g string) bool { return g != "authorization_code" && g != "refresh_token" }) {
+			return bad("grant_types may contain authorization_code and refresh_token only")
+		}
+	} else {
+		meta["grant_types"] = []string{"authorization_code", "refresh_token"}
+	}
+	if v, present := meta["response_types"]; present {
+		rt, ok := jsonStrings(v)
+		if !ok || slices.ContainsFunc(rt, func(r string) bool { return r != "code" }) {
+			return bad("response_types may contain code only")
+		}
+	} else {
+		meta["response_types"] = []string{"code"}
+	}
+	if v, present := meta["client_name"]; present {
+		name, ok := v.(string)
+		if !ok {
+			return bad("client_name must be a string")
+		}
+		reg.Name = truncateRunes(strings.TrimSpace(name), maxClientNameLen)
+	}
+	meta["token_endpoint_auth_method"] = reg.AuthMethod
+	return reg, meta, nil
+}
+
+// jsonStrings reads a JSON array of strings.
+func jsonStrings(v any) ([]string, bool) {
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, 0, len(arr))
+	for _, e := range arr {
+		s, ok := e.(string)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, s)
+	}
+	return out, true
+}
+
+func truncateRunes(s string, n int) string {
+	r := []rune(s)
+	if len(r) > n {
+		return string(r[:n])
+	}
+	return s
+}
+
+// checkRedirectURI accepts an absolute URL without a fragment: https; http on a loopback host (RFC 8252 §7.3); or a
+// private-use scheme of a native application (RFC 8252 §7.1). Schemes a browser would run or read locally are refused.
+func checkRedirectURI(s string) error {
+	if len(s) > maxRedirectURILen {
+		return fmt.Errorf("a redirect URI is longer than %d bytes", maxRedirectURILen)
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || strings.Contains(s, "#") {
+		return errors.New("a redirect URI must be an absolute URL without a fragment")
+	}
+	switch scheme := strings.ToLower(u.Scheme); scheme {
+	case "https":
+		if u.Host == "" {
+			return errors.New("an https redirect URI must have a host")
+		}
+	case "http":
+		if !IsLoopbackHost(u.Hostname()) {
+			return errors.New("an http redirect URI must be on localhost, 127.0.0.1 or [::1]; use https otherwise")
+		}
+	case "javascript", "data", "vbscript", "file", "blob", "about", "filesystem":
+		return fmt.Errorf("redirect URI scheme %q is not allowed", scheme)
+	}
+	if u.User != nil {
+		return errors.New("a redirect URI must not carry user information")
+	}
+	return nil
+}
+
+// redirectURIMatches reports whether got is the registered redirect URI: byte for byte, except that an http loopback
+// URI matches on any port (RFC 8252 §7.3).
+func redirectURIMatches(registered, got string) bool {
+	if registered == got {
+		return true
+	}
+	r, err1 := url.Parse(registered)
+	g, err2 := url.Parse(got)
+	if err1 != nil || err2 != nil || r.Scheme != "http" || g.Scheme != "http" || !IsLoopbackHost(r.Hostname()) {
+		return false
+	}
+	return r.Hostname() == g.Hostname() && r.User == nil && g.User == nil && r.EscapedPath() == g.EscapedPath() &&
+		r.RawQuery == g.RawQuery && r.Fragment == "" && g.Fragment == "" && !g.ForceQuery && !r.ForceQuery
+}
+
+// resolveRedirectURI returns the redirect URI of an authorization request: the one given, if registered, or the only
+// one registered when none is given.
+func resolveRedirectURI(reg registration, given string) (string, bool) {
+	if given == "" {
+		if len(reg.RedirectURIs) == 1 {
+			return reg.RedirectURIs[0], true
+		}
+		return "", false
+	}
+	for _, r := range reg.RedirectURIs {
+		if redirectURIMatches(r, given) {
+			return given, true
+		}
+	}
+	return "", false
+}
+
+// singleParams are the authorization parameters that must not appear more than once (RFC 6749 §3.1).
+var singleParams = []string{"client_id", "redirect_uri", "state", "response_type", "code_challenge", "code_challenge_method", "scope"}
+
+// checkAuthorizeParams checks what an authorization request must have once the client and its redirect URI are
+// known: the errors it returns are sent to the client's redirect URI.
+func checkAuthorizeParams(q url.Values) *oauthError {
+	for _, p := range singleParams {
+		if len(q[p]) > 1 {
+			return errInvalidRequest("parameter " + p + " is repeated")
+		}
+	}
+	if q.Get("response_type") != "code" {
+		return &oauthError{400, "unsupported_response_type", "response_type must be code"}
+	}
+	if q.Get("code_challenge") == "" {
+		return errInvalidRequest("PKCE is required: send code_challenge with code_challenge_method S256")
+	}
+	if q.Get("code_challenge_method") != "S256" {
+		return errInvalidRequest("code_challenge_method must be S256")
+	}
+	return nil
+}
+
+// upstreamAuthorizeURL rewrites a client's authorization request for the upstream authorization endpoint: client_id
+// becomes the pre-registered client, redirect_uri the gateway's callback, state the gateway's sealed state; every
+// other parameter (PKCE, scope, resource, prompt, login_hint, …) is kept as the client sent it. Parameters already in
+// the endpoint's query are kept unless the request names them too.
+func upstreamAuthorizeURL(endpoint string, in url.Values, clientID, callback, state string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "", fmt.Errorf("authorization endpoint %q is not an absolute URL", endpoint)
+	}
+	q := u.Query()
+	for k, vs := range in {
+		q[k] = slices.Clone(vs)
+	}
+	q.Set("client_id", clientID)
+	q.Set("redirect_uri", callback)
+	q.Set("state", state)
+	u.RawQuery = q.Encode()
+	u.Fragment = ""
+	return u.String(), nil
+}
+
+// callbackParams is what the callback sends the client: the sealed code, or the upstream's error.
+type callbackParams struct {
+	Code             string
+	Error            string
+	ErrorDescription string
+	ErrorURI         string
+}
+
+// clientRedirectURL builds the redirect back to the client: its redirect URI with code (or error,
+// error_description, error_uri), the client's own state, and iss = the gateway's issuer (RFC 9207). The redirect URI's
+// own query is kept.
+func clientRedirectURL(redirectURI, clientState, issuer string, p callbackParams) string {
+	u, err := url.Parse(redirectURI)
+	if err != nil {
+		return redirectURI // registered URIs parse; unreachable
+	}
+	q := u.Query()
+	for _, k := range []string{"code", "state", "iss", "error", "error_description", "error_uri"} {
+		q.Del(k)
+	}
+	if p.Error != "" {
+		q.Set("error", p.Error)
+		if p.ErrorDescription != "" {
+			q.Set("error_description", p.ErrorDescription)
+		}
+		if p.ErrorURI != "" {
+			q.Set("error_uri", p.ErrorURI)
+		}
+	} else {
+		q.Set("code", p.Code)
+	}
+	if clientState != "" {
+		q.Set("state", clientState)
+	}
+	q.Set("iss", issuer)
+	u.RawQuery = q.Encode()
+	u.Fragment = ""
+	return u.String()
+}
+
+// oauthErrorCode keeps an upstream error code to the characters RFC 6749 §4.1.2.1 allows.
+func oauthErrorCode(s string) string {
+	if s == "" || len(s) > 100 {
+		return "server_error"
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return "server_error"
+		}
+	}
+	return s
+}
+
+// tokenRequest is a client's token request, parsed: its parameters and how it authenticated.
+type tokenRequest struct {
+	Params   url.Values // without client_id and client_secret
+	ClientID string
+	Secret   string
+	Method   string // how the client authenticated: none, client_secret_basic or client_secret_post
+}
+
+// parseTokenRequest reads a token request body (application/x-www-form-urlencoded, or a JSON object of strings) and
+// the client's credentials from an Authorization: Basic header (RFC 6749 §2.3.1, form-encoded id and secret) or the
+// body. Credentials in both places, or two different client ids, are refused.
+func parseTokenRequest(contentType string, body []byte, authorization string) (tokenRequest, *oauthError) {
+	var tr tokenRequest
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch mt {
+	case "application/json":
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil || m == nil {
+			return tr, errInvalidRequest("the body is not a JSON object")
+		}
+		tr.Params = url.Values{}
+		for k, v := range m {
+			switch v := v.(type) {
+			case string:
+				tr.Params.Set(k, v)
+			case json.Number:
+				tr.Params.Set(k, v.String())
+			case float64:
+				tr.Params.Set(k, fmt.Sprint(v))
+			case bool:
+				tr.Params.Set(k, fmt.Sprint(v))
+			default:
+				return tr, errInvalidRequest("parameter " + k + " must be a string")
+			}
+		}
+	case "application/x-www-form-urlencoded", "":
+		q, err := url.ParseQuery(string(body))
+		if err != nil {
+			return tr, errInvalidRequest("the body is not a valid form")
+		}
+		for k, vs := range q {
+			if len(vs) > 1 {
+				return tr, errInvalidRequest("parameter " + k + " is repeated")
+			}
+		}
+		tr.Params = q
+	default:
+		return tr, errInvalidRequest("send the token request as application/x-www-form-urlencoded")
+	}
+	bodyID, bodySecret := tr.Params.Get("client_id"), tr.Params.Get("client_secret")
+	tr.Params.Del("client_id")
+	tr.Params.Del("client_secret")
+	tr.ClientID, tr.Method = bodyID, "none"
+	if bodySecret != "" {
+		tr.Secret, tr.Method = bodySecret, "client_secret_post"
+	}
+	if authorization != "" {
+		scheme, cred, _ := strings.Cut(authorization, " ")
+		if !strings.EqualFold(scheme, "Basic") {
+			return tr, &oauthError{401, "invalid_client", "client authentication must use HTTP Basic or the request body"}
+		}
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+		if err != nil {
+			return tr, &oauthError{401, "invalid_client", "malformed HTTP Basic credentials"}
+		}
+		u, p, ok := strings.Cut(string(raw), ":")
+		id, err1 := url.QueryUnescape(u)
+		secret, err2 := url.QueryUnescape(p)
+		if !ok || err1 != nil || err2 != nil {
+			return tr, &oauthError{401, "invalid_client", "malformed HTTP Basic credentials"}
+		}
+		if bodySecret != "" || (bodyID != "" && bodyID != id) {
+			return tr, errInvalidRequest("send client credentials once: in the Authorization header or in the body")
+		}
+		tr.ClientID, tr.Secret, tr.Method = id, secret, "client_secret_basic"
+	}
+	if tr.ClientID == "" {
+		return tr, &oauthError{401, "invalid_client", "client_id is missing"}
+	}
+	return tr, nil
+}
+
+// upstreamClient is the pre-registered client, as the token endpoint sees it.
+type upstreamClient struct {
+	ID         string
+	Secret     string // empty: a public client
+	AuthMethod string // client_secret_basic or client_secret_post
+	Callback   string
+}
+
+// upstreamTokenRequest rewrites a client's token parameters for the upstream token endpoint: client_id becomes the
+// pre-registered client; for authorization_code, code becomes the upstream code and redirect_uri the gateway's
+// callback; the pre-registered secret is added (in a Basic header or the body) for authorization_code and
+// refresh_token grants only. Every other parameter (code_verifier, resource, scope, refresh_token, …) is kept. It
+// returns the form and, when the secret goes in a header, the Basic credentials.
+func upstreamTokenRequest(params url.Values, upstreamCode string, c upstreamClient) (form url.Values, basicUser, basicPass string) {
+	form = url.Values{}
+	for k, vs := range params {
+		switch k {
+		case "client_id", "client_secret", "client_assertion", "client_assertion_type":
+			continue
+		}
+		form[k] = slices.Clone(vs)
+	}
+	grant := form.Get("grant_type")
+	if grant == "authorization_code" {
+		form.Set("code", upstreamCode)
+		form.Set("redirect_uri", c.Callback)
+	}
+	form.Set("client_id", c.ID)
+	if c.Secret != "" && (grant == "authorization_code" || grant == "refresh_token") {
+		if c.AuthMethod == "client_secret_post" {
+			form.Set("client_secret", c.Secret)
+		} else {
+			form.Del("client_id") // RFC 6749 §2.3.1: the header carries it
+			return form, url.QueryEscape(c.ID), url.QueryEscape(c.Secret)
+		}
+	}
+	return form, "", ""
+}
+
+// pendingState travels to the upstream and back in state: the client's request, sealed for the callback.
+type pendingState struct {
+	ID          string `json:"i"` // random: the single-use key
+	ClientID    string `json:"c"`
+	RedirectURI string `json:"r"`
+	State       string `json:"s,omitempty"`
+	Exp         int64  `json:"e"`
+}
+
+// wrappedCode is the code the client gets: the upstream code, bound to the client and its redirect URI.
+type wrappedCode struct {
+	Code        string `json:"u"`
+	ClientID    string `json:"c"`
+	RedirectURI string `json:"r"`
+	Exp         int64  `json:"e"`
+}
+
+// pendingAuth is the consent form's sealed copy of the authorization request.
+type pendingAuth struct {
+	ClientID    string `json:"c"`
+	RedirectURI string `json:"r"`
+	Query       string `json:"q"`
+	Exp         int64  `json:"e"`
+}
+
+// consentSet is the consent cookie: the clients (by digest) the user allowed in this browser.
+type consentSet struct {
+	Clients []string `json:"c"`
+	Exp     int64    `json:"e"`
+}
+
+// clientDigest names a client in the consent cookie, shorter than its id.
+func clientDigest(clientID string) string {
+	h := sha256.Sum256([]byte(clientID))
+	return base64.RawURLEncoding.EncodeToString(h[:12])
+}
+
+// withConsent returns set with clientID added (most recent last, at most maxRemembered).
+func withConsent(set []string, clientID string) []string {
+	d := clientDigest(clientID)
+	out := slices.DeleteFunc(slices.Clone(set), func(s string) bool { return s == d })
+	out = append(out, d)
+	if len(out) > maxRemembered {
+		out = out[len(out)-maxRemembered:]
+	}
+	return out
+}
+
+// usedSet remembers single-use ids until they expire. It is bounded: when full of ids that have not expired, it
+// refuses new ones (the caller fails closed).
+type usedSet struct {
+	mu  sync.Mutex
+	ids map[string]int64 // id → expiry (unix seconds)
+	max int
+}
+
+func newUsedSet(max int) *usedSet { return &usedSet{ids: map[string]int64{}, max: max} }
+
+// use records id and reports whether it was unused. now and exp are unix seconds.
+func (u *usedSet) use(id string, exp, now int64) (fresh bool, full bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, seen := u.ids[id]; seen {
+		return false, false
+	}
+	if len(u.ids) >= u.max {
+		for k, e := range u.ids {
+			if e < now {
+				delete(u.ids, k)
+			}
+		}
+		if len(u.ids) >= u.max {
+			return false, true
+		}
+	}
+	u.ids[id] = exp
+	return true, false
+}

@@ -213,14 +213,16 @@ func envExample(t *testing.T) map[string]string {
 
 // omittedFromCompose are variables the binaries read that compose.yaml deliberately does not pass through.
 var omittedFromCompose = map[string]string{
-	"WORKOS_SUBDOMAIN":               "alias of MCP_USE_OAUTH_WORKOS_SUBDOMAIN",
-	"MCP_URL":                        "alias of GATEWAY_PUBLIC_URL",
-	"HOST":                           "GATEWAY_LISTEN_ADDR is wiring, fixed in compose.yaml",
-	"PORT":                           "GATEWAY_LISTEN_ADDR is wiring, fixed in compose.yaml",
-	"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "pre-registered clients are not supported; setting it only logs a warning",
-	"WORKOS_CLIENT_ID":               "alias of MCP_USE_OAUTH_WORKOS_CLIENT_ID",
-	"WORKOS_API_KEY":                 "alias of MCP_USE_OAUTH_WORKOS_API_KEY",
-	"GATEWAY_DEV":                    "dev mode is the dev profile's gateway-dev service",
+	"WORKOS_SUBDOMAIN":                   "alias of MCP_USE_OAUTH_WORKOS_SUBDOMAIN",
+	"MCP_URL":                            "alias of GATEWAY_PUBLIC_URL",
+	"HOST":                               "GATEWAY_LISTEN_ADDR is wiring, fixed in compose.yaml",
+	"PORT":                               "GATEWAY_LISTEN_ADDR is wiring, fixed in compose.yaml",
+	"MCP_USE_OAUTH_WORKOS_CLIENT_ID":     "Option B (a pre-registered client) is opt-in: add it to the gateway's environment to use it",
+	"WORKOS_CLIENT_ID":                   "alias of MCP_USE_OAUTH_WORKOS_CLIENT_ID",
+	"MCP_USE_OAUTH_WORKOS_CLIENT_SECRET": "Option B only, with MCP_USE_OAUTH_WORKOS_CLIENT_ID",
+	"GATEWAY_CLIENT_AUTH_METHOD":         "Option B only, with MCP_USE_OAUTH_WORKOS_CLIENT_SECRET",
+	"WORKOS_API_KEY":                     "alias of MCP_USE_OAUTH_WORKOS_API_KEY",
+	"GATEWAY_DEV":                        "dev mode is the dev profile's gateway-dev service",
 }
 
 // TestComposeVariables checks that .env.example lists exactly the variables compose.yaml uses, that every variable a

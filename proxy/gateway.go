@@ -63,7 +63,11 @@ type Gateway struct {
 	anyOrig        bool
 	reqIDs         requestIDs
 
-	asDoc   atomic.Pointer[metadata.Document]
+	asDoc atomic.Pointer[metadata.Document]
+	// upstreamAS is the authorization server's metadata once discovered.
+	upstreamAS atomic.Pointer[metadata.AuthServer]
+	// facade serves Option B (a pre-registered client); nil in Option A.
+	facade  *facade
 	oidcDoc atomic.Pointer[metadata.Document]
 
 	readyMu    sync.Mutex
@@ -113,6 +117,23 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		g.secret = []byte(cfg.IdentitySecret)
 	}
 	g.reqIDs = newRequestIDs()
+	if cfg.StaticClientID != "" {
+		var key []byte
+		switch {
+		case cfg.SessionSecret != "":
+			key = derive(cfg.SessionSecret, "oauth-facade")
+		case cfg.IdentitySecret != "":
+			key = derive(cfg.IdentitySecret, "oauth-facade")
+		default:
+			key = make([]byte, 32)
+			rand.Read(key)
+			g.log.Warn("neither GATEWAY_SESSION_SECRET nor GATEWAY_IDENTITY_SECRET is set: client registrations, codes and " +
+				"consents are sealed with a random key, so they end with this process and replicas do not accept each other's")
+		}
+		g.facade = newFacade(cfg, key, g.asClient, &g.upstreamAS, g.now, g.log)
+		g.log.Info("pre-registered client: the gateway is the authorization server MCP clients see (Option B)",
+			"client_id", cfg.StaticClientID, "callback", g.facade.client.Callback, "confidential", cfg.ClientSecret != "")
+	}
 
 	g.keys = NewKeySet(KeySetOptions{
 		Client:   g.asClient,
@@ -231,6 +252,7 @@ func (g *Gateway) discover(ctx context.Context) error {
 	if err := g.keys.Refresh(ctx); err != nil {
 		return err
 	}
+	g.upstreamAS.Store(as)
 	urls, _ := metadata.DiscoveryURLs(g.cfg.Issuer)
 	oidcURL := strings.TrimSuffix(g.cfg.Issuer, "/") + "/.well-known/openid-configuration"
 	if strings.Contains(as.URL, "/.well-known/openid-configuration") {
@@ -275,7 +297,8 @@ func (g *Gateway) upstreamReachable(ctx context.Context) bool {
 	return g.upstreamOK
 }
 
-// isOwnedPath reports whether the gateway answers path itself instead of forwarding it.
+// isOwnedPath reports whether the gateway answers path itself instead of forwarding it, in either mode. In Option B it
+// also owns the facade's paths (isFacadePath).
 func isOwnedPath(p string) bool {
 	return p == "/healthz" || p == "/readyz" || p == "/.well-known" || strings.HasPrefix(p, "/.well-known/")
 }
@@ -285,9 +308,13 @@ func (g *Gateway) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(g.observe)
 
+	issuer := g.cfg.Issuer
+	if g.facade != nil {
+		issuer = g.facade.issuer
+	}
 	prm := metadata.ProtectedResourceHandler(metadata.ProtectedResource{
 		Resource:               g.cfg.Resource,
-		AuthorizationServers:   []string{g.cfg.Issuer},
+		AuthorizationServers:   []string{issuer},
 		ScopesSupported:        g.scopes,
 		BearerMethodsSupported: []string{"header"},
 		ResourceName:           g.cfg.ResourceName,
@@ -296,8 +323,17 @@ func (g *Gateway) routes() http.Handler {
 	if g.cfg.MCPPath != "/" {
 		r.Handle("/.well-known/oauth-protected-resource"+g.cfg.MCPPath, routeName("prm", prm))
 	}
-	r.Handle("/.well-known/oauth-authorization-server", routeName("as_metadata", g.docHandler(&g.asDoc)))
-	r.Handle("/.well-known/openid-configuration", routeName("oidc_metadata", g.docHandler(&g.oidcDoc)))
+	if f := g.facade; f != nil {
+		r.Handle("/.well-known/oauth-authorization-server", routeName("as_metadata", f.metadataHandler()))
+		r.Handle("/.well-known/openid-configuration", routeName("oidc_metadata", f.metadataHandler()))
+		r.Handle(facadeRegisterPath, routeName("oauth_register", http.HandlerFunc(f.register)))
+		r.Handle(facadeAuthorizePath, routeName("oauth_authorize", http.HandlerFunc(f.authorize)))
+		r.Handle(facadeCallbackPath, routeName("oauth_callback", http.HandlerFunc(f.callback)))
+		r.Handle(facadeTokenPath, routeName("oauth_token", http.HandlerFunc(f.token)))
+	} else {
+		r.Handle("/.well-known/oauth-authorization-server", routeName("as_metadata", g.docHandler(&g.asDoc)))
+		r.Handle("/.well-known/openid-configuration", routeName("oidc_metadata", g.docHandler(&g.oidcDoc)))
+	}
 	r.Handle("/.well-known", routeName("well_known", http.HandlerFunc(metadata.NotFound)))
 	r.Handle("/.well-known/*", routeName("well_known", http.HandlerFunc(metadata.NotFound)))
 	r.Handle("/healthz", routeName("healthz", http.HandlerFunc(g.healthz)))

@@ -124,21 +124,32 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 			pass("JWKS", "%s", detail)
 		}
 
-		var ways []string
-		if doc.RegistrationEndpoint != "" {
-			ways = append(ways, "Dynamic Client Registration ("+doc.RegistrationEndpoint+")")
-		}
-		if doc.ClientIDMetadataDocumentSupported {
-			ways = append(ways, "Client ID Metadata Documents")
-		}
-		if len(ways) > 0 {
-			pass("client registration", "%s", strings.Join(ways, " and "))
-		} else {
-			fix := "enable Dynamic Client Registration (RFC 7591) or Client ID Metadata Documents on the authorization server"
-			if authKit {
-				fix = "in the WorkOS dashboard, open Connect → Configuration and turn on Dynamic Client Registration (and/or Client ID Metadata Document)"
+		switch {
+		case cfg.OptionB() && (doc.AuthorizationEndpoint == "" || doc.TokenEndpoint == ""):
+			fail("client registration", "the metadata lacks authorization_endpoint or token_endpoint, which the gateway needs to sign MCP clients in with the pre-registered client (Option B)",
+				"use an authorization server that supports the authorization code grant, and check the issuer")
+		case cfg.OptionB():
+			pass("client registration", "not needed at the authorization server: the gateway registers MCP clients itself (Option B) and signs them in at %s, then redeems codes at %s",
+				doc.AuthorizationEndpoint, doc.TokenEndpoint)
+		default:
+			var ways []string
+			if doc.RegistrationEndpoint != "" {
+				ways = append(ways, "Dynamic Client Registration ("+doc.RegistrationEndpoint+")")
 			}
-			fail("client registration", "the metadata has neither registration_endpoint (Dynamic Client Registration) nor client_id_metadata_document_supported (Client ID Metadata Documents): MCP clients cannot register, and browser clients report a CORS error", fix)
+			if doc.ClientIDMetadataDocumentSupported {
+				ways = append(ways, "Client ID Metadata Documents")
+			}
+			if len(ways) > 0 {
+				pass("client registration", "%s", strings.Join(ways, " and "))
+			} else {
+				fix := "enable Dynamic Client Registration (RFC 7591) or Client ID Metadata Documents on the authorization server, " +
+					"or pre-register one client there and set MCP_USE_OAUTH_WORKOS_CLIENT_ID (Option B)"
+				if authKit {
+					fix = "in the WorkOS dashboard, open Connect → Configuration and turn on Dynamic Client Registration (and/or Client ID Metadata Document); " +
+						"or, if you cannot, pre-register one client and set MCP_USE_OAUTH_WORKOS_CLIENT_ID (Option B)"
+				}
+				fail("client registration", "the metadata has neither registration_endpoint (Dynamic Client Registration) nor client_id_metadata_document_supported (Client ID Metadata Documents): MCP clients cannot register, and browser clients report a CORS error", fix)
+			}
 		}
 
 		if slices.Contains(doc.CodeChallengeMethodsSupported, "S256") {
@@ -150,8 +161,16 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 	}
 
 	if name, id := staticClientID(cfg); id != "" {
-		fail("static client id", fmt.Sprintf("%s is set (%s) while MCP clients register themselves: AuthKit answers application_not_found", name, id),
-			"unset MCP_USE_OAUTH_WORKOS_CLIENT_ID and WORKOS_CLIENT_ID; clients get their own client id by registering")
+		kind := "a public client (no MCP_USE_OAUTH_WORKOS_CLIENT_SECRET)"
+		if cfg.ClientSecret != "" {
+			kind = "a confidential client (" + cfg.ClientAuthMethod + ")"
+		}
+		note := ""
+		if cfg.SessionSecret == "" && cfg.IdentitySecret == "" {
+			note = "; set GATEWAY_SESSION_SECRET (or GATEWAY_IDENTITY_SECRET), or registrations end with the process"
+		}
+		pass("static client id", "%s is set (%s, %s): Option B, the gateway is the authorization server MCP clients see; register %s as the client's redirect URI at the authorization server%s",
+			name, id, kind, cfg.CallbackURL(), note)
 	} else {
 		pass("static client id", "none set; clients register themselves")
 	}

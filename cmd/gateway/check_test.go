@@ -136,7 +136,18 @@ func TestCheck(t *testing.T) {
 		{name: "http public URL", env: map[string]string{"GATEWAY_PUBLIC_URL": "http://mcp.example.com"}, failed: []string{"public URL", "configuration"},
 			skip: []string{"issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE", "static client id", "audience", "upstream"}},
 		{name: "https public URL", env: map[string]string{"GATEWAY_PUBLIC_URL": "https://mcp.example.com"}, failed: []string{"audience"}, output: "✓ public URL: https://mcp.example.com uses https"},
-		{name: "static client id", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, failed: []string{"static client id"}, output: "application_not_found"},
+		{name: "static client id", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, output: "register http://localhost:3000/callback as the client's redirect URI"},
+		{name: "static client id without registration", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, issuer: checkIssuer{doc: func(b string) map[string]any {
+			d := goodDoc(b)
+			delete(d, "registration_endpoint")
+			delete(d, "client_id_metadata_document_supported")
+			return d
+		}}, output: "not needed at the authorization server"},
+		{name: "static client id, no token endpoint", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, issuer: checkIssuer{doc: func(b string) map[string]any {
+			d := goodDoc(b)
+			delete(d, "token_endpoint")
+			return d
+		}}, failed: []string{"client registration"}, output: "lacks authorization_endpoint or token_endpoint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

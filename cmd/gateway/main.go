@@ -104,9 +104,6 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	if err != nil {
 		return fmt.Errorf("GATEWAY_LISTEN_ADDR: %w", err)
 	}
-	if cfg.ClientID != "" || cfg.ClientIDAlias != "" {
-		log.Warn("MCP_USE_OAUTH_WORKOS_CLIENT_ID is set, but the pre-registered client mode is not available in this version; clients must register dynamically (Option A)")
-	}
 	return serve(ctx, cfg, log, []net.Listener{ln}, nil)
 }
 

@@ -1,0 +1,542 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"html/template"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcp-gateway/gateway/metadata"
+)
+
+// facade serves the Option B endpoints. See facade.go.
+type facade struct {
+	issuer       string // the gateway's public URL, its issuer as an authorization server
+	upIssuer     string // the upstream authorization server's issuer
+	resource     string
+	resourceName string
+	client       upstreamClient
+	seal         *sealer
+	used         *usedSet
+	now          func() time.Time
+	log          *slog.Logger
+	http         *http.Client // upstream token requests; never follows redirects
+	upstream     *atomic.Pointer[metadata.AuthServer]
+	secure       bool // https public URL: __Host- cookies with Secure
+	doc          []byte
+}
+
+// maxFacadeBody bounds registration, consent and token request bodies.
+const maxFacadeBody = 64 << 10
+
+func newFacade(cfg *Config, key []byte, asClient *http.Client, upstream *atomic.Pointer[metadata.AuthServer], now func() time.Time, log *slog.Logger) *facade {
+	issuer := cfg.Public.String()
+	f := &facade{
+		issuer:       issuer,
+		upIssuer:     cfg.Issuer,
+		resource:     cfg.Resource,
+		resourceName: cfg.ResourceName,
+		client: upstreamClient{
+			ID:         cfg.StaticClientID,
+			Secret:     cfg.ClientSecret,
+			AuthMethod: cfg.ClientAuthMethod,
+			Callback:   issuer + facadeCallbackPath,
+		},
+		seal:     newSealer(key),
+		used:     newUsedSet(100_000),
+		now:      now,
+		log:      log,
+		upstream: upstream,
+		secure:   cfg.Public.Scheme == "https",
+	}
+	c := *asClient
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	f.http = &c
+	doc := map[string]any{
+		"issuer":                                         issuer,
+		"authorization_endpoint":                         issuer + facadeAuthorizePath,
+		"token_endpoint":                                 issuer + facadeTokenPath,
+		"registration_endpoint":                          issuer + facadeRegisterPath,
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic", "client_secret_post"},
+		"authorization_response_iss_parameter_supported": true,
+	}
+	f.doc, _ = json.MarshalIndent(doc, "", "  ")
+	f.doc = append(f.doc, '\n')
+	return f
+}
+
+// metadataHandler serves the gateway's own authorization server metadata (RFC 8414), at both well-known paths.
+func (f *facade) metadataHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+		case http.MethodOptions:
+			corsPreflight(w, r, "GET, HEAD, OPTIONS")
+			return
+		default:
+			h.Set("Allow", "GET, HEAD, OPTIONS")
+			writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+			return
+		}
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "public, max-age=300")
+		h.Set("Content-Length", strconv.Itoa(len(f.doc)))
+		if r.Method == http.MethodGet {
+			w.Write(f.doc)
+		}
+	})
+}
+
+// corsPreflight answers a preflight for a public endpoint that takes no cookies.
+func corsPreflight(w http.ResponseWriter, r *http.Request, methods string) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", methods)
+	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+		h.Set("Access-Control-Allow-Headers", req)
+	}
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
+	}
+	writeJSONError(w, e.Status, e.Code, e.Description)
+}
+
+// readFacadeBody reads a request body of at most maxFacadeBody bytes.
+func readFacadeBody(r *http.Request) ([]byte, *oauthError) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxFacadeBody+1))
+	if err != nil {
+		return nil, errInvalidRequest("the request body could not be read")
+	}
+	if len(b) > maxFacadeBody {
+		return nil, &oauthError{http.StatusRequestEntityTooLarge, "invalid_request", "the request body is too large"}
+	}
+	return b, nil
+}
+
+// register answers Dynamic Client Registration (RFC 7591).
+func (f *facade) register(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		corsPreflight(w, r, "POST, OPTIONS")
+		return
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return
+	}
+	body, oe := readFacadeBody(r)
+	if oe != nil {
+		writeOAuthError(w, oe)
+		return
+	}
+	reg, meta, oe := parseRegistration(body, f.now())
+	if oe != nil {
+		writeOAuthError(w, oe)
+		return
+	}
+	id := f.seal.clientID(reg)
+	meta["client_id"] = id
+	meta["client_id_issued_at"] = reg.IssuedAt
+	if reg.confidential() {
+		meta["client_secret"] = f.seal.clientSecret(id)
+		meta["client_secret_expires_at"] = 0
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusCreated)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(meta)
+	f.log.Info("client registered", "client_name", reg.Name, "redirect_uris", reg.RedirectURIs, "auth_method", reg.AuthMethod)
+}
+
+// authorize validates an authorization request, asks for consent when this browser has not given it for the client,
+// and redirects to the upstream authorization endpoint. POST is the consent form.
+func (f *facade) authorize(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		f.authorizeRequest(w, r, r.URL.Query(), false)
+	case http.MethodPost:
+		f.consentDecision(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		f.page(w, http.StatusMethodNotAllowed, "Method not allowed", "Open this address in a browser.")
+	}
+}
+
+// authorizeRequest handles the request's parameters q. consented is true after the consent form.
+func (f *facade) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.Values, consented bool) {
+	if len(q["client_id"]) > 1 || len(q["redirect_uri"]) > 1 {
+		f.page(w, http.StatusBadRequest, "Invalid request", "The application sent a malformed sign-in request (a parameter is repeated).")
+		return
+	}
+	clientID := q.Get("client_id")
+	reg, oe := f.seal.openClientID(clientID)
+	if oe != nil {
+		f.page(w, http.StatusBadRequest, "Unknown application",
+			"This gateway does not know the application that sent you here (its client id is not one this gateway issued). "+
+				"Remove the server from the application and add it again so that it registers anew.")
+		return
+	}
+	redirectURI, ok := resolveRedirectURI(reg, q.Get("redirect_uri"))
+	if !ok {
+		f.page(w, http.StatusBadRequest, "Redirect address mismatch",
+			"The application asked to be sent back to an address it did not register. Nothing was done. "+
+				"If you develop this application, send one of the redirect_uris it registered.")
+		return
+	}
+	clientState := q.Get("state")
+	redirectErr := func(oe *oauthError) {
+		http.Redirect(w, r, clientRedirectURL(redirectURI, clientState, f.issuer, callbackParams{Error: oe.Code, ErrorDescription: oe.Description}), http.StatusFound)
+	}
+	if oe := checkAuthorizeParams(q); oe != nil {
+		redirectErr(oe)
+		return
+	}
+	as := f.upstream.Load()
+	if as == nil {
+		redirectErr(&oauthError{503, "temporarily_unavailable", "the authorization server is not reachable yet; try again shortly"})
+		return
+	}
+	if !consented && !f.hasConsent(r, clientID) {
+		if strings.Contains(" "+q.Get("prompt")+" ", " none ") {
+			redirectErr(&oauthError{400, "consent_required", "the user has not allowed this application yet"})
+			return
+		}
+		f.consentPage(w, r, reg, clientID, redirectURI, q)
+		return
+	}
+	st := pendingState{ID: randomID(), ClientID: clientID, RedirectURI: redirectURI, State: clientState, Exp: f.now().Add(stateTTL).Unix()}
+	up := url.Values{}
+	for k, vs := range q {
+		up[k] = vs
+	}
+	target, err := upstreamAuthorizeURL(as.AuthorizationEndpoint, up, f.client.ID, f.client.Callback, f.seal.seal("state", st))
+	if err != nil {
+		f.log.Error("upstream authorization endpoint unusable", "endpoint", as.AuthorizationEndpoint, "err", err)
+		redirectErr(&oauthError{500, "server_error", "the authorization server's endpoint is unusable"})
+		return
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// randomID returns 16 random bytes, base64url.
+func randomID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Cookie names: __Host- with Secure on an https public URL; on a loopback http URL, plain names without Secure.
+func (f *facade) cookieName(base string) string {
+	if f.secure {
+		return "__Host-" + base
+	}
+	return base
+}
+
+func (f *facade) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: f.cookieName(name), Value: value, Path: "/", MaxAge: maxAge,
+		Secure: f.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// consents returns the clients this browser allowed.
+func (f *facade) consents(r *http.Request) []string {
+	c, err := r.Cookie(f.cookieName("mcpgw-consent"))
+	if err != nil {
+		return nil
+	}
+	var set consentSet
+	if f.seal.open("consent", c.Value, &set) != nil || set.Exp < f.now().Unix() {
+		return nil
+	}
+	return set.Clients
+}
+
+func (f *facade) hasConsent(r *http.Request, clientID string) bool {
+	d := clientDigest(clientID)
+	for _, c := range f.consents(r) {
+		if c == d {
+			return true
+		}
+	}
+	return false
+}
+
+// csrfToken returns the browser's CSRF cookie value, setting a new one when absent.
+func (f *facade) csrfCookie(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(f.cookieName("mcpgw-csrf")); err == nil && len(c.Value) >= 16 {
+		return c.Value
+	}
+	v := randomID()
+	f.setCookie(w, "mcpgw-csrf", v, 0)
+	return v
+}
+
+var consentTemplate = template.Must(template.New("consent").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Allow {{.Client}}?</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5}
+code{overflow-wrap:anywhere;background:#f3f3f3;padding:0 .2em}button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.8rem}
+.note{color:#555;font-size:.9rem}</style></head>
+<body>
+<h1>Allow <q>{{.Client}}</q> to use {{.ResourceName}}?</h1>
+<p>The application <strong>{{.Client}}</strong> wants to sign you in to <code>{{.Resource}}</code> and act as you there.</p>
+<p>After you sign in at <code>{{.Upstream}}</code>, you will be sent to <code>{{.RedirectURI}}</code>.</p>
+<p class="note">The name is what the application says about itself. Allow only if you started this from an application you trust and the address above belongs to it.</p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="request" value="{{.Request}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<button type="submit" name="decision" value="allow">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>
+</body></html>
+`))
+
+var messageTemplate = template.Must(template.New("message").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5}</style></head>
+<body><h1>{{.Title}}</h1><p>{{.Text}}</p></body></html>
+`))
+
+// pageHeaders are the headers of every HTML page: never framed, never cached, nothing loaded.
+func pageHeaders(h http.Header) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+}
+
+// page shows a message to a person (errors that must not be sent to an unverified redirect URI).
+func (f *facade) page(w http.ResponseWriter, status int, title, text string) {
+	pageHeaders(w.Header())
+	w.WriteHeader(status)
+	messageTemplate.Execute(w, struct{ Title, Text string }{title, text})
+}
+
+func (f *facade) consentPage(w http.ResponseWriter, r *http.Request, reg registration, clientID, redirectURI string, q url.Values) {
+	csrf := f.csrfCookie(w, r)
+	name := reg.Name
+	if name == "" {
+		name = "An unnamed application"
+	}
+	pending := f.seal.seal("pending", pendingAuth{ClientID: clientID, RedirectURI: redirectURI, Query: q.Encode(), Exp: f.now().Add(pendingTTL).Unix()})
+	pageHeaders(w.Header())
+	w.WriteHeader(http.StatusOK)
+	consentTemplate.Execute(w, map[string]string{
+		"Client": name, "ResourceName": f.resourceName, "Resource": f.resource, "Upstream": f.upIssuer,
+		"RedirectURI": redirectURI, "Action": facadeAuthorizePath, "Request": pending, "CSRF": f.seal.mac("csrf", csrf),
+	})
+}
+
+// consentDecision handles the consent form: CSRF token bound to the browser's cookie, Origin (when sent) the gateway.
+func (f *facade) consentDecision(w http.ResponseWriter, r *http.Request) {
+	if o := r.Header.Get("Origin"); o != "" && !strings.EqualFold(o, f.issuer) {
+		f.page(w, http.StatusForbidden, "Request refused", "The form was sent from another site. Nothing was done. Start again from your application.")
+		return
+	}
+	body, oe := readFacadeBody(r)
+	if oe != nil {
+		f.page(w, oe.Status, "Invalid request", "The form could not be read.")
+		return
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		f.page(w, http.StatusBadRequest, "Invalid request", "The form could not be read.")
+		return
+	}
+	c, cerr := r.Cookie(f.cookieName("mcpgw-csrf"))
+	if cerr != nil || !macEqual(form.Get("csrf"), f.seal.mac("csrf", c.Value)) {
+		f.page(w, http.StatusForbidden, "Request refused",
+			"The consent form was not sent from this browser's consent page (or cookies are off). Nothing was done. Start again from your application.")
+		return
+	}
+	var p pendingAuth
+	if f.seal.open("pending", form.Get("request"), &p) != nil || p.Exp < f.now().Unix() {
+		f.page(w, http.StatusBadRequest, "Expired", "This consent page has expired. Nothing was done. Start again from your application.")
+		return
+	}
+	q, _ := url.ParseQuery(p.Query)
+	switch form.Get("decision") {
+	case "allow":
+		set := consentSet{Clients: withConsent(f.consents(r), p.ClientID), Exp: f.now().Add(consentTTL).Unix()}
+		f.setCookie(w, "mcpgw-consent", f.seal.seal("consent", set), int(consentTTL/time.Second))
+		f.authorizeRequest(w, r, q, true)
+	case "deny":
+		http.Redirect(w, r, clientRedirectURL(p.RedirectURI, q.Get("state"), f.issuer,
+			callbackParams{Error: "access_denied", ErrorDescription: "the user denied the request"}), http.StatusSeeOther)
+	default:
+		f.page(w, http.StatusBadRequest, "Invalid request", "Choose Allow or Deny.")
+	}
+}
+
+// callback receives the upstream's redirect and sends the browser on to the client.
+func (f *facade) callback(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		f.page(w, http.StatusMethodNotAllowed, "Method not allowed", "Open this address in a browser.")
+		return
+	}
+	q := r.URL.Query()
+	var st pendingState
+	now := f.now().Unix()
+	if len(q["state"]) != 1 || f.seal.open("state", q.Get("state"), &st) != nil {
+		f.page(w, http.StatusBadRequest, "Invalid sign-in response",
+			"This sign-in response was not started by this gateway. Nothing was done. Start again from your application.")
+		return
+	}
+	if st.Exp < now {
+		f.page(w, http.StatusBadRequest, "Sign-in expired", "This sign-in took too long and has expired. Nothing was done. Start again from your application.")
+		return
+	}
+	fresh, full := f.used.use(st.ID, st.Exp, now)
+	switch {
+	case full:
+		f.log.Error("too many sign-ins in progress; refusing callbacks until some expire")
+		f.page(w, http.StatusServiceUnavailable, "Busy", "Too many sign-ins are in progress. Try again in a few minutes.")
+		return
+	case !fresh:
+		f.page(w, http.StatusBadRequest, "Sign-in already used",
+			"This sign-in response has been used already. Nothing more was done. Start again from your application.")
+		return
+	}
+	if iss := q.Get("iss"); iss != "" && iss != f.upIssuer {
+		f.log.Warn("callback with a foreign iss refused", "iss", iss, "want", f.upIssuer)
+		f.page(w, http.StatusBadRequest, "Invalid sign-in response",
+			"The sign-in response came from another authorization server. Nothing was done. Start again from your application.")
+		return
+	}
+	var p callbackParams
+	switch {
+	case q.Get("error") != "":
+		p = callbackParams{Error: oauthErrorCode(q.Get("error")), ErrorDescription: q.Get("error_description"), ErrorURI: q.Get("error_uri")}
+	case q.Get("code") == "":
+		p = callbackParams{Error: "server_error", ErrorDescription: "the authorization server answered without a code"}
+	default:
+		p.Code = f.seal.seal("code", wrappedCode{Code: q.Get("code"), ClientID: st.ClientID, RedirectURI: st.RedirectURI, Exp: f.now().Add(codeTTL).Unix()})
+	}
+	http.Redirect(w, r, clientRedirectURL(st.RedirectURI, st.State, f.issuer, p), http.StatusFound)
+}
+
+// token authenticates the client, rewrites the request for the upstream and relays the upstream's answer untouched.
+func (f *facade) token(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		corsPreflight(w, r, "POST, OPTIONS")
+		return
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return
+	}
+	body, oe := readFacadeBody(r)
+	if oe != nil {
+		writeOAuthError(w, oe)
+		return
+	}
+	tr, oe := parseTokenRequest(r.Header.Get("Content-Type"), body, r.Header.Get("Authorization"))
+	if oe != nil {
+		writeOAuthError(w, oe)
+		return
+	}
+	reg, oe := f.seal.openClientID(tr.ClientID)
+	if oe != nil {
+		writeOAuthError(w, oe)
+		return
+	}
+	if reg.confidential() && !macEqual(tr.Secret, f.seal.clientSecret(tr.ClientID)) {
+		writeOAuthError(w, &oauthError{401, "invalid_client", "client authentication failed"})
+		return
+	}
+	var upstreamCode string
+	if tr.Params.Get("grant_type") == "authorization_code" {
+		var c wrappedCode
+		switch {
+		case f.seal.open("code", tr.Params.Get("code"), &c) != nil:
+			writeOAuthError(w, &oauthError{400, "invalid_grant", "the code is not one this gateway issued"})
+			return
+		case c.Exp < f.now().Unix():
+			writeOAuthError(w, &oauthError{400, "invalid_grant", "the code has expired"})
+			return
+		case c.ClientID != tr.ClientID:
+			writeOAuthError(w, &oauthError{400, "invalid_grant", "the code was issued to another client"})
+			return
+		case tr.Params.Get("redirect_uri") != "" && tr.Params.Get("redirect_uri") != c.RedirectURI:
+			writeOAuthError(w, &oauthError{400, "invalid_grant", "redirect_uri differs from the authorization request's"})
+			return
+		}
+		upstreamCode = c.Code
+	}
+	as := f.upstream.Load()
+	if as == nil {
+		w.Header().Set("Retry-After", "5")
+		writeOAuthError(w, &oauthError{503, "temporarily_unavailable", "the authorization server is not reachable yet; try again shortly"})
+		return
+	}
+	form, user, pass := upstreamTokenRequest(tr.Params, upstreamCode, f.client)
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, as.TokenEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		f.log.Error("upstream token endpoint unusable", "endpoint", as.TokenEndpoint, "err", err)
+		writeOAuthError(w, &oauthError{500, "server_error", "the authorization server's token endpoint is unusable"})
+		return
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := f.http.Do(req) // never retried: a refresh token may be single-use
+	if err != nil {
+		f.log.Error("upstream token request failed", "endpoint", as.TokenEndpoint, "err", err)
+		writeOAuthError(w, &oauthError{502, "temporarily_unavailable", "the authorization server did not answer; try again"})
+		return
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		f.log.Error("upstream token response unreadable", "endpoint", as.TokenEndpoint, "err", err)
+		writeOAuthError(w, &oauthError{502, "temporarily_unavailable", "the authorization server's answer could not be read; try again"})
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", resp.Header.Get("Content-Type"))
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "application/json")
+	}
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	if resp.StatusCode == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Basic realm="token"`)
+	}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(out)
+	if resp.StatusCode != http.StatusOK {
+		f.log.Warn("upstream token endpoint refused", "status", resp.StatusCode, "grant_type", tr.Params.Get("grant_type"))
+	}
+}

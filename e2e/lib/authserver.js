@@ -38,11 +38,14 @@ export const scopes = ['openid', 'profile', 'email', 'offline_access'];
  * @param {object} [opts]
  * @param {number} [opts.accessTokenTTL] access token lifetime in seconds (default 3600)
  * @param {object} [opts.user] the user every sign-in signs in (default defaultUser)
+ * @param {boolean} [opts.registration] Dynamic Client Registration on (default true); off, as an authorization server
+ *   without it (the gateway's Option B)
+ * @param {object[]} [opts.clients] pre-registered clients (oidc-provider client metadata)
  * @returns {Promise<{issuer: string, provider: Provider, grants: Array<{grantType: string, clientId: string}>,
  *   registrations: string[], close: () => Promise<void>}>}
  *   grants lists every successful token request (grant_type and client); registrations the registered client ids.
  */
-export async function startAuthServer({ accessTokenTTL = 3600, user = defaultUser } = {}) {
+export async function startAuthServer({ accessTokenTTL = 3600, user = defaultUser, registration = true, clients = [] } = {}) {
   let handler = (req, res) => {
     res.writeHead(503).end();
   };
@@ -57,7 +60,7 @@ export async function startAuthServer({ accessTokenTTL = 3600, user = defaultUse
   const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'e2e-rs256', alg: 'RS256', use: 'sig' };
 
   const provider = new Provider(issuer, {
-    clients: [],
+    clients,
     jwks: { keys: [signingKey] },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     routes: {
@@ -84,7 +87,7 @@ export async function startAuthServer({ accessTokenTTL = 3600, user = defaultUse
     pkce: { required: () => true },
     features: {
       devInteractions: { enabled: false },
-      registration: { enabled: true },
+      registration: { enabled: registration },
       revocation: { enabled: true },
       introspection: { enabled: true },
       resourceIndicators: {

@@ -59,22 +59,38 @@ function pathMatches(requestPath, cookiePath) {
  * @param {object} [opts]
  * @param {CookieJar} [opts.jar] a jar to keep the session in, e.g. to sign in once for several clients
  * @param {Array<{method: string, url: string, status: number}>} [opts.trail] receives every request made
+ * @param {'allow'|'deny'} [opts.consent] answer a consent page (a form with a decision button, such as the gateway's
+ *   in Option B) with this decision, as a person would; without it, such a page is an error
  * @returns {Promise<URLSearchParams>}
  */
-export async function followToRedirect(authorizationURL, redirectURI, { jar = new CookieJar(), trail = [] } = {}) {
+export async function followToRedirect(authorizationURL, redirectURI, { jar = new CookieJar(), trail = [], consent } = {}) {
   const target = new URL(redirectURI);
   let url = new URL(authorizationURL);
+  let post; // the consent form to send instead of a GET
   for (let hops = 0; hops < 20; hops++) {
     const headers = {};
     const cookie = jar.header(url);
     if (cookie) headers.cookie = cookie;
-    const response = await fetch(url, { redirect: 'manual', headers });
-    trail.push({ method: 'GET', url: url.href, status: response.status });
+    const method = post ? 'POST' : 'GET';
+    if (post) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      headers.origin = url.origin;
+    }
+    const response = await fetch(url, { method, redirect: 'manual', headers, body: post });
+    post = undefined;
+    trail.push({ method, url: url.href, status: response.status });
     jar.store(url, response);
     const location = response.headers.get('location');
     if (response.status < 300 || response.status > 399 || !location) {
       const body = await response.text();
-      throw new Error(`GET ${url.href}: ${response.status}, not a redirect: ${body.slice(0, 500)}`);
+      const form = consent && response.status === 200 ? consentForm(body) : undefined;
+      if (form) {
+        form.fields.set('decision', consent);
+        post = form.fields.toString();
+        url = new URL(form.action, url);
+        continue;
+      }
+      throw new Error(`${method} ${url.href}: ${response.status}, not a redirect: ${body.slice(0, 500)}`);
     }
     await response.body?.cancel();
     url = new URL(location, url);
@@ -83,4 +99,14 @@ export async function followToRedirect(authorizationURL, redirectURI, { jar = ne
     }
   }
   throw new Error(`more than 20 redirects from ${authorizationURL}`);
+}
+
+/** Reads a consent page: its POST form's action and hidden fields, if it has a decision button. */
+function consentForm(html) {
+  const form = /<form method="post" action="([^"]*)">([\s\S]*?)<\/form>/.exec(html);
+  if (!form || !/name="decision"/.test(form[2])) return undefined;
+  const unescape = (s) => s.replace(/&#43;/g, '+').replace(/&amp;/g, '&').replace(/&#34;/g, '"').replace(/&#39;/g, "'");
+  const fields = new URLSearchParams();
+  for (const m of form[2].matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)) fields.set(m[1], unescape(m[2]));
+  return { action: unescape(form[1]), fields };
 }

@@ -67,23 +67,39 @@ export function authorizationURL(as, { clientId, redirectURI, challenge, state, 
 }
 
 /** Exchanges an authorization code at the token endpoint; returns the token response. */
-export async function exchangeCode(as, { clientId, redirectURI, code, verifier, resource }) {
-  const form = new URLSearchParams({
-    grant_type: 'authorization_code',
-    code,
-    redirect_uri: redirectURI,
-    client_id: clientId,
-    code_verifier: verifier,
-  });
-  if (resource) form.set('resource', resource);
-  const res = await fetch(as.token_endpoint, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: form,
+export async function exchangeCode(as, { clientId, clientSecret, authMethod, redirectURI, code, verifier, resource }) {
+  const res = await tokenRequest(as, {
+    grant: { grant_type: 'authorization_code', code, redirect_uri: redirectURI, code_verifier: verifier, resource },
+    clientId,
+    clientSecret,
+    authMethod,
   });
   const body = await res.text();
   if (res.status !== 200) throw new Error(`token: ${res.status} ${body.slice(0, 300)}`);
   return JSON.parse(body);
+}
+
+/**
+ * Sends a token request and returns the fetch Response. The client authenticates as authMethod says:
+ * client_secret_basic (an Authorization header, form-encoded id and secret as RFC 6749 §2.3.1 asks),
+ * client_secret_post (client_id and client_secret in the body) or none (client_id in the body).
+ */
+export function tokenRequest(as, { grant, clientId, clientSecret, authMethod = 'none', json = false }) {
+  const params = Object.fromEntries(Object.entries(grant).filter(([, v]) => v !== undefined));
+  const headers = { accept: 'application/json' };
+  if (authMethod === 'client_secret_basic') {
+    const enc = (s) => encodeURIComponent(s).replace(/%20/g, '+');
+    headers.authorization = `Basic ${Buffer.from(`${enc(clientId)}:${enc(clientSecret)}`).toString('base64')}`;
+  } else {
+    params.client_id = clientId;
+    if (authMethod === 'client_secret_post') params.client_secret = clientSecret;
+  }
+  headers['content-type'] = json ? 'application/json' : 'application/x-www-form-urlencoded';
+  return fetch(as.token_endpoint, {
+    method: 'POST',
+    headers,
+    body: json ? JSON.stringify(params) : new URLSearchParams(params),
+  });
 }
 
 /** Decodes a JWT's claims without checking anything (the gateway is what checks). */

@@ -146,11 +146,13 @@ export async function startTools(name, env = {}) {
 /**
  * Starts the gateway on a free loopback port, GATEWAY_PUBLIC_URL being its own URL, and waits until /readyz answers
  * 200 (the issuer's keys are loaded and the upstream accepts connections).
+ * @param {object} [opts]
+ * @param {number} [opts.port] the port to listen on (default a free one), for tests that must know the URL first
  * @returns {Promise<{service: Service, url: string, mcpURL: string, metricsURL: string}>}
  */
-export async function startGateway(name, env) {
+export async function startGateway(name, env, { port } = {}) {
   const { gateway } = await binaries();
-  const port = await freePort();
+  port ??= await freePort();
   const url = `http://127.0.0.1:${port}`;
   const service = new Service(name, gateway, [], {
     GATEWAY_LISTEN_ADDR: `127.0.0.1:${port}`,

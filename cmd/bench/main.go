@@ -57,11 +57,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o options
 	var streams string
 	bare := fs.String("bare-proxy", "", "internal: serve a bare reverse proxy on `listen=upstream`")
+	broadcast := fs.String("broadcaster", "", "internal: serve the event-stream upstream of the streams measurement on `listen`")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk run")
 	fs.IntVar(&o.connections, "connections", 20, "wrk connections (all on one MCP session)")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario and set-up; medians are reported")
-	fs.StringVar(&streams, "streams", "1000,5000,10000", "numbers of idle event streams to hold open through the gateway")
+	fs.StringVar(&streams, "streams", "1000,5000,9000", "numbers of idle event streams to hold open through the gateway (each needs two open files in the gateway: ulimit -n bounds it)")
 	fs.BoolVar(&o.streamsOnly, "streams-only", false, "measure only the open streams")
 	fs.BoolVar(&o.short, "short", false, "one 2s run per scenario and 200 streams: proves the set-up works, figures are not meaningful")
 	if err := fs.Parse(args); err != nil {
@@ -73,6 +74,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return errors.New("-bare-proxy wants listen=upstream")
 		}
 		return serveBareProxy(ctx, listen, upstream)
+	}
+	if *broadcast != "" {
+		return serveBroadcaster(ctx, *broadcast)
 	}
 	if o.short {
 		o.duration, o.runs, streams = 2*time.Second, 1, "200"

@@ -6,18 +6,38 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// broadcaster is an upstream that holds event streams open and ends each with one event when told to.
+// broadcaster is an upstream that holds event streams open and ends each with one event when told to (POST /fire).
+// GET /open reports how many streams it holds. It runs in its own process so that each process needs at most one
+// file descriptor per stream (the gateway needs two).
 type broadcaster struct {
 	open atomic.Int64
 	fire chan struct{}
+	once sync.Once
+}
+
+func serveBroadcaster(ctx context.Context, listen string) error {
+	b := &broadcaster{fire: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.Handle("GET /mcp", b)
+	mux.HandleFunc("POST /fire", func(w http.ResponseWriter, r *http.Request) { b.once.Do(func() { close(b.fire) }) })
+	mux.HandleFunc("GET /open", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, b.open.Load()) })
+	srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 func (b *broadcaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -37,18 +57,29 @@ func (b *broadcaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // streamsBench holds N idle event streams open through a fresh gateway and reports its memory per stream, then ends
 // every stream with an event and checks that each client received it.
 func streamsBench(ctx context.Context, o options, is *issuer, gatewayBin string, stdout, stderr io.Writer) error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
+		if need := 2*uint64(slices.Max(o.streams)) + 256; need > lim.Cur {
+			return fmt.Errorf("-streams: %d streams need about %d open files in the gateway, and this machine allows %d (ulimit -n)", slices.Max(o.streams), need, lim.Cur)
+		}
+	}
+	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	b := &broadcaster{fire: make(chan struct{})}
-	upstream := &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
-	go upstream.Serve(ln)
-	defer upstream.Close()
+	upAddr, _ := freeAddr()
+	up, err := start(ctx, "broadcaster", nil, self, "-broadcaster", upAddr)
+	if err != nil {
+		return err
+	}
+	defer up.stop()
+	if err := waitHTTP(ctx, "http://"+upAddr+"/open", 200); err != nil {
+		return err
+	}
 
 	gwAddr, _ := freeAddr()
 	gw, err := start(ctx, "gateway", []string{"GATEWAY_LISTEN_ADDR=" + gwAddr, "GATEWAY_PUBLIC_URL=http://" + gwAddr,
-		"GATEWAY_ISSUER_URL=" + is.url, "GATEWAY_UPSTREAM_URL=http://" + ln.Addr().String() + "/mcp", "GATEWAY_METRICS_ADDR=off",
+		"GATEWAY_ISSUER_URL=" + is.url, "GATEWAY_UPSTREAM_URL=http://" + upAddr + "/mcp", "GATEWAY_METRICS_ADDR=off",
 		"GATEWAY_LOG_LEVEL=warn"}, gatewayBin)
 	if err != nil {
 		return err
@@ -124,10 +155,10 @@ func streamsBench(ctx context.Context, o options, is *issuer, gatewayBin string,
 		rss := settle()
 		fmt.Fprintf(stdout, "| %d | %.1f MiB | %.1f |\n", n, float64(rss)/1024, float64(rss-base)/float64(n))
 	}
-	if got := b.open.Load(); got != int64(total) {
-		return fmt.Errorf("upstream holds %d streams, want %d", got, total)
+	if got := httpText(ctx, "GET", "http://"+upAddr+"/open"); got != strconv.Itoa(total) {
+		return fmt.Errorf("upstream holds %s streams, want %d", got, total)
 	}
-	close(b.fire)
+	httpText(ctx, "POST", "http://"+upAddr+"/fire")
 	deadline := time.Now().Add(30 * time.Second)
 	var received atomic.Int64
 	var wg sync.WaitGroup
@@ -153,4 +184,19 @@ func streamsBench(ctx context.Context, o options, is *issuer, gatewayBin string,
 		return errors.New("some streams did not receive the final event")
 	}
 	return nil
+}
+
+// httpText returns the body of a request, or the error's text.
+func httpText(ctx context.Context, method, u string) string {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -504,3 +504,22 @@ func TestFacadeOwnsItsPathsOnlyInOptionB(t *testing.T) {
 		t.Errorf("token preflight: %d %v", resp.StatusCode, resp.Header)
 	}
 }
+
+func TestFacadeMetadataGolden(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example.com", "GATEWAY_PUBLIC_URL": "https://mcp.example.com",
+		"MCP_USE_OAUTH_WORKOS_CLIENT_ID": upstreamClientID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	g.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/.well-known/oauth-authorization-server", nil))
+	if rec.Code != 200 || rec.Header().Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("got %d %v", rec.Code, rec.Header())
+	}
+	golden(t, "facade_metadata.golden", rec.Body.String())
+}

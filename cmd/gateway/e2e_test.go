@@ -32,6 +32,8 @@ const (
 type issuer struct {
 	*httptest.Server
 	key *rsa.PrivateKey
+	// oauth, when set before use, answers /authorize and /token (404 otherwise).
+	oauth http.Handler
 }
 
 func newIssuer(t *testing.T) *issuer {
@@ -49,6 +51,15 @@ func newIssuer(t *testing.T) *issuer {
 			"token_endpoint": is.URL + "/token", "code_challenge_methods_supported": []string{"S256"},
 		})
 	})
+	oauth := func(w http.ResponseWriter, r *http.Request) {
+		if is.oauth == nil {
+			http.NotFound(w, r)
+			return
+		}
+		is.oauth.ServeHTTP(w, r)
+	}
+	mux.HandleFunc("/authorize", oauth)
+	mux.HandleFunc("/token", oauth)
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})

@@ -113,7 +113,21 @@ func corsPreflight(w http.ResponseWriter, r *http.Request, methods string) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+// ReasonOAuth labels, in the access log, a request the authorization-server facade refused.
+const ReasonOAuth Reason = "oauth_refused"
+
+// refused records a refusal for the access log and logs what was refused (fixed texts only).
+func (f *facade) refused(r *http.Request, attrs ...any) {
+	st := stateOf(r.Context())
+	if st != nil {
+		st.reason = ReasonOAuth
+	}
+	f.log.Warn("oauth request refused", append([]any{"request_id", st.id(), "path", r.URL.Path}, attrs...)...)
+}
+
+// fail answers an OAuth error as JSON (RFC 6749 §5.2).
+func (f *facade) fail(w http.ResponseWriter, r *http.Request, e *oauthError) {
+	f.refused(r, "error", e.Code, "error_description", e.Description)
 	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="token"`)
 	}
@@ -147,12 +161,12 @@ func (f *facade) register(w http.ResponseWriter, r *http.Request) {
 	}
 	body, oe := readFacadeBody(r)
 	if oe != nil {
-		writeOAuthError(w, oe)
+		f.fail(w, r, oe)
 		return
 	}
 	reg, meta, oe := parseRegistration(body, f.now())
 	if oe != nil {
-		writeOAuthError(w, oe)
+		f.fail(w, r, oe)
 		return
 	}
 	id := f.seal.clientID(reg)
@@ -181,33 +195,34 @@ func (f *facade) authorize(w http.ResponseWriter, r *http.Request) {
 		f.consentDecision(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		f.page(w, http.StatusMethodNotAllowed, "Method not allowed", "Open this address in a browser.")
+		f.page(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Open this address in a browser.")
 	}
 }
 
 // authorizeRequest handles the request's parameters q. consented is true after the consent form.
 func (f *facade) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.Values, consented bool) {
 	if len(q["client_id"]) > 1 || len(q["redirect_uri"]) > 1 {
-		f.page(w, http.StatusBadRequest, "Invalid request", "The application sent a malformed sign-in request (a parameter is repeated).")
+		f.page(w, r, http.StatusBadRequest, "Invalid request", "The application sent a malformed sign-in request (a parameter is repeated).")
 		return
 	}
 	clientID := q.Get("client_id")
 	reg, oe := f.seal.openClientID(clientID)
 	if oe != nil {
-		f.page(w, http.StatusBadRequest, "Unknown application",
+		f.page(w, r, http.StatusBadRequest, "Unknown application",
 			"This gateway does not know the application that sent you here (its client id is not one this gateway issued). "+
 				"Remove the server from the application and add it again so that it registers anew.")
 		return
 	}
 	redirectURI, ok := resolveRedirectURI(reg, q.Get("redirect_uri"))
 	if !ok {
-		f.page(w, http.StatusBadRequest, "Redirect address mismatch",
+		f.page(w, r, http.StatusBadRequest, "Redirect address mismatch",
 			"The application asked to be sent back to an address it did not register. Nothing was done. "+
 				"If you develop this application, send one of the redirect_uris it registered.")
 		return
 	}
 	clientState := q.Get("state")
 	redirectErr := func(oe *oauthError) {
+		f.refused(r, "error", oe.Code, "error_description", oe.Description, "answered_at", "redirect_uri")
 		http.Redirect(w, r, clientRedirectURL(redirectURI, clientState, f.issuer, callbackParams{Error: oe.Code, ErrorDescription: oe.Description}), http.StatusFound)
 	}
 	if oe := checkAuthorizeParams(q); oe != nil {
@@ -332,7 +347,8 @@ func pageHeaders(h http.Header) {
 }
 
 // page shows a message to a person (errors that must not be sent to an unverified redirect URI).
-func (f *facade) page(w http.ResponseWriter, status int, title, text string) {
+func (f *facade) page(w http.ResponseWriter, r *http.Request, status int, title, text string) {
+	f.refused(r, "status", status, "page", title)
 	pageHeaders(w.Header())
 	w.WriteHeader(status)
 	messageTemplate.Execute(w, struct{ Title, Text string }{title, text})
@@ -356,28 +372,28 @@ func (f *facade) consentPage(w http.ResponseWriter, r *http.Request, reg registr
 // consentDecision handles the consent form: CSRF token bound to the browser's cookie, Origin (when sent) the gateway.
 func (f *facade) consentDecision(w http.ResponseWriter, r *http.Request) {
 	if o := r.Header.Get("Origin"); o != "" && !strings.EqualFold(o, f.issuer) {
-		f.page(w, http.StatusForbidden, "Request refused", "The form was sent from another site. Nothing was done. Start again from your application.")
+		f.page(w, r, http.StatusForbidden, "Request refused", "The form was sent from another site. Nothing was done. Start again from your application.")
 		return
 	}
 	body, oe := readFacadeBody(r)
 	if oe != nil {
-		f.page(w, oe.Status, "Invalid request", "The form could not be read.")
+		f.page(w, r, oe.Status, "Invalid request", "The form could not be read.")
 		return
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		f.page(w, http.StatusBadRequest, "Invalid request", "The form could not be read.")
+		f.page(w, r, http.StatusBadRequest, "Invalid request", "The form could not be read.")
 		return
 	}
 	c, cerr := r.Cookie(f.cookieName("mcpgw-csrf"))
 	if cerr != nil || !macEqual(form.Get("csrf"), f.seal.mac("csrf", c.Value)) {
-		f.page(w, http.StatusForbidden, "Request refused",
+		f.page(w, r, http.StatusForbidden, "Request refused",
 			"The consent form was not sent from this browser's consent page (or cookies are off). Nothing was done. Start again from your application.")
 		return
 	}
 	var p pendingAuth
 	if f.seal.open("pending", form.Get("request"), &p) != nil || p.Exp < f.now().Unix() {
-		f.page(w, http.StatusBadRequest, "Expired", "This consent page has expired. Nothing was done. Start again from your application.")
+		f.page(w, r, http.StatusBadRequest, "Expired", "This consent page has expired. Nothing was done. Start again from your application.")
 		return
 	}
 	q, _ := url.ParseQuery(p.Query)
@@ -390,7 +406,7 @@ func (f *facade) consentDecision(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, clientRedirectURL(p.RedirectURI, q.Get("state"), f.issuer,
 			callbackParams{Error: "access_denied", ErrorDescription: "the user denied the request"}), http.StatusSeeOther)
 	default:
-		f.page(w, http.StatusBadRequest, "Invalid request", "Choose Allow or Deny.")
+		f.page(w, r, http.StatusBadRequest, "Invalid request", "Choose Allow or Deny.")
 	}
 }
 
@@ -398,35 +414,35 @@ func (f *facade) consentDecision(w http.ResponseWriter, r *http.Request) {
 func (f *facade) callback(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET")
-		f.page(w, http.StatusMethodNotAllowed, "Method not allowed", "Open this address in a browser.")
+		f.page(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Open this address in a browser.")
 		return
 	}
 	q := r.URL.Query()
 	var st pendingState
 	now := f.now().Unix()
 	if len(q["state"]) != 1 || f.seal.open("state", q.Get("state"), &st) != nil {
-		f.page(w, http.StatusBadRequest, "Invalid sign-in response",
+		f.page(w, r, http.StatusBadRequest, "Invalid sign-in response",
 			"This sign-in response was not started by this gateway. Nothing was done. Start again from your application.")
 		return
 	}
 	if st.Exp < now {
-		f.page(w, http.StatusBadRequest, "Sign-in expired", "This sign-in took too long and has expired. Nothing was done. Start again from your application.")
+		f.page(w, r, http.StatusBadRequest, "Sign-in expired", "This sign-in took too long and has expired. Nothing was done. Start again from your application.")
 		return
 	}
 	fresh, full := f.used.use(st.ID, st.Exp, now)
 	switch {
 	case full:
 		f.log.Error("too many sign-ins in progress; refusing callbacks until some expire")
-		f.page(w, http.StatusServiceUnavailable, "Busy", "Too many sign-ins are in progress. Try again in a few minutes.")
+		f.page(w, r, http.StatusServiceUnavailable, "Busy", "Too many sign-ins are in progress. Try again in a few minutes.")
 		return
 	case !fresh:
-		f.page(w, http.StatusBadRequest, "Sign-in already used",
+		f.page(w, r, http.StatusBadRequest, "Sign-in already used",
 			"This sign-in response has been used already. Nothing more was done. Start again from your application.")
 		return
 	}
 	if iss := q.Get("iss"); iss != "" && iss != f.upIssuer {
 		f.log.Warn("callback with a foreign iss refused", "iss", iss, "want", f.upIssuer)
-		f.page(w, http.StatusBadRequest, "Invalid sign-in response",
+		f.page(w, r, http.StatusBadRequest, "Invalid sign-in response",
 			"The sign-in response came from another authorization server. Nothing was done. Start again from your application.")
 		return
 	}
@@ -457,21 +473,21 @@ func (f *facade) token(w http.ResponseWriter, r *http.Request) {
 	}
 	body, oe := readFacadeBody(r)
 	if oe != nil {
-		writeOAuthError(w, oe)
+		f.fail(w, r, oe)
 		return
 	}
 	tr, oe := parseTokenRequest(r.Header.Get("Content-Type"), body, r.Header.Get("Authorization"))
 	if oe != nil {
-		writeOAuthError(w, oe)
+		f.fail(w, r, oe)
 		return
 	}
 	reg, oe := f.seal.openClientID(tr.ClientID)
 	if oe != nil {
-		writeOAuthError(w, oe)
+		f.fail(w, r, oe)
 		return
 	}
 	if reg.confidential() && !macEqual(tr.Secret, f.seal.clientSecret(tr.ClientID)) {
-		writeOAuthError(w, &oauthError{401, "invalid_client", "client authentication failed"})
+		f.fail(w, r, &oauthError{401, "invalid_client", "client authentication failed"})
 		return
 	}
 	var upstreamCode string
@@ -479,16 +495,16 @@ func (f *facade) token(w http.ResponseWriter, r *http.Request) {
 		var c wrappedCode
 		switch {
 		case f.seal.open("code", tr.Params.Get("code"), &c) != nil:
-			writeOAuthError(w, &oauthError{400, "invalid_grant", "the code is not one this gateway issued"})
+			f.fail(w, r, &oauthError{400, "invalid_grant", "the code is not one this gateway issued"})
 			return
 		case c.Exp < f.now().Unix():
-			writeOAuthError(w, &oauthError{400, "invalid_grant", "the code has expired"})
+			f.fail(w, r, &oauthError{400, "invalid_grant", "the code has expired"})
 			return
 		case c.ClientID != tr.ClientID:
-			writeOAuthError(w, &oauthError{400, "invalid_grant", "the code was issued to another client"})
+			f.fail(w, r, &oauthError{400, "invalid_grant", "the code was issued to another client"})
 			return
 		case tr.Params.Get("redirect_uri") != "" && tr.Params.Get("redirect_uri") != c.RedirectURI:
-			writeOAuthError(w, &oauthError{400, "invalid_grant", "redirect_uri differs from the authorization request's"})
+			f.fail(w, r, &oauthError{400, "invalid_grant", "redirect_uri differs from the authorization request's"})
 			return
 		}
 		upstreamCode = c.Code
@@ -496,14 +512,14 @@ func (f *facade) token(w http.ResponseWriter, r *http.Request) {
 	as := f.upstream.Load()
 	if as == nil {
 		w.Header().Set("Retry-After", "5")
-		writeOAuthError(w, &oauthError{503, "temporarily_unavailable", "the authorization server is not reachable yet; try again shortly"})
+		f.fail(w, r, &oauthError{503, "temporarily_unavailable", "the authorization server is not reachable yet; try again shortly"})
 		return
 	}
 	form, user, pass := upstreamTokenRequest(tr.Params, upstreamCode, f.client)
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, as.TokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		f.log.Error("upstream token endpoint unusable", "endpoint", as.TokenEndpoint, "err", err)
-		writeOAuthError(w, &oauthError{500, "server_error", "the authorization server's token endpoint is unusable"})
+		f.fail(w, r, &oauthError{500, "server_error", "the authorization server's token endpoint is unusable"})
 		return
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -514,14 +530,14 @@ func (f *facade) token(w http.ResponseWriter, r *http.Request) {
 	resp, err := f.http.Do(req) // never retried: a refresh token may be single-use
 	if err != nil {
 		f.log.Error("upstream token request failed", "endpoint", as.TokenEndpoint, "err", err)
-		writeOAuthError(w, &oauthError{502, "temporarily_unavailable", "the authorization server did not answer; try again"})
+		f.fail(w, r, &oauthError{502, "temporarily_unavailable", "the authorization server did not answer; try again"})
 		return
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		f.log.Error("upstream token response unreadable", "endpoint", as.TokenEndpoint, "err", err)
-		writeOAuthError(w, &oauthError{502, "temporarily_unavailable", "the authorization server's answer could not be read; try again"})
+		f.fail(w, r, &oauthError{502, "temporarily_unavailable", "the authorization server's answer could not be read; try again"})
 		return
 	}
 	h := w.Header()

@@ -221,7 +221,15 @@ func (f *facade) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.
 		return
 	}
 	clientState := q.Get("state")
+	// Errors go back to the client only when this browser has allowed it: anyone can register any redirect URI, and
+	// an error redirect to it without consent would make the gateway an open redirector (RFC 9700 §4.11.2).
+	trusted := consented || f.hasConsent(r, clientID)
 	redirectErr := func(oe *oauthError) {
+		if !trusted {
+			f.page(w, r, http.StatusBadRequest, "Invalid sign-in request",
+				"The application sent a sign-in request this gateway cannot serve: "+oe.Description+". Nothing was done.")
+			return
+		}
 		f.refused(r, "error", oe.Code, "error_description", oe.Description, "answered_at", "redirect_uri")
 		http.Redirect(w, r, clientRedirectURL(redirectURI, clientState, f.issuer, callbackParams{Error: oe.Code, ErrorDescription: oe.Description}), http.StatusFound)
 	}
@@ -234,7 +242,7 @@ func (f *facade) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.
 		redirectErr(&oauthError{503, "temporarily_unavailable", "the authorization server is not reachable yet; try again shortly"})
 		return
 	}
-	if !consented && !f.hasConsent(r, clientID) {
+	if !trusted {
 		if strings.Contains(" "+q.Get("prompt")+" ", " none ") {
 			redirectErr(&oauthError{400, "consent_required", "the user has not allowed this application yet"})
 			return

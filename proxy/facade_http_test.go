@@ -383,18 +383,23 @@ func TestFacadeRefusals(t *testing.T) {
 	q = authorizeQuery("client_01SOMEONEELSE")
 	page("foreign client id", h.send(t, "GET", "/authorize?"+q.Encode(), nil, ""), 400, "Unknown application")
 
-	// Errors after the redirect URI is known go back to the client.
-	q = authorizeQuery(clientID)
-	q.Del("code_challenge")
-	resp := h.send(t, "GET", "/authorize?"+q.Encode(), nil, "")
-	if loc, _ := url.Parse(resp.Header.Get("Location")); resp.StatusCode != 302 || loc.Query().Get("error") != "invalid_request" || loc.Query().Get("state") != "client-state" {
-		t.Errorf("no PKCE: %d %s", resp.StatusCode, resp.Header.Get("Location"))
-	}
+	// Errors after the redirect URI is known: a page while this browser has not allowed the client (no open
+	// redirector), a redirect to the client once it has.
+	noPKCE := authorizeQuery(clientID)
+	noPKCE.Del("code_challenge")
+	page("no PKCE, no consent", h.send(t, "GET", "/authorize?"+noPKCE.Encode(), nil, ""), 400, "PKCE is required")
 	q = authorizeQuery(clientID)
 	q.Set("prompt", "none")
-	resp = h.send(t, "GET", "/authorize?"+q.Encode(), nil, "")
-	if loc, _ := url.Parse(resp.Header.Get("Location")); resp.StatusCode != 302 || loc.Query().Get("error") != "consent_required" {
-		t.Errorf("prompt=none without consent: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	page("prompt=none, no consent", h.send(t, "GET", "/authorize?"+q.Encode(), nil, ""), 400, "has not allowed")
+	f, c := h.consentForm(t, authorizeQuery(clientID), "")
+	allowed := h.decide(t, f, "allow", c)
+	consentCookie := c
+	for _, ck := range allowed.Cookies() {
+		consentCookie = joinCookie(consentCookie, ck.Name+"="+ck.Value)
+	}
+	resp := h.send(t, "GET", "/authorize?"+noPKCE.Encode(), http.Header{"Cookie": {consentCookie}}, "")
+	if loc, _ := url.Parse(resp.Header.Get("Location")); resp.StatusCode != 302 || loc.Query().Get("error") != "invalid_request" || loc.Query().Get("state") != "client-state" {
+		t.Errorf("no PKCE, consented: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
 	// Consent CSRF.

@@ -464,3 +464,59 @@ func FuzzTokenRewrite(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseRegistration: any body either fails with an RFC 7591 error or gives a registration whose redirect URIs are
+// all acceptable, and whose sealed client id gives it back.
+func FuzzParseRegistration(f *testing.F) {
+	f.Add(`{"client_name":"x","redirect_uris":["http://127.0.0.1:1/cb"],"token_endpoint_auth_method":"none"}`)
+	f.Add(`{"redirect_uris":["cursor://a/b","https://a.example/cb?x=1"],"grant_types":["refresh_token"]}`)
+	f.Add(`{"redirect_uris":["javascript:x"]}`)
+	s := testSealer()
+	f.Fuzz(func(t *testing.T, body string) {
+		reg, meta, oe := parseRegistration([]byte(body), time.Unix(1, 0))
+		if oe != nil {
+			if oe.Status != 400 || (oe.Code != "invalid_client_metadata" && oe.Code != "invalid_redirect_uri") {
+				t.Fatalf("error %+v", oe)
+			}
+			return
+		}
+		for _, u := range reg.RedirectURIs {
+			if err := checkRedirectURI(u); err != nil {
+				t.Fatalf("accepted %q: %v", u, err)
+			}
+		}
+		if _, ok := meta["client_secret"]; ok {
+			t.Fatal("the client chose its secret")
+		}
+		got, oe := s.openClientID(s.clientID(reg))
+		if oe != nil || !slices.Equal(got.RedirectURIs, reg.RedirectURIs) || got.AuthMethod != reg.AuthMethod {
+			t.Fatalf("round trip: %+v %v", got, oe)
+		}
+	})
+}
+
+// FuzzClientRedirectURL: the redirect goes to the registered URI's scheme, host and path, with exactly the client's
+// state and the gateway's iss, whatever the code or error.
+func FuzzClientRedirectURL(f *testing.F) {
+	f.Add("http://127.0.0.1:9/cb?x=1", "st", "code", "")
+	f.Add("cursor://app/cb", "", "", "access_denied")
+	f.Add("https://a.example/cb?state=forged&iss=forged", "s&iss=x", "c#d", "e")
+	f.Fuzz(func(t *testing.T, uri, state, code, errCode string) {
+		if checkRedirectURI(uri) != nil {
+			return
+		}
+		ru, _ := url.Parse(uri)
+		got := clientRedirectURL(uri, state, "https://gw.example", callbackParams{Code: code, Error: errCode})
+		u, err := url.Parse(got)
+		if err != nil || u.Scheme != ru.Scheme || u.Host != ru.Host || u.Path != ru.Path {
+			t.Fatalf("%q → %q", uri, got)
+		}
+		q := u.Query()
+		if !slices.Equal(q["iss"], []string{"https://gw.example"}) || (state != "" && !slices.Equal(q["state"], []string{state})) || (state == "" && q.Has("state")) {
+			t.Fatalf("state/iss: %q", got)
+		}
+		if errCode == "" && !slices.Equal(q["code"], []string{code}) {
+			t.Fatalf("code: %q", got)
+		}
+	})
+}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcp-gateway/gateway/metadata"
 )
 
 // tokenRecorder is the upstream token endpoint: it records each request and answers what the test sets.
@@ -527,4 +529,28 @@ func TestFacadeMetadataGolden(t *testing.T) {
 		t.Errorf("got %d %v", rec.Code, rec.Header())
 	}
 	golden(t, "facade_metadata.golden", rec.Body.String())
+}
+
+func TestFacadeCookiesOnHTTPS(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example.com", "GATEWAY_PUBLIC_URL": "https://mcp.example.com",
+		"MCP_USE_OAUTH_WORKOS_CLIENT_ID": upstreamClientID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := g.facade.seal.clientID(registration{Name: "c", RedirectURIs: []string{"http://127.0.0.1:1/cb"}, AuthMethod: "none"})
+	g.upstreamAS.Store(&metadata.AuthServer{Issuer: "https://as.example.com", AuthorizationEndpoint: "https://as.example.com/authorize"})
+	q := authorizeQuery(reg)
+	q.Set("redirect_uri", "http://127.0.0.1:1/cb")
+	rec := httptest.NewRecorder()
+	g.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "https://mcp.example.com/authorize?"+q.Encode(), nil))
+	cookies := rec.Result().Cookies()
+	if rec.Code != 200 || len(cookies) != 1 || cookies[0].Name != "__Host-mcpgw-csrf" || !cookies[0].Secure || !cookies[0].HttpOnly ||
+		cookies[0].Path != "/" || cookies[0].Domain != "" || cookies[0].SameSite != http.SameSiteLaxMode {
+		t.Errorf("got %d, cookies %+v", rec.Code, cookies)
+	}
 }

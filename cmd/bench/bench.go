@@ -298,7 +298,7 @@ var (
 	reRPS      = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 	reRequests = regexp.MustCompile(`(\d+) requests in`)
 	reNon2xx   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
-	reErrors   = regexp.MustCompile(`Socket errors: (.*)`)
+	reErrors   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 	rePct      = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
 )
 
@@ -309,7 +309,7 @@ func runWrk(ctx context.Context, o options, dir string, s *setup, sc scenario, t
 	}
 	cpu0, tools0 := s.proc.cpu(), tools.cpu()
 	out, err := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.connections),
-		"-d", o.duration.String(), "--latency", "-s", script, s.url).CombinedOutput()
+		"-d", o.duration.String(), "--timeout", "10s", "--latency", "-s", script, s.url).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %v\n%s", err, out)
 	}
@@ -338,8 +338,8 @@ func runWrk(ctx context.Context, o options, dir string, s *setup, sc scenario, t
 	if !sc.want2xx && non2xx != res.requests {
 		return result{}, fmt.Errorf("%d of %d responses were 2xx, want none", res.requests-non2xx, res.requests)
 	}
-	if m := reErrors.FindStringSubmatch(text); m != nil {
-		return result{}, fmt.Errorf("socket errors: %s", m[1])
+	if m := reErrors.FindStringSubmatch(text); m != nil && (m[1] != "0" || m[2] != "0" || m[3] != "0" || m[4] != "0") {
+		return result{}, fmt.Errorf("socket errors: %s", m[0])
 	}
 	sc2 := bufio.NewScanner(strings.NewReader(text))
 	for sc2.Scan() {

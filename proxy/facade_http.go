@@ -146,17 +146,25 @@ func readFacadeBody(r *http.Request) ([]byte, *oauthError) {
 	return b, nil
 }
 
-// register answers Dynamic Client Registration (RFC 7591).
-func (f *facade) register(w http.ResponseWriter, r *http.Request) {
+// postEndpoint answers what a cross-origin, POST-only endpoint owes before its work: CORS for any origin, the preflight,
+// and 405 for other methods. It reports whether the handler should go on.
+func postEndpoint(w http.ResponseWriter, r *http.Request) bool {
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	switch r.Method {
 	case http.MethodPost:
+		return true
 	case http.MethodOptions:
 		corsPreflight(w, r, "POST, OPTIONS")
-		return
 	default:
 		w.Header().Set("Allow", "POST, OPTIONS")
 		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+	}
+	return false
+}
+
+// register answers Dynamic Client Registration (RFC 7591).
+func (f *facade) register(w http.ResponseWriter, r *http.Request) {
+	if !postEndpoint(w, r) {
 		return
 	}
 	body, oe := readFacadeBody(r)
@@ -468,15 +476,7 @@ func (f *facade) callback(w http.ResponseWriter, r *http.Request) {
 
 // token authenticates the client, rewrites the request for the upstream and relays the upstream's answer untouched.
 func (f *facade) token(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-	switch r.Method {
-	case http.MethodPost:
-	case http.MethodOptions:
-		corsPreflight(w, r, "POST, OPTIONS")
-		return
-	default:
-		w.Header().Set("Allow", "POST, OPTIONS")
-		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+	if !postEndpoint(w, r) {
 		return
 	}
 	body, oe := readFacadeBody(r)

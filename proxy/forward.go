@@ -20,12 +20,23 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	if st != nil && st.route == "mcp" {
 		pr.Out.URL.Path, pr.Out.URL.RawPath = g.cfg.Upstream.Path, g.cfg.Upstream.RawPath
 	}
-	h := pr.Out.Header
-	h.Del("Authorization")
-	h.Del("Proxy-Authorization")
-	h.Del("Cookie")
-	identity.Strip(h)
-	h.Del("Forwarded")
+	// One pass builds the outbound headers without credentials or inbound identity headers, in a map sized for what
+	// is added below, so that adding the identity does not grow it.
+	extra := 6
+	if st != nil && st.principal != nil {
+		extra += len(st.principal.hdr)
+	}
+	h := make(http.Header, len(pr.Out.Header)+extra)
+	for k, v := range pr.Out.Header {
+		switch k {
+		case "Authorization", "Proxy-Authorization", "Cookie", "Forwarded":
+			continue
+		}
+		if !identity.IsIdentityHeader(k) {
+			h[k] = v
+		}
+	}
+	pr.Out.Header = h
 	h["X-Forwarded-Proto"] = []string{g.cfg.Public.Scheme}
 	h["X-Forwarded-Host"] = []string{g.cfg.Public.Host}
 	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {

@@ -147,16 +147,42 @@ func IsIdentityHeader(name string) bool {
 	if len(name) < 7 {
 		return false
 	}
-	n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
-	if strings.HasPrefix(n, "x-auth-") {
+	if foldEqual(name[:7], "x-auth-") {
 		return true
 	}
-	switch n {
-	case "x-forwarded-user", "x-forwarded-email", "x-forwarded-groups",
-		"x-forwarded-preferred-username", "x-forwarded-access-token":
-		return true
+	switch len(name) {
+	case len("x-forwarded-user"):
+		return foldEqual(name, "x-forwarded-user")
+	case len("x-forwarded-email"):
+		return foldEqual(name, "x-forwarded-email")
+	case len("x-forwarded-groups"):
+		return foldEqual(name, "x-forwarded-groups")
+	case len("x-forwarded-preferred-username"):
+		return foldEqual(name, "x-forwarded-preferred-username")
+	case len("x-forwarded-access-token"):
+		return foldEqual(name, "x-forwarded-access-token")
 	}
 	return false
+}
+
+// foldEqual reports whether s equals the lower-case, '-'-separated want when letter case is ignored and '_' stands
+// for '-'. It allocates nothing: it runs for every header of every request.
+func foldEqual(s, want string) bool {
+	if len(s) != len(want) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '_' {
+			c = '-'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Strip deletes every identity header (see IsIdentityHeader) from h.

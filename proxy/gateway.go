@@ -256,7 +256,6 @@ func (g *Gateway) discover(ctx context.Context) error {
 		return err
 	}
 	g.upstreamAS.Store(as)
-	urls, _ := metadata.DiscoveryURLs(g.cfg.Issuer)
 	oidcURL := strings.TrimSuffix(g.cfg.Issuer, "/") + "/.well-known/openid-configuration"
 	if strings.Contains(as.URL, "/.well-known/openid-configuration") {
 		oidcURL = as.URL
@@ -269,7 +268,7 @@ func (g *Gateway) discover(ctx context.Context) error {
 		od = metadata.NewDocument(metadata.DocumentOptions{URL: oidcURL, Client: g.asClient, Now: g.now, Logger: g.log})
 	}
 	g.oidcDoc.Store(od)
-	g.log.Info("authorization server ready", "issuer", as.Issuer, "metadata", as.URL, "jwks_uri", as.JWKSURI, "tried", len(urls))
+	g.log.Info("authorization server ready", "issuer", as.Issuer, "metadata", as.URL, "jwks_uri", as.JWKSURI)
 	return nil
 }
 

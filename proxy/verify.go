@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -216,7 +217,7 @@ func principal(c *Claims, raw []byte, exp time.Time) *Principal {
 			Name:        c.Name,
 			OrgID:       c.OrgID,
 			SessionID:   c.SessionID,
-			ClientID:    cmpOr(c.ClientID, c.AZP),
+			ClientID:    cmp.Or(c.ClientID, c.AZP),
 			Roles:       roles,
 			Permissions: c.Permissions,
 			Scopes:      scopes,
@@ -226,13 +227,6 @@ func principal(c *Claims, raw []byte, exp time.Time) *Principal {
 	}
 	p.Identity.Set(p.hdr)
 	return p
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Verifier verifies access tokens: signature over the key set with go-oidc (algorithm allow-list), then CheckClaims.

@@ -140,20 +140,27 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/interaction/"+id, http.StatusSeeOther)
 }
 
-// showInteraction renders the sign-in page, or the consent page once a user has signed in.
-func (s *Server) showInteraction(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+// liveInteraction returns a copy of interaction id while it has not expired; otherwise it answers with the expiry page.
+func (s *Server) liveInteraction(w http.ResponseWriter, id string) (interaction, bool) {
 	s.mu.Lock()
 	i, ok := s.state.interactions[id]
 	var snap interaction
 	if ok && s.now().Before(i.expires) {
 		snap = *i
-	} else {
-		ok = false
 	}
 	s.mu.Unlock()
-	if !ok {
+	if snap.expires.IsZero() {
 		s.errorPage(w, http.StatusNotFound, "This sign-in has expired", "It was finished, cancelled or left too long. Start again from your MCP client.")
+		return interaction{}, false
+	}
+	return snap, true
+}
+
+// showInteraction renders the sign-in page, or the consent page once a user has signed in.
+func (s *Server) showInteraction(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	snap, ok := s.liveInteraction(w, id)
+	if !ok {
 		return
 	}
 	data := pageData{
@@ -177,17 +184,8 @@ func (s *Server) form(w http.ResponseWriter, r *http.Request) (string, interacti
 	}
 	id := r.PathValue("id")
 	cookie, cerr := r.Cookie(browserCookie)
-	s.mu.Lock()
-	i, ok := s.state.interactions[id]
-	var snap interaction
-	if ok && s.now().Before(i.expires) {
-		snap = *i
-	} else {
-		ok = false
-	}
-	s.mu.Unlock()
+	snap, ok := s.liveInteraction(w, id)
 	if !ok {
-		s.errorPage(w, http.StatusNotFound, "This sign-in has expired", "It was finished, cancelled or left too long. Start again from your MCP client.")
 		return "", interaction{}, false
 	}
 	if cerr != nil || !equal(cookie.Value, snap.browser) || !equal(r.PostForm.Get("csrf_token"), snap.csrf) {

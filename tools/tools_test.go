@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcp-gateway/gateway/proxy/identity"
@@ -333,4 +334,135 @@ func TestNoIdentityIsAToolError(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSchemasAsGenericAddTool checks that every tool declares the input and output schemas the go-sdk's generic
+// mcp.AddTool derives from its types, so that serving the tools without it changes nothing clients see.
+func TestSchemasAsGenericAddTool(t *testing.T) {
+	t.Parallel()
+	reference := mcp.NewServer(&mcp.Implementation{Name: "reference", Version: "1"}, nil)
+	mcp.AddTool(reference, &mcp.Tool{Name: "get-user-info"},
+		func(context.Context, *mcp.CallToolRequest, noInput) (*mcp.CallToolResult, UserInfo, error) {
+			return nil, UserInfo{}, nil
+		})
+	mcp.AddTool(reference, &mcp.Tool{Name: "get-user-permissions"},
+		func(context.Context, *mcp.CallToolRequest, noInput) (*mcp.CallToolResult, UserPermissions, error) {
+			return nil, UserPermissions{}, nil
+		})
+	mcp.AddTool(reference, &mcp.Tool{Name: "get-workos-user"},
+		func(context.Context, *mcp.CallToolRequest, noInput) (*mcp.CallToolResult, WorkOSUser, error) {
+			return nil, nil, nil
+		})
+	schemas := func(s *mcp.Server) map[string]string {
+		cs := connectInMemory(t, s)
+		res, err := cs.ListTools(t.Context(), nil)
+		if err != nil {
+			t.Fatalf("ListTools: %v", err)
+		}
+		out := map[string]string{}
+		for _, tool := range res.Tools {
+			in, _ := json.Marshal(tool.InputSchema)
+			outSchema, _ := json.Marshal(tool.OutputSchema)
+			out[tool.Name] = "input " + string(in) + " output " + string(outSchema)
+		}
+		return out
+	}
+	got, want := schemas(NewServer(Options{})), schemas(reference)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("schemas:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestArguments checks that the tools hold their arguments to the declared input schema, which allows none: absent,
+// null and {} are accepted, and anything else is a tool error naming what is wrong.
+func TestArguments(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, Options{})
+	cs := connect(t, srv, &gatewayTransport{id: alice})
+	tests := []struct {
+		args      json.RawMessage
+		wantError string // empty: the call succeeds
+	}{
+		{args: nil},
+		{args: json.RawMessage(`null`)},
+		{args: json.RawMessage(`{}`)},
+		{args: json.RawMessage(` { } `)},
+		{args: json.RawMessage(`{"x":1,"a":"b"}`), wantError: `validating "arguments": unexpected additional properties ["a" "x"]`},
+		{args: json.RawMessage(`[]`), wantError: `validating "arguments": arguments must be a JSON object`},
+		{args: json.RawMessage(`"x"`), wantError: `validating "arguments": arguments must be a JSON object`},
+	}
+	for _, tt := range tests {
+		for _, tool := range []string{"get-user-info", "get-user-permissions", "get-workos-user"} {
+			params := &mcp.CallToolParams{Name: tool}
+			if tt.args != nil {
+				params.Arguments = tt.args
+			}
+			res, err := cs.CallTool(t.Context(), params)
+			if err != nil {
+				t.Fatalf("%s(%s): %v", tool, tt.args, err)
+			}
+			text := textOf(t, res)
+			switch {
+			case tt.wantError == "" && tool == "get-workos-user":
+				// No API key is configured: the arguments passed, and the tool says what is missing.
+				if text != errNoAPIKey.Error() {
+					t.Errorf("%s(%s) = %q, want %q", tool, tt.args, text, errNoAPIKey)
+				}
+			case tt.wantError == "":
+				if res.IsError {
+					t.Errorf("%s(%s): tool error %q, want success", tool, tt.args, text)
+				}
+			case !res.IsError || len(text) < len(tt.wantError) || text[:len(tt.wantError)] != tt.wantError:
+				t.Errorf("%s(%s) = %q (isError %v), want an error starting %q", tool, tt.args, text, res.IsError, tt.wantError)
+			}
+		}
+	}
+}
+
+// TestResultsMatchOutputSchema validates what the tools return against the output schemas they declare, for full and
+// minimal identities: the service does not re-validate its own results on every call.
+func TestResultsMatchOutputSchema(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, Options{})
+	for _, id := range []identity.Identity{alice, bob, {UserID: "user_01H5JQ5Z4"}} {
+		cs := connect(t, srv, &gatewayTransport{id: id})
+		list, err := cs.ListTools(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tool := range list.Tools {
+			if tool.Name == "get-workos-user" {
+				continue // needs the WorkOS API; its schema is any object
+			}
+			var schema jsonschema.Schema
+			b, _ := json.Marshal(tool.OutputSchema)
+			if err := json.Unmarshal(b, &schema); err != nil {
+				t.Fatal(err)
+			}
+			resolved, err := schema.Resolve(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := resolved.Validate(callTool(t, cs, tool.Name)); err != nil {
+				t.Errorf("%s for %s: %v", tool.Name, id.UserID, err)
+			}
+		}
+	}
+}
+
+// connectInMemory connects a client to s over in-memory transports.
+func connectInMemory(t *testing.T, s *mcp.Server) *mcp.ClientSession {
+	t.Helper()
+	st, ct := mcp.NewInMemoryTransports()
+	ss, err := s.Connect(t.Context(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ss.Close() })
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil).Connect(t.Context(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
 }

@@ -45,21 +45,21 @@ func fetchFailed(what string, cause error) error {
 	return &toolError{msg: "Failed to fetch user from WorkOS: " + what, cause: cause}
 }
 
-func (w *workos) getUser(ctx context.Context, req *mcp.CallToolRequest, _ noInput) (*mcp.CallToolResult, WorkOSUser, error) {
+func (w *workos) getUser(ctx context.Context, req *mcp.CallToolRequest) (WorkOSUser, error) {
 	id, err := callerIdentity(req)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if w.apiKey == "" {
-		return nil, nil, errNoAPIKey
+		return nil, errNoAPIKey
 	}
 	user, err := w.fetchUser(ctx, id.UserID)
 	if err != nil {
 		w.logger.LogAttrs(ctx, slog.LevelWarn, "get-workos-user failed",
 			slog.String("user_id", id.UserID), slog.String("error", err.Error()), slog.Any("cause", errors.Unwrap(err)))
-		return nil, nil, err
+		return nil, err
 	}
-	return nil, user, nil
+	return user, nil
 }
 
 // fetchUser GETs {baseURL}/user_management/users/{userID}. Every error it returns is a *toolError.

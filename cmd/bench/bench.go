@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -33,6 +34,14 @@ type scenario struct {
 	noAuth    bool   // send neither token nor identity: only meaningful through the gateway
 	want2xx   bool
 	gatewayOK bool // run only against the gateway
+	// threads and connections override -threads and -connections when non-zero. One of each sends the requests one
+	// after another on an unsaturated machine, so that p50 is the latency of one request rather than a queue.
+	threads, connections int
+}
+
+// wrkLoad returns the wrk threads and connections sc runs with.
+func (sc scenario) wrkLoad(o options) (threads, connections int) {
+	return cmp.Or(sc.threads, o.threads), cmp.Or(sc.connections, o.connections)
 }
 
 // result is one wrk run.
@@ -71,6 +80,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	type row struct {
 		scenario, setup string
+		connections     int
 		runs            []result
 	}
 	var rows []row
@@ -120,6 +130,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		if mode == "json" {
 			scenarios = []scenario{
 				{name: "tools/call get-user-info (JSON)", body: `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"get-user-info","arguments":{}}}`, want2xx: true},
+				{name: "tools/call get-user-info (JSON), 1 connection", body: `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"get-user-info","arguments":{}}}`, want2xx: true, threads: 1, connections: 1},
 				{name: "tools/list (JSON)", body: `{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, want2xx: true},
 				{name: "401 no token", body: `{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, noAuth: true, gatewayOK: true},
 			}
@@ -150,9 +161,10 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 					}
 				}
 			}
+			_, conns := sc.wrkLoad(o)
 			for _, s := range setups {
 				if len(results[s.name]) > 0 {
-					rows = append(rows, row{sc.name, s.name, results[s.name]})
+					rows = append(rows, row{sc.name, s.name, conns, results[s.name]})
 				}
 			}
 		}
@@ -162,7 +174,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 
 	// The table: medians.
-	fmt.Fprintf(stdout, "Runs: %d × %s per set-up and scenario, wrk -t%d -c%d on one MCP session, unique request ids. Medians.\n\n",
+	fmt.Fprintf(stdout, "Runs: %d × %s per set-up and scenario, wrk -t%d -c%d (-t1 -c1 where the scenario says 1 connection) on one MCP session, unique request ids. Medians.\n\n",
 		o.runs, o.duration, o.threads, o.connections)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, "| scenario\t set-up\t req/s\t p50\t p99\t p50 added vs (b)\t CPU s/1k req (proxy)\t CPU s/1k req (proxy+tools)\t peak RSS (process)\t")
@@ -197,6 +209,13 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		if r.setup == "c gateway" && bareRPS[r.scenario] > 0 {
 			rps := median(r.runs, func(x result) float64 { return x.rps })
 			fmt.Fprintf(stdout, "- %s: gateway/bare proxy throughput %.2f\n", r.scenario, rps/bareRPS[r.scenario])
+		}
+	}
+	for _, r := range rows {
+		if r.setup == "c gateway" && r.connections == 1 && bareP50[r.scenario] > 0 {
+			p50 := median(r.runs, func(x result) float64 { return x.p50 })
+			fmt.Fprintf(stdout, "- %s: the gateway adds %+.0f µs per request (median p50 minus the bare proxy's, requests one at a time)\n",
+				r.scenario, (p50-bareP50[r.scenario])*1e6)
 		}
 	}
 	fmt.Fprintf(stdout, "- gateway resident memory after %d requests: %.1f MiB\n\n", gatewayRequests, float64(gatewayRSS)/1024)
@@ -307,8 +326,9 @@ func runWrk(ctx context.Context, o options, dir string, s *setup, sc scenario, t
 	if err := os.WriteFile(script, []byte(luaScript(s, sc)), 0o600); err != nil {
 		return result{}, err
 	}
+	threads, connections := sc.wrkLoad(o)
 	cpu0, tools0 := s.proc.cpu(), tools.cpu()
-	out, err := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(o.connections),
+	out, err := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(connections),
 		"-d", o.duration.String(), "--timeout", "10s", "--latency", "-s", script, s.url).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %v\n%s", err, out)

@@ -59,8 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bare := fs.String("bare-proxy", "", "internal: serve a bare reverse proxy on `listen=upstream`")
 	broadcast := fs.String("broadcaster", "", "internal: serve the event-stream upstream of the streams measurement on `listen`")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk run")
-	fs.IntVar(&o.connections, "connections", 20, "wrk connections (all on one MCP session)")
-	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
+	fs.IntVar(&o.connections, "connections", 20, "wrk connections (all on one MCP session); the 1-connection scenario always uses one")
+	fs.IntVar(&o.threads, "threads", 2, "wrk threads; the 1-connection scenario always uses one")
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario and set-up; medians are reported")
 	fs.StringVar(&streams, "streams", "1000,5000,9000", "numbers of idle event streams to hold open through the gateway (each needs two open files in the gateway: ulimit -n bounds it)")
 	fs.BoolVar(&o.streamsOnly, "streams-only", false, "measure only the open streams")
@@ -95,8 +95,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return bench(ctx, o, stdout, stderr)
 }
 
+// bareProxyMaxBody is the gateway's default GATEWAY_MAX_BODY_BYTES.
+const bareProxyMaxBody = 4 << 20
+
 // serveBareProxy is set-up (b): httputil.ReverseProxy with no authentication, adding fixed identity headers, with the
-// same transport tuning as the gateway's.
+// same transport tuning and request-body limit as the gateway's.
 func serveBareProxy(ctx context.Context, listen, upstream string) error {
 	target, err := url.Parse(upstream)
 	if err != nil {
@@ -114,7 +117,17 @@ func serveBareProxy(ctx context.Context, listen, upstream string) error {
 		},
 		BufferPool: newPool(),
 	}
-	srv := &http.Server{Addr: listen, Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	// The body limit is not only for likeness. The transport sends the body and then reads once more to check that it
+	// has ended; by then the tool service may have answered, and writing the answer's header makes the server drain
+	// and close the request body, so that read fails and the transport drops the upstream connection in the middle of
+	// the answer (wrk counts a read error). http.MaxBytesReader remembers the end of the body, as it does in the gateway.
+	limited := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, bareProxyMaxBody)
+		}
+		rp.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Addr: listen, Handler: limited, ReadHeaderTimeout: 10 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err

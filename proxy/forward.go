@@ -59,15 +59,19 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 
 // modifyResponse binds a new MCP session to the caller and counts event streams.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
-	st := stateOf(resp.Request.Context())
-	if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" && st != nil && st.principal != nil {
-		resp.Header.Set("Mcp-Session-Id", g.binder.wrap(sid, st.principal.Subject))
-	}
+	g.bindResponseSession(resp.Header, stateOf(resp.Request.Context()))
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		g.metrics.OpenStreams.Inc()
 		resp.Body = &streamBody{ReadCloser: resp.Body, done: g.metrics.OpenStreams.Dec}
 	}
 	return nil
+}
+
+// bindResponseSession replaces an MCP session id the upstream issued with one bound to the caller.
+func (g *Gateway) bindResponseSession(h http.Header, st *reqState) {
+	if sid := h.Get("Mcp-Session-Id"); sid != "" && st != nil && st.principal != nil {
+		h.Set("Mcp-Session-Id", g.binder.wrap(sid, st.principal.Subject))
+	}
 }
 
 // streamBody calls done once when the stream's body is closed.

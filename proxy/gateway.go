@@ -58,6 +58,13 @@ type Gateway struct {
 	binder   sessionBinder
 	secret   []byte // identity signing key; nil: unsigned
 	proxy    *httputil.ReverseProxy
+	buffers  *bufferPool
+	// relay is whether GET event streams go through the relay (stream.go) rather than the reverse proxy: with the
+	// default transport to an http upstream.
+	relay        bool
+	dialer       *net.Dialer
+	upstreamAddr string // host:port of the upstream
+	streams      streamSet
 	// upstreamOrigin is the upstream URL without its path.
 	upstreamOrigin *url.URL
 	prmURL         string
@@ -155,17 +162,24 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 	})
 
 	g.upstreamOrigin = &url.URL{Scheme: cfg.Upstream.Scheme, Host: cfg.Upstream.Host}
+	g.upstreamAddr = cfg.Upstream.Host
+	if cfg.Upstream.Port() == "" {
+		g.upstreamAddr = net.JoinHostPort(cfg.Upstream.Hostname(), "80")
+	}
+	g.dialer = upstreamDialer()
 	transport := o.UpstreamTransport
 	if transport == nil {
-		transport = newUpstreamTransport()
+		transport = newUpstreamTransport(g.dialer)
+		g.relay = cfg.Upstream.Scheme == "http"
 	}
+	g.buffers = newBufferPool()
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
 		Transport:      transport,
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.upstreamError,
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
-		BufferPool:     newBufferPool(),
+		BufferPool:     g.buffers,
 		// FlushInterval 0: text/event-stream and unknown-length responses are flushed after every write anyway.
 	}
 	g.handler = g.routes()
@@ -182,12 +196,17 @@ func derive(secret, purpose string) []byte {
 	return h[:]
 }
 
+// upstreamDialer connects to the upstream.
+func upstreamDialer() *net.Dialer {
+	return &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+}
+
 // newUpstreamTransport returns a transport for a single upstream: many idle connections, no compression (so that
 // event streams are never buffered), no response-header timeout (a tool call may take long), HTTP/1.1.
-func newUpstreamTransport() *http.Transport {
+func newUpstreamTransport(d *net.Dialer) *http.Transport {
 	return &http.Transport{
 		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         d.DialContext,
 		MaxIdleConns:        1024,
 		MaxIdleConnsPerHost: 1024,
 		IdleConnTimeout:     90 * time.Second,
@@ -341,7 +360,7 @@ func (g *Gateway) routes() http.Handler {
 	r.Handle("/healthz", routeName("healthz", http.HandlerFunc(g.healthz)))
 	r.Handle("/readyz", routeName("readyz", http.HandlerFunc(g.readyz)))
 
-	protected := g.checkOrigin(g.limitBody(g.authenticate(g.bindSession(g.proxy))))
+	protected := g.checkOrigin(g.limitBody(g.authenticate(g.bindSession(http.HandlerFunc(g.forward)))))
 	if g.cfg.MCPPath == "/" {
 		r.Handle("/*", routeName("mcp", protected))
 	} else {

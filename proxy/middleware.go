@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // reqState is what the gateway learns about one request as it passes the middleware. One is allocated per request.
@@ -18,6 +19,8 @@ type reqState struct {
 	upstreamSession string // the upstream's Mcp-Session-Id, after the binding was checked
 	reason          Reason // why the request was refused, if it was
 	canceled        bool
+	start           time.Time
+	relayed         bool // the response continues on a relayed stream, which records the request when it ends
 }
 
 func (s *reqState) id() string {
@@ -91,39 +94,45 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // line and the request metrics when it ends.
 func (g *Gateway) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := g.now()
-		st := &reqState{reqID: g.reqIDs.next(), route: "other"}
+		st := &reqState{reqID: g.reqIDs.next(), route: "other", start: g.now()}
 		w.Header().Set("X-Request-Id", st.reqID)
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-
-		d := g.now().Sub(start)
+		if st.relayed {
+			return
+		}
 		code := sw.status
 		if code == 0 {
 			code = http.StatusOK
 		}
-		method := methodLabel(r.Method)
-		g.metrics.Requests.WithLabelValues(st.route, method, statusLabel(code)).Inc()
-		g.metrics.Duration.WithLabelValues(st.route, method).Observe(d.Seconds())
-		level := slog.LevelInfo
-		if code >= 500 && !st.canceled {
-			level = slog.LevelWarn
-		}
-		if !g.log.Enabled(r.Context(), level) {
-			return
-		}
-		attrs := make([]slog.Attr, 0, 10)
-		attrs = append(attrs, slog.String("request_id", st.reqID), slog.String("method", r.Method),
-			slog.String("route", st.route), slog.String("path", r.URL.Path), slog.Int("status", code),
-			slog.Int64("bytes", sw.bytes), slog.Int64("duration_us", d.Microseconds()))
-		if st.principal != nil {
-			attrs = append(attrs, slog.String("sub", st.principal.Subject))
-		}
-		if st.reason != "" {
-			attrs = append(attrs, slog.String("reason", string(st.reason)))
-		}
-		g.log.LogAttrs(r.Context(), level, "request", attrs...)
+		g.record(r.Context(), st, r.Method, r.URL.Path, code, sw.bytes, g.now().Sub(st.start))
 	})
+}
+
+// record writes the access-log line and the request metrics of a request that ended with status code after d, having
+// sent bytes of body.
+func (g *Gateway) record(ctx context.Context, st *reqState, method, path string, code int, bytes int64, d time.Duration) {
+	ml := methodLabel(method)
+	g.metrics.Requests.WithLabelValues(st.route, ml, statusLabel(code)).Inc()
+	g.metrics.Duration.WithLabelValues(st.route, ml).Observe(d.Seconds())
+	level := slog.LevelInfo
+	if code >= 500 && !st.canceled {
+		level = slog.LevelWarn
+	}
+	if !g.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs, slog.String("request_id", st.reqID), slog.String("method", method),
+		slog.String("route", st.route), slog.String("path", path), slog.Int("status", code),
+		slog.Int64("bytes", bytes), slog.Int64("duration_us", d.Microseconds()))
+	if st.principal != nil {
+		attrs = append(attrs, slog.String("sub", st.principal.Subject))
+	}
+	if st.reason != "" {
+		attrs = append(attrs, slog.String("reason", string(st.reason)))
+	}
+	g.log.LogAttrs(ctx, level, "request", attrs...)
 }
 
 // statusLabels holds the code label of every status from 100 to 599, so that labelling allocates nothing.

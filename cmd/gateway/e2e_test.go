@@ -368,3 +368,100 @@ func TestHealthcheckFailsWithoutGateway(t *testing.T) {
 		t.Fatal("--healthcheck with nothing listening: got nil error")
 	}
 }
+
+// TestServerMessageOnStandaloneStream checks that a message the server sends on its own, outside any request, reaches
+// a go-sdk client on the standalone GET stream the gateway relays.
+func TestServerMessageOnStandaloneStream(t *testing.T) {
+	is := newIssuer(t)
+	srv := mcp.NewServer(&mcp.Implementation{Name: "changing", Version: "1"}, nil)
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
+	t.Cleanup(up.Close) // after the gateway and the sessions: Close waits for open streams
+	base, _ := startGateway(t, map[string]string{"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	changed := make(chan struct{})
+	var once sync.Once
+	connect(t, ctx, base+"/mcp", is.token(t, "user_1", nil), &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { once.Do(func() { close(changed) }) },
+	})
+	// The client opens its standalone stream after connecting; a change made before it is open is not delivered, so
+	// changes are made until one arrives.
+	for i := 0; ; i++ {
+		mcp.AddTool(srv, &mcp.Tool{Name: fmt.Sprintf("t%d", i)}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+			return nil, nil, nil
+		})
+		select {
+		case <-changed:
+			return
+		case <-ctx.Done():
+			t.Fatal("no tools/list_changed notification reached the client on its standalone stream")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// TestShutdownEndsEventStreams checks that stopping the gateway ends an open event stream once the shutdown timeout
+// has passed, and that run then returns.
+func TestShutdownEndsEventStreams(t *testing.T) {
+	is := newIssuer(t)
+	opened := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		close(opened)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(up.Close)
+	logs := &logBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, nil, map[string]string{
+			"GATEWAY_LISTEN_ADDR": "127.0.0.1:0", "GATEWAY_METRICS_ADDR": "off", "GATEWAY_PUBLIC_URL": publicURL,
+			"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp", "GATEWAY_SHUTDOWN_TIMEOUT": "300ms",
+		}, io.Discard, logs)
+	}()
+	addr := waitFor(t, logs, "gateway listening", "addr")
+	var resp *http.Response
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/mcp", nil)
+		req.Header.Set("Authorization", "Bearer "+is.token(t, "user_1", nil))
+		req.Header.Set("Accept", "text/event-stream")
+		var err error
+		if resp, err = http.DefaultClient.Do(req); err == nil && resp.StatusCode == 200 {
+			break
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no stream through the gateway after 10s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // the gateway answers 503 until its keys are loaded
+	}
+	defer resp.Body.Close()
+	<-opened
+	cancel()
+	ended := make(chan struct{})
+	go func() { io.ReadAll(resp.Body); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event stream was still open 10s after the gateway was stopped")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return 10s after it was stopped")
+	}
+	if !strings.Contains(logs.String(), "open event streams did not finish in time") {
+		t.Errorf("no log line about the streams closed at shutdown; logs:\n%s", logs)
+	}
+}

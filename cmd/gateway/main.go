@@ -192,10 +192,16 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 	// A fresh context: ctx is already cancelled.
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer scancel()
-	for _, s := range servers {
+	for i, s := range servers {
 		if err := s.Shutdown(sctx); err != nil {
 			log.Warn("open requests did not finish in time; closing them", "err", err)
 			s.Close()
+		}
+		if i == 0 {
+			// The event streams relayed on taken-over connections, which the server's Shutdown does not wait for.
+			if err := gw.Shutdown(sctx); err != nil {
+				log.Warn("open event streams did not finish in time; closing them", "err", err)
+			}
 		}
 	}
 	<-done

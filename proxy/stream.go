@@ -1,0 +1,356 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// An event stream opened with GET (MCP's standalone stream, or the stream of the older HTTP+SSE transport) stays open,
+// mostly idle, for as long as its client is connected. Through httputil.ReverseProxy each one holds, in the gateway,
+// four goroutines (the handler, the server's background reader, the transport's read and write loops), five bufio
+// buffers and a copy buffer: about 67 KiB per idle stream. The relay here holds the same stream with two small
+// goroutines and no buffer while it waits: it sends the request itself, reads the response head, and, when that is a
+// 200 event stream, takes over the client's connection and copies the upstream's bytes, framing included, as they come.
+// Everything else about the request is the reverse proxy's: the same rewrite (credentials and inbound identity
+// headers removed, the verified identity set), session binding and error answers.
+
+// maxUpstreamHeadBytes bounds the response head the relay reads from the upstream.
+const maxUpstreamHeadBytes = 1 << 20
+
+// hopHeaders are the hop-by-hop headers (RFC 9110, section 7.6.1), which are not forwarded.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer",
+	"Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes the hop-by-hop headers from h, and those named by its Connection header.
+func removeHopByHop(h http.Header) {
+	for _, f := range h["Connection"] {
+		for sf := range strings.SplitSeq(f, ",") {
+			if sf = textproto.TrimString(sf); sf != "" {
+				h.Del(sf)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+// connectionTokens returns the header names listed by the Connection header lines of a raw response head.
+func connectionTokens(head []byte) []string {
+	var names []string
+	for line := range bytes.SplitSeq(head, []byte("\n")) {
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !strings.EqualFold(string(name), "Connection") {
+			continue
+		}
+		for tok := range strings.SplitSeq(string(value), ",") {
+			if tok = textproto.TrimString(tok); tok != "" && !strings.EqualFold(tok, "close") {
+				names = append(names, tok)
+			}
+		}
+	}
+	return names
+}
+
+// relayable reports whether r opens an event stream the relay can carry: a GET over HTTP/1.1, without a body or an
+// upgrade, that accepts text/event-stream.
+func relayable(r *http.Request) bool {
+	if r.Method != http.MethodGet || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.ContentLength != 0 || len(r.TransferEncoding) > 0 ||
+		r.Header.Get("Upgrade") != "" {
+		return false
+	}
+	for _, v := range r.Header["Accept"] {
+		if strings.Contains(v, "text/event-stream") {
+			return true
+		}
+	}
+	return false
+}
+
+// forward sends an authenticated request upstream: event streams opened with GET through the relay when it is on,
+// everything else through the reverse proxy.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request) {
+	if g.relay && relayable(r) {
+		g.relayStream(w, r)
+		return
+	}
+	g.proxy.ServeHTTP(w, r)
+}
+
+// outbound builds the upstream request for r as httputil.ReverseProxy does before and after its Rewrite: a clone
+// without hop-by-hop headers or the X-Forwarded-* and Forwarded headers the client sent, rewritten by g.rewrite, with
+// no default User-Agent. It asks the upstream to close the connection after the response, which ends the stream.
+func (g *Gateway) outbound(r *http.Request) *http.Request {
+	out := r.Clone(r.Context())
+	out.Body, out.ContentLength, out.Close = nil, 0, true
+	removeHopByHop(out.Header)
+	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		delete(out.Header, k)
+	}
+	g.rewrite(&httputil.ProxyRequest{In: r, Out: out})
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""}
+	}
+	return out
+}
+
+// relayStream forwards r, a relayable GET, on its own upstream connection. A 200 event stream is relayed on the
+// client's hijacked connection by a tunnel; any other answer is passed back through w, like the reverse proxy would.
+func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
+	st := stateOf(r.Context())
+	out := g.outbound(r)
+	up, err := g.dialer.DialContext(r.Context(), "tcp", g.upstreamAddr)
+	if err != nil {
+		g.upstreamError(w, r, err)
+		return
+	}
+	// Until the tunnel owns it, the connection is closed if the client goes away, which ends a wait for the head.
+	stop := context.AfterFunc(r.Context(), func() { up.Close() })
+	owned := false
+	defer func() {
+		if !owned {
+			stop()
+			up.Close()
+		}
+	}()
+	if err := out.Write(up); err != nil {
+		g.upstreamError(w, r, err)
+		return
+	}
+	// The raw head is kept to read its Connection header: ReadResponse drops that header when it says close, as it
+	// will here, with any other hop-by-hop header it names.
+	var raw bytes.Buffer
+	br := bufio.NewReaderSize(io.TeeReader(&io.LimitedReader{R: up, N: maxUpstreamHeadBytes}, &raw), 4<<10)
+	resp, err := http.ReadResponse(br, out)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 {
+		resp, err = http.ReadResponse(br, out) // informational answers are not passed on
+	}
+	if err != nil {
+		g.upstreamError(w, r, err)
+		return
+	}
+	for _, name := range connectionTokens(raw.Bytes()[:raw.Len()-br.Buffered()]) {
+		resp.Header.Del(name)
+	}
+	g.bindResponseSession(resp.Header, st)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		g.writeResponse(w, resp)
+		return
+	}
+	client, cbuf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// No connection to take over (a wrapped writer that cannot): stream through w instead.
+		g.metrics.OpenStreams.Inc()
+		defer g.metrics.OpenStreams.Dec()
+		g.writeResponse(w, resp)
+		return
+	}
+	if !stop() {
+		client.Close() // the client left while the head was read
+		return
+	}
+	owned = true
+	client.SetDeadline(time.Time{}) // a stream may stay idle for as long as both ends hold it
+
+	h := w.Header() // what the middleware set: request id, CORS
+	removeHopByHop(resp.Header)
+	for k, vv := range resp.Header {
+		h[k] = append(h[k], vv...)
+	}
+	delete(h, "Content-Length")
+	switch {
+	case len(resp.TransferEncoding) > 0 && resp.TransferEncoding[len(resp.TransferEncoding)-1] == "chunked":
+		h["Transfer-Encoding"] = []string{"chunked"}
+	case resp.ContentLength >= 0:
+		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
+	h["Connection"] = []string{"close"}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = []string{g.now().UTC().Format(http.TimeFormat)}
+	}
+	head := make([]byte, 0, 1024)
+	head = append(head, "HTTP/1.1 200 OK\r\n"...)
+	hw := bytesWriter{&head}
+	h.Write(hw)
+	head = append(head, "\r\n"...)
+	// Body bytes read with the head are sent with it, as received: the framing is the upstream's.
+	rest, _ := br.Peek(br.Buffered())
+	head = append(head, rest...)
+
+	t := &tunnel{g: g, client: client, upstream: up, st: st, method: r.Method, path: r.URL.Path, start: st.start}
+	st.relayed = true
+	g.streams.add(t)
+	g.metrics.OpenStreams.Inc()
+	if _, err := client.Write(head); err != nil || cbuf.Reader.Buffered() > 0 {
+		// A client that sent more on this connection gets no stream: it is closed, as announced.
+		t.close()
+		return
+	}
+	t.bytes.Add(int64(len(rest)))
+	go t.pump()
+	go t.watch()
+}
+
+// bytesWriter appends to a byte slice.
+type bytesWriter struct{ b *[]byte }
+
+func (w bytesWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
+
+// writeResponse passes resp back through w as the reverse proxy would: hop-by-hop headers removed, the body flushed
+// as it comes if it is an event stream, and the response aborted if the upstream's body fails halfway.
+func (g *Gateway) writeResponse(w http.ResponseWriter, resp *http.Response) {
+	defer resp.Body.Close()
+	removeHopByHop(resp.Header)
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = append(h[k], vv...)
+	}
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	buf := g.buffers.Get()
+	defer g.buffers.Put(buf)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if stream {
+				rc.Flush()
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			panic(http.ErrAbortHandler) // the client must not take a cut body for a whole one
+		}
+	}
+}
+
+// tunnel is one relayed event stream: the client's hijacked connection and the upstream connection it came from.
+type tunnel struct {
+	g        *Gateway
+	client   net.Conn
+	upstream net.Conn
+	st       *reqState
+	method   string
+	path     string
+	start    time.Time
+	bytes    atomic.Int64 // body bytes sent to the client
+	once     sync.Once
+}
+
+// pump copies the upstream's bytes to the client as they arrive, holding a buffer only while there is data to copy,
+// until either side ends.
+func (t *tunnel) pump() {
+	defer t.close()
+	for {
+		if err := awaitReadable(t.upstream); err != nil {
+			return
+		}
+		buf := t.g.buffers.Get()
+		n, err := t.upstream.Read(buf)
+		if n > 0 {
+			if _, werr := t.client.Write(buf[:n]); werr != nil {
+				t.g.buffers.Put(buf)
+				return
+			}
+			t.bytes.Add(int64(n))
+		}
+		t.g.buffers.Put(buf)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// watch ends the tunnel when the client closes its connection, or sends anything: the response said the
+// connection closes after it.
+func (t *tunnel) watch() {
+	var b [1]byte
+	t.client.Read(b[:])
+	t.close()
+}
+
+// close ends the stream once: both connections are closed and the request is recorded as the access log and
+// metrics would have recorded it through the reverse proxy.
+func (t *tunnel) close() {
+	t.once.Do(func() {
+		t.client.Close()
+		t.upstream.Close()
+		t.g.streams.remove(t)
+		t.g.metrics.OpenStreams.Dec()
+		t.g.record(context.Background(), t.st, t.method, t.path, http.StatusOK, t.bytes.Load(), t.g.now().Sub(t.start))
+	})
+}
+
+// streamSet is the open tunnels, which Shutdown waits for and then closes.
+type streamSet struct {
+	mu sync.Mutex
+	m  map[*tunnel]struct{}
+}
+
+func (s *streamSet) add(t *tunnel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[*tunnel]struct{})
+	}
+	s.m[t] = struct{}{}
+}
+
+func (s *streamSet) remove(t *tunnel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, t)
+}
+
+func (s *streamSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+func (s *streamSet) all() []*tunnel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*tunnel, 0, len(s.m))
+	for t := range s.m {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Shutdown waits for the event streams the gateway relays on taken-over connections to end, and closes those still
+// open when ctx ends (http.Server.Shutdown does not see them). Call it after the server's Shutdown.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for g.streams.len() > 0 {
+		select {
+		case <-ctx.Done():
+			for _, t := range g.streams.all() {
+				t.close()
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package proxy
+
+import "net"
+
+// awaitReadable returns at once: on this system the relay's Read waits, holding its buffer.
+func awaitReadable(net.Conn) error { return nil }

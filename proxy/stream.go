@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,76 @@ func removeHopByHop(h http.Header) {
 	for _, k := range hopHeaders {
 		delete(h, k)
 	}
+}
+
+// containsToken reports whether the comma-separated header values vv list token, in any letter case.
+func containsToken(vv []string, token string) bool {
+	for _, v := range vv {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(textproto.TrimString(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cleanQuery re-encodes a query the way httputil.ReverseProxy does before its Rewrite: one with a ';', a malformed
+// escape or more than 10,000 parameters is parsed and encoded again, so that the upstream cannot read it differently
+// from the gateway; any other is kept as sent.
+func cleanQuery(s string) string {
+	reencode := func(s string) string {
+		v, _ := url.ParseQuery(s)
+		return v.Encode()
+	}
+	if strings.Count(s, "&")+1 > 10000 {
+		return reencode(s)
+	}
+	for i := 0; i < len(s); {
+		switch s[i] {
+		case ';':
+			return reencode(s)
+		case '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return reencode(s)
+			}
+			i += 3
+		default:
+			i++
+		}
+	}
+	return s
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// headReader reads the upstream's response head: until done is set it refuses to read more than left bytes and keeps
+// a copy of what it read (raw), and after that it passes the body through untouched.
+type headReader struct {
+	r    io.Reader
+	left int
+	raw  []byte
+	done bool
+}
+
+var errHeadTooLarge = errors.New("upstream response head too large")
+
+func (h *headReader) Read(p []byte) (int, error) {
+	if h.done {
+		return h.r.Read(p)
+	}
+	if h.left <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if len(p) > h.left {
+		p = p[:h.left]
+	}
+	n, err := h.r.Read(p)
+	h.left -= n
+	h.raw = append(h.raw, p[:n]...)
+	return n, err
 }
 
 // connectionTokens returns the header names listed by the Connection header lines of a raw response head.
@@ -98,9 +169,13 @@ func (g *Gateway) outbound(r *http.Request) *http.Request {
 	out := r.Clone(r.Context())
 	out.Body, out.ContentLength, out.Close = nil, 0, true
 	removeHopByHop(out.Header)
+	if containsToken(r.Header["Te"], "trailers") {
+		out.Header["Te"] = []string{"trailers"}
+	}
 	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
 		delete(out.Header, k)
 	}
+	out.URL.RawQuery = cleanQuery(out.URL.RawQuery)
 	g.rewrite(&httputil.ProxyRequest{In: r, Out: out})
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{""}
@@ -111,6 +186,8 @@ func (g *Gateway) outbound(r *http.Request) *http.Request {
 // relayStream forwards r, a relayable GET, on its own upstream connection. A 200 event stream is relayed on the
 // client's hijacked connection by a tunnel; any other answer is passed back through w, like the reverse proxy would.
 func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
+	g.streams.begin() // Shutdown also waits for relays on their way to a tunnel
+	defer g.streams.end()
 	st := stateOf(r.Context())
 	out := g.outbound(r)
 	up, err := g.dialer.DialContext(r.Context(), "tcp", g.upstreamAddr)
@@ -133,34 +210,39 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 	}
 	// The raw head is kept to read its Connection header: ReadResponse drops that header when it says close, as it
 	// will here, with any other hop-by-hop header it names.
-	var raw bytes.Buffer
-	br := bufio.NewReaderSize(io.TeeReader(&io.LimitedReader{R: up, N: maxUpstreamHeadBytes}, &raw), 4<<10)
+	hr := &headReader{r: up, left: maxUpstreamHeadBytes}
+	br := bufio.NewReaderSize(hr, 4<<10)
 	resp, err := http.ReadResponse(br, out)
-	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 {
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(br, out) // informational answers are not passed on
+	}
+	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+		err = errors.New("upstream switched protocols on a request that asked for no upgrade")
 	}
 	if err != nil {
 		g.upstreamError(w, r, err)
 		return
 	}
-	for _, name := range connectionTokens(raw.Bytes()[:raw.Len()-br.Buffered()]) {
+	for _, name := range connectionTokens(hr.raw[:len(hr.raw)-br.Buffered()]) {
 		resp.Header.Del(name)
 	}
+	hr.done, hr.raw = true, nil
 	g.bindResponseSession(resp.Header, st)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		g.writeResponse(w, resp)
 		return
 	}
+	if !stop() {
+		g.upstreamError(w, r, context.Cause(r.Context())) // the client left while the head was read
+		return
+	}
 	client, cbuf, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		// No connection to take over (a wrapped writer that cannot): stream through w instead.
+		// No connection to take over (a wrapped writer that cannot): stream through w instead, until either side ends.
+		stop = context.AfterFunc(r.Context(), func() { up.Close() })
 		g.metrics.OpenStreams.Inc()
 		defer g.metrics.OpenStreams.Dec()
 		g.writeResponse(w, resp)
-		return
-	}
-	if !stop() {
-		client.Close() // the client left while the head was read
 		return
 	}
 	owned = true
@@ -187,14 +269,27 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 	hw := bytesWriter{&head}
 	h.Write(hw)
 	head = append(head, "\r\n"...)
-	// Body bytes read with the head are sent with it, as received: the framing is the upstream's.
+	// Body bytes read with the head are sent with it, as received: the framing is the upstream's. With a known length,
+	// no more than the body is sent: bytes after it are not the client's. (After a chunked body's last chunk the
+	// upstream closes the connection, as asked; anything it sends before that reaches a client that was told the
+	// connection closes, and that has sent nothing more on it.)
 	rest, _ := br.Peek(br.Buffered())
+	left := int64(-1)
+	if resp.ContentLength >= 0 {
+		if int64(len(rest)) > resp.ContentLength {
+			rest = rest[:resp.ContentLength]
+		}
+		left = resp.ContentLength - int64(len(rest))
+	}
 	head = append(head, rest...)
 
-	t := &tunnel{g: g, client: client, upstream: up, st: st, method: r.Method, path: r.URL.Path, start: st.start}
+	t := &tunnel{g: g, client: client, upstream: up, st: st, method: r.Method, path: r.URL.Path, start: st.start, left: left}
 	st.relayed = true
-	g.streams.add(t)
 	g.metrics.OpenStreams.Inc()
+	if !g.streams.add(t) {
+		t.close() // Shutdown has already closed the streams
+		return
+	}
 	if _, err := client.Write(head); err != nil || cbuf.Reader.Buffered() > 0 {
 		// A client that sent more on this connection gets no stream: it is closed, as announced.
 		t.close()
@@ -252,7 +347,8 @@ type tunnel struct {
 	method   string
 	path     string
 	start    time.Time
-	bytes    atomic.Int64 // body bytes sent to the client
+	bytes    atomic.Int64 // bytes sent to the client after the head, framing included
+	left     int64        // body bytes still to send when the upstream gave a length; -1: until it closes
 	once     sync.Once
 }
 
@@ -260,14 +356,21 @@ type tunnel struct {
 // until either side ends.
 func (t *tunnel) pump() {
 	defer t.close()
-	for {
+	for t.left != 0 {
 		if err := awaitReadable(t.upstream); err != nil {
 			return
 		}
 		buf := t.g.buffers.Get()
-		n, err := t.upstream.Read(buf)
+		p := buf
+		if t.left > 0 && int64(len(p)) > t.left {
+			p = p[:t.left]
+		}
+		n, err := t.upstream.Read(p)
 		if n > 0 {
-			if _, werr := t.client.Write(buf[:n]); werr != nil {
+			if t.left > 0 {
+				t.left -= int64(n)
+			}
+			if _, werr := t.client.Write(p[:n]); werr != nil {
 				t.g.buffers.Put(buf)
 				return
 			}
@@ -300,19 +403,38 @@ func (t *tunnel) close() {
 	})
 }
 
-// streamSet is the open tunnels, which Shutdown waits for and then closes.
+// streamSet is the open tunnels, which Shutdown waits for and then closes, and the relays that may still open one.
 type streamSet struct {
-	mu sync.Mutex
-	m  map[*tunnel]struct{}
+	mu      sync.Mutex
+	m       map[*tunnel]struct{}
+	pending int  // relays between their start and their tunnel
+	closed  bool // Shutdown closed the tunnels: any later one is refused
 }
 
-func (s *streamSet) add(t *tunnel) {
+func (s *streamSet) begin() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.pending++
+}
+
+func (s *streamSet) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending--
+}
+
+// add records t, unless the set is closed.
+func (s *streamSet) add(t *tunnel) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
 	if s.m == nil {
 		s.m = make(map[*tunnel]struct{})
 	}
 	s.m[t] = struct{}{}
+	return true
 }
 
 func (s *streamSet) remove(t *tunnel) {
@@ -321,15 +443,24 @@ func (s *streamSet) remove(t *tunnel) {
 	delete(s.m, t)
 }
 
+// busy reports whether a tunnel is open or a relay may still open one.
+func (s *streamSet) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m) > 0 || s.pending > 0
+}
+
 func (s *streamSet) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.m)
 }
 
-func (s *streamSet) all() []*tunnel {
+// closeAll refuses new tunnels and returns the open ones.
+func (s *streamSet) closeAll() []*tunnel {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	out := make([]*tunnel, 0, len(s.m))
 	for t := range s.m {
 		out = append(out, t)
@@ -342,10 +473,10 @@ func (s *streamSet) all() []*tunnel {
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for g.streams.len() > 0 {
+	for g.streams.busy() {
 		select {
 		case <-ctx.Done():
-			for _, t := range g.streams.all() {
+			for _, t := range g.streams.closeAll() {
 				t.close()
 			}
 			return ctx.Err()

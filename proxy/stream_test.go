@@ -117,6 +117,7 @@ func TestRelayedStreamRequestAsReverseProxy(t *testing.T) {
 		"X-Forwarded-Proto": "gopher", "X-Auth-User-Id": "admin", "X_Auth_Email": "admin@example.com",
 		"X-Forwarded-User": "admin", "Connection": "X-Hop", "X-Hop": "1", "Proxy-Authorization": "Basic eA==",
 		"Accept": "application/json, text/event-stream", "Last-Event-ID": "ev-1", "MCP-Protocol-Version": "2025-06-18",
+		"Te": "trailers",
 	}
 	upstreamHeaders := func(method string) http.Header {
 		t.Helper()
@@ -124,12 +125,14 @@ func TestRelayedStreamRequestAsReverseProxy(t *testing.T) {
 			w.Header().Set("Content-Type", "text/event-stream")
 			io.WriteString(w, "data: {}\n\n")
 		}
-		resp := h.do(t, method, "/mcp", h.token(t, "user_1"), hostile, "")
+		resp := h.do(t, method, "/mcp?a=1;b=2&c=%zz", h.token(t, "user_1"), hostile, "")
 		io.ReadAll(resp.Body)
-		got := h.up.last(t).Header.Clone()
-		for _, k := range []string{"X-Request-Id", "Connection", "Content-Length", "Accept-Encoding"} {
+		last := h.up.last(t)
+		got := last.Header.Clone()
+		for _, k := range []string{"X-Request-Id", "Connection", "Content-Length"} {
 			delete(got, k)
 		}
+		got["(query)"] = []string{last.URL.RawQuery}
 		return got
 	}
 	viaProxy := upstreamHeaders("DELETE") // not relayable: through httputil.ReverseProxy
@@ -278,7 +281,8 @@ func TestRelayedStreamPipelinedRequest(t *testing.T) {
 	defer c.Close()
 	req := "GET /mcp HTTP/1.1\r\nHost: " + strings.TrimPrefix(h.srv.URL, "http://") + "\r\nAccept: text/event-stream\r\n" +
 		"Authorization: Bearer " + h.token(t, "user_1") + "\r\n\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
+	// The second request is sent with the first, before any answer.
+	if _, err := io.WriteString(c, req+"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(c)
@@ -286,10 +290,98 @@ func TestRelayedStreamPipelinedRequest(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("stream: %v %v", resp, err)
 	}
-	io.WriteString(c, "GET /mcp HTTP/1.1\r\nHost: x\r\n\r\n")
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadAll(br); errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("connection not closed after a pipelined request: %v", err)
 	}
 	waitFor(t, "the stream to be closed", func() bool { return h.gw.streams.len() == 0 })
+}
+
+// TestRelayedStreamLongAnswers checks that answers longer than the bound on the upstream's head pass whole: a 2 MiB
+// JSON answer with a length, and a 2 MiB error ended by closing the connection.
+func TestRelayedStreamLongAnswers(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, true)
+	big := strings.Repeat("x", 2<<20)
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)+2))
+		io.WriteString(w, `"`+big+`"`)
+	}
+	resp := h.openStream(t, t.Context(), nil)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || len(body) != len(big)+2 {
+		t.Errorf("2 MiB answer with a length: got %d bytes, %v", len(body), err)
+	}
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		c, _, _ := http.NewResponseController(w).Hijack()
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n\r\n"+big)
+	}
+	resp = h.openStream(t, t.Context(), nil)
+	body, err = io.ReadAll(resp.Body)
+	if resp.StatusCode != 404 || err != nil || len(body) != len(big) {
+		t.Errorf("2 MiB answer ended by closing: got %d, %d bytes, %v", resp.StatusCode, len(body), err)
+	}
+}
+
+// TestRelayedStreamStopsAtContentLength checks that a stream with a length sends the client that many bytes and no
+// more, whatever the upstream sends after them.
+func TestRelayedStreamStopsAtContentLength(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, true)
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		c, _, _ := http.NewResponseController(w).Hijack()
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 9\r\n\r\ndata: x\n\n")
+		time.Sleep(50 * time.Millisecond) // let the relay pass the body on before the rest comes
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Injected: 1\r\nContent-Length: 5\r\n\r\nforge")
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(h.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nAuthorization: Bearer "+h.token(t, "user_1")+"\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	all, err := io.ReadAll(c)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("connection not closed: %v", err)
+	}
+	if !strings.HasSuffix(string(all), "\r\n\r\ndata: x\n\n") || strings.Contains(string(all), "forge") {
+		t.Errorf("client received %q", all)
+	}
+}
+
+// TestRelayedStreamClientLeavesBeforeHead checks that a client that goes away while the upstream has not answered is
+// recorded as such (499), and that an upstream switching protocols unasked gets a 502.
+func TestRelayedStreamClientLeavesBeforeHead(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, true)
+	arrived := make(chan struct{})
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-r.Context().Done()
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { <-arrived; cancel() }()
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.srv.URL+"/mcp", nil)
+	req.Header.Set("Authorization", "Bearer "+h.token(t, "user_1"))
+	req.Header.Set("Accept", "text/event-stream")
+	if resp, err := h.srv.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("got %d, want the request cancelled", resp.StatusCode)
+	}
+	waitFor(t, "the cancelled request to be recorded", func() bool {
+		return testutil.ToFloat64(h.gw.metrics.Requests.WithLabelValues("mcp", "GET", "499")) == 1
+	})
+
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		c, _, _ := http.NewResponseController(w).Hijack()
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: evil\r\n\r\nraw bytes")
+	}
+	if resp := h.openStream(t, t.Context(), nil); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("upstream switching protocols: got %d, want 502", resp.StatusCode)
+	}
 }

@@ -4,7 +4,8 @@
 //
 // One request goes: server → router (request id, access log, metrics) → public routes (well-known metadata, health) or
 // the protected chain (origin check and CORS, body limit, authenticate, session binding) → reverse proxy (strip
-// credentials and inbound identity headers, set identity, stream) → upstream → back, streamed.
+// credentials and inbound identity headers, set identity, stream) → upstream → back, streamed. A GET event stream
+// takes the relay in stream.go instead of the reverse proxy, with the same rewrite.
 //
 // With a pre-registered client (Config.ClientID, "Option B"), the gateway is also an authorization-server facade for
 // MCP clients: see facade.go for the pure rewrites and facade_http.go for the endpoints.

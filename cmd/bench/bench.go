@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +19,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/mcp-gateway/gateway/proxy/identity"
 )
 
 // setup is one way of reaching the tool service.
@@ -52,8 +57,6 @@ type result struct {
 	cpuAll        time.Duration
 	peakRSS       int64 // KiB
 }
-
-const identityHeaders = "X-Auth-User-Id: user_bench\nX-Auth-Email: bench@example.com"
 
 func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	dir, err := os.MkdirTemp("", "mcp-gateway-bench-")
@@ -96,7 +99,18 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer tools.stop()
-		bare, err := start(ctx, "bare", nil, self, "-bare-proxy", bareAddr+"=http://"+toolsAddr+"/mcp")
+		tok, err := is.token("http://" + gwAddr + "/mcp")
+		if err != nil {
+			return err
+		}
+		// The identity headers the gateway sends the tool service for this token: the bare proxy adds the same, and
+		// the direct set-up sends them itself, so that the tool service receives the same headers in every set-up.
+		ident, err := identityHeaders(tok)
+		if err != nil {
+			return err
+		}
+		identJSON, _ := json.Marshal(ident)
+		bare, err := start(ctx, "bare", nil, self, "-bare-proxy", bareAddr+"=http://"+toolsAddr+"/mcp", "-bare-headers", string(identJSON))
 		if err != nil {
 			return err
 		}
@@ -110,14 +124,9 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		if err := waitHTTP(ctx, "http://"+gwAddr+"/readyz", 200); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
-		tok, err := is.token("http://" + gwAddr + "/mcp")
-		if err != nil {
-			return err
-		}
 		auth := map[string]string{"Authorization": "Bearer " + tok}
-		ident := map[string]string{"X-Auth-User-Id": "user_bench", "X-Auth-Email": "bench@example.com"}
 		setups := []*setup{
-			{name: "a direct", url: "http://" + toolsAddr + "/mcp", headers: merge(ident, auth), proc: tools},
+			{name: "a direct", url: "http://" + toolsAddr + "/mcp", headers: ident, proc: tools},
 			{name: "b bare proxy", url: "http://" + bareAddr + "/mcp", headers: auth, proc: bare},
 			{name: "c gateway", url: "http://" + gwAddr + "/mcp", headers: auth, proc: gw},
 		}
@@ -223,14 +232,36 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	return streamsBench(ctx, o, is, gatewayBin, stdout, stderr)
 }
 
-func merge(ms ...map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range ms {
-		for k, v := range m {
-			out[k] = v
-		}
+// identityHeaders returns the identity headers the gateway sets for the bench token tok (see proxy.principal), which
+// carries every claim the gateway maps; the claims header is the token's payload as signed.
+func identityHeaders(tok string) (map[string]string, error) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("bench token is not a JWS")
 	}
-	return out
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, err
+	}
+	var c struct {
+		Sub, Email, Name, Scope string
+		OrgID                   string `json:"org_id"`
+		SID                     string `json:"sid"`
+		ClientID                string `json:"client_id"`
+		Roles                   []string
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, err
+	}
+	id := identity.Identity{UserID: c.Sub, Email: c.Email, Name: c.Name, OrgID: c.OrgID, SessionID: c.SID,
+		ClientID: c.ClientID, Roles: c.Roles, Scopes: strings.Fields(c.Scope), Claims: raw}
+	h := http.Header{}
+	id.Set(h)
+	out := map[string]string{}
+	for k := range h {
+		out[k] = h.Get(k)
+	}
+	return out, nil
 }
 
 func ms(s float64) string { return fmt.Sprintf("%.2f ms", s*1e3) }

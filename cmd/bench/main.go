@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o options
 	var streams string
 	bare := fs.String("bare-proxy", "", "internal: serve a bare reverse proxy on `listen=upstream`")
+	bareHeaders := fs.String("bare-headers", "{}", "internal: the identity headers the bare proxy adds, as a JSON `object`")
 	broadcast := fs.String("broadcaster", "", "internal: serve the event-stream upstream of the streams measurement on `listen`")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each wrk run")
 	fs.IntVar(&o.connections, "connections", 20, "wrk connections (all on one MCP session); the 1-connection scenario always uses one")
@@ -73,7 +74,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !ok {
 			return errors.New("-bare-proxy wants listen=upstream")
 		}
-		return serveBareProxy(ctx, listen, upstream)
+		var ident map[string]string
+		if err := json.Unmarshal([]byte(*bareHeaders), &ident); err != nil {
+			return fmt.Errorf("-bare-headers: %w", err)
+		}
+		return serveBareProxy(ctx, listen, upstream, ident)
 	}
 	if *broadcast != "" {
 		return serveBroadcaster(ctx, *broadcast)
@@ -98,9 +103,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // bareProxyMaxBody is the gateway's default GATEWAY_MAX_BODY_BYTES.
 const bareProxyMaxBody = 4 << 20
 
-// serveBareProxy is set-up (b): httputil.ReverseProxy with no authentication, adding fixed identity headers, with the
-// same transport tuning and request-body limit as the gateway's.
-func serveBareProxy(ctx context.Context, listen, upstream string) error {
+// serveBareProxy is set-up (b): httputil.ReverseProxy with no authentication, with the same transport tuning and
+// request-body limit as the gateway's. It sends the upstream the headers the gateway sends, with fixed values: the
+// credentials removed, the identity headers ident, X-Forwarded-For, -Host and -Proto and a request id. The tool
+// service then does the same work behind (b) as behind (c), and the difference is the gateway's own.
+func serveBareProxy(ctx context.Context, listen, upstream string, ident map[string]string) error {
 	target, err := url.Parse(upstream)
 	if err != nil {
 		return err
@@ -109,8 +116,13 @@ func serveBareProxy(ctx context.Context, listen, upstream string) error {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&url.URL{Scheme: target.Scheme, Host: target.Host})
 			pr.Out.URL.Path = target.Path
-			pr.Out.Header.Set("X-Auth-User-Id", "user_bench")
-			pr.Out.Header.Set("X-Auth-Email", "bench@example.com")
+			pr.SetXForwarded()
+			h := pr.Out.Header
+			delete(h, "Authorization")
+			h["X-Request-Id"] = []string{"0123456789ab-1000000"}
+			for k, v := range ident {
+				h[k] = []string{v}
+			}
 		},
 		Transport: &http.Transport{
 			MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second, DisableCompression: true,

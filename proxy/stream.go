@@ -264,11 +264,11 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h["Date"]; !ok {
 		h["Date"] = []string{g.now().UTC().Format(http.TimeFormat)}
 	}
-	head := make([]byte, 0, 1024)
-	head = append(head, "HTTP/1.1 200 OK\r\n"...)
-	hw := bytesWriter{&head}
-	h.Write(hw)
-	head = append(head, "\r\n"...)
+	var head bytes.Buffer
+	head.Grow(1024)
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	h.Write(&head)
+	head.WriteString("\r\n")
 	// Body bytes read with the head are sent with it, as received: the framing is the upstream's. With a known length,
 	// no more than the body is sent: bytes after it are not the client's. (After a chunked body's last chunk the
 	// upstream closes the connection, as asked; anything it sends before that reaches a client that was told the
@@ -281,7 +281,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 		}
 		left = resp.ContentLength - int64(len(rest))
 	}
-	head = append(head, rest...)
+	head.Write(rest)
 
 	t := &tunnel{g: g, client: client, upstream: up, st: st, method: r.Method, path: r.URL.Path, start: st.start, left: left}
 	st.relayed = true
@@ -290,7 +290,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 		t.close() // Shutdown has already closed the streams
 		return
 	}
-	if _, err := client.Write(head); err != nil || cbuf.Reader.Buffered() > 0 {
+	if _, err := client.Write(head.Bytes()); err != nil || cbuf.Reader.Buffered() > 0 {
 		// A client that sent more on this connection gets no stream: it is closed, as announced.
 		t.close()
 		return
@@ -299,11 +299,6 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 	go t.pump()
 	go t.watch()
 }
-
-// bytesWriter appends to a byte slice.
-type bytesWriter struct{ b *[]byte }
-
-func (w bytesWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
 
 // writeResponse passes resp back through w as the reverse proxy would: hop-by-hop headers removed, the body flushed
 // as it comes if it is an event stream, and the response aborted if the upstream's body fails halfway.

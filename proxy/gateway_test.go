@@ -452,6 +452,8 @@ func TestSessionsAreBoundToUsers(t *testing.T) {
 	}
 }
 
+// TestEventStreamIsNotBuffered checks that an event stream answering a POST, which the reverse proxy carries (GET
+// streams take the relay: see stream_test.go), reaches the client event by event.
 func TestEventStreamIsNotBuffered(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil, true)
@@ -463,7 +465,7 @@ func TestEventStreamIsNotBuffered(t *testing.T) {
 		<-release // the handler has not returned while the client reads the first event
 		io.WriteString(w, "event: message\ndata: {\"last\":true}\n\n")
 	}
-	resp := h.do(t, "GET", "/mcp", h.token(t, "u"), map[string]string{"Accept": "text/event-stream"}, "")
+	resp := h.do(t, "POST", "/mcp", h.token(t, "u"), map[string]string{"Accept": "application/json, text/event-stream"}, "{}")
 	br := bufio.NewReader(resp.Body)
 	line, err := br.ReadString('\n')
 	if err != nil || line != "event: message\n" {
@@ -471,6 +473,9 @@ func TestEventStreamIsNotBuffered(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(h.gw.metrics.OpenStreams); got != 1 {
 		t.Errorf("open streams: got %v, want 1", got)
+	}
+	if got := h.gw.streams.len(); got != 0 {
+		t.Errorf("relayed streams: got %d, want 0 (a POST goes through the reverse proxy)", got)
 	}
 	close(release)
 	rest, _ := io.ReadAll(br)

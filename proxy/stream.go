@@ -137,6 +137,14 @@ func connectionTokens(head []byte) []string {
 	return names
 }
 
+// addResponseHeaders adds the upstream's response headers src, without the hop-by-hop ones, to dst.
+func addResponseHeaders(dst, src http.Header) {
+	removeHopByHop(src)
+	for k, vv := range src {
+		dst[k] = append(dst[k], vv...)
+	}
+}
+
 // relayable reports whether r opens an event stream the relay can carry: a GET over HTTP/1.1, without a body or an
 // upgrade, that accepts text/event-stream.
 func relayable(r *http.Request) bool {
@@ -249,10 +257,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 	client.SetDeadline(time.Time{}) // a stream may stay idle for as long as both ends hold it
 
 	h := w.Header() // what the middleware set: request id, CORS
-	removeHopByHop(resp.Header)
-	for k, vv := range resp.Header {
-		h[k] = append(h[k], vv...)
-	}
+	addResponseHeaders(h, resp.Header)
 	delete(h, "Content-Length")
 	switch {
 	case len(resp.TransferEncoding) > 0 && resp.TransferEncoding[len(resp.TransferEncoding)-1] == "chunked":
@@ -304,11 +309,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 // as it comes if it is an event stream, and the response aborted if the upstream's body fails halfway.
 func (g *Gateway) writeResponse(w http.ResponseWriter, resp *http.Response) {
 	defer resp.Body.Close()
-	removeHopByHop(resp.Header)
-	h := w.Header()
-	for k, vv := range resp.Header {
-		h[k] = append(h[k], vv...)
-	}
+	addResponseHeaders(w.Header(), resp.Header)
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
 	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")

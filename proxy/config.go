@@ -94,6 +94,25 @@ type Config struct {
 	// ReadHeaderTimeout bounds how long a client may take to send request headers. Default 10s.
 	ReadHeaderTimeout time.Duration `env:"GATEWAY_READ_HEADER_TIMEOUT" envDefault:"10s"`
 
+	// ReadTimeout bounds how long a client may take to send a request body: the body must start within it, and each
+	// further piece must follow within it of the last. The deadline is cleared once the body is read, so responses
+	// (event streams) are not cut. Default 30s. Longer lets slow clients hold a connection longer.
+	ReadTimeout time.Duration `env:"GATEWAY_READ_TIMEOUT" envDefault:"30s"`
+
+	// MaxConnections caps the client connections open at once; further connections wait to be accepted. Default 0:
+	// half of what the open-file limit leaves after 64 descriptors for the gateway's own use (each proxied request
+	// may hold a client and an upstream connection). Negative: no cap.
+	MaxConnections int `env:"GATEWAY_MAX_CONNECTIONS" envDefault:"0"`
+
+	// UpstreamTimeout bounds the wait for the upstream's response head (status and headers) once the request is
+	// sent; past it the client gets 504. A response body, such as an event stream, is not bounded by it. Default 30s.
+	UpstreamTimeout time.Duration `env:"GATEWAY_UPSTREAM_TIMEOUT" envDefault:"30s"`
+
+	// AllowUpgrade forwards protocol upgrades (Upgrade: websocket, h2c, …) to the upstream, which turns an
+	// authenticated request into a raw two-way tunnel that the gateway no longer inspects. MCP uses no upgrade.
+	// Default false: the offer is dropped and the request served as plain HTTP/1.1.
+	AllowUpgrade bool `env:"GATEWAY_ALLOW_UPGRADE" envDefault:"false"`
+
 	// ResourceName is the resource_name in the protected resource metadata. Default "MCP server".
 	ResourceName string `env:"GATEWAY_RESOURCE_NAME" envDefault:"MCP server"`
 
@@ -349,6 +368,12 @@ func (c *Config) validate(failed map[string]bool) error {
 	}
 	if c.ReadHeaderTimeout <= 0 {
 		bad("GATEWAY_READ_HEADER_TIMEOUT", "must be positive (got %s)", c.ReadHeaderTimeout)
+	}
+	if c.ReadTimeout <= 0 {
+		bad("GATEWAY_READ_TIMEOUT", "must be positive (got %s)", c.ReadTimeout)
+	}
+	if c.UpstreamTimeout <= 0 {
+		bad("GATEWAY_UPSTREAM_TIMEOUT", "must be positive (got %s)", c.UpstreamTimeout)
 	}
 	return errors.Join(errs...)
 }

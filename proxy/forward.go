@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -28,13 +29,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	h := make(http.Header, len(pr.Out.Header)+extra)
 	for k, v := range pr.Out.Header {
-		switch k {
-		case "Authorization", "Proxy-Authorization", "Cookie", "Forwarded":
+		if isGatewayHeader(k) || identity.IsIdentityHeader(k) {
 			continue
 		}
-		if !identity.IsIdentityHeader(k) {
-			h[k] = v
+		if (k == "Connection" || k == "Upgrade") && !g.cfg.AllowUpgrade {
+			continue // an upgrade offer is dropped: the request is served as plain HTTP/1.1, never as a tunnel
 		}
+		h[k] = v
 	}
 	pr.Out.Header = h
 	h["X-Forwarded-Proto"] = []string{g.cfg.Public.Scheme}
@@ -57,8 +58,62 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
+// isGatewayHeader reports whether name is, in any letter case and with '_' for '-', a header the gateway sets or
+// checks itself (credentials, forwarding headers, the request id, the MCP session id), which no inbound copy may reach
+// the upstream beside: PHP, WSGI and CGI upstreams read X_Forwarded_For and X-Forwarded-For as one variable. It
+// allocates nothing: it runs for every header of every request.
+func isGatewayHeader(name string) bool {
+	switch len(name) {
+	case len("cookie"):
+		return foldEqual(name, "cookie")
+	case len("forwarded"):
+		return foldEqual(name, "forwarded")
+	case len("x-request-id"):
+		return foldEqual(name, "x-request-id")
+	case len("authorization"):
+		return foldEqual(name, "authorization")
+	case len("mcp-session-id"):
+		return foldEqual(name, "mcp-session-id")
+	case len("x-forwarded-for"):
+		return foldEqual(name, "x-forwarded-for")
+	case len("x-forwarded-host"):
+		return foldEqual(name, "x-forwarded-host")
+	case len("x-forwarded-proto"):
+		return foldEqual(name, "x-forwarded-proto")
+	case len("proxy-authorization"):
+		return foldEqual(name, "proxy-authorization")
+	}
+	return false
+}
+
+// foldEqual reports whether s equals the lower-case, '-'-separated want when letter case is ignored and '_' stands
+// for '-'.
+func foldEqual(s, want string) bool {
+	if len(s) != len(want) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '_' {
+			c = '-'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// errUpgrade refuses an upstream's 101 Switching Protocols: the gateway offered no upgrade.
+var errUpgrade = errors.New("upstream switched protocols, and upgrades are not forwarded (GATEWAY_ALLOW_UPGRADE)")
+
 // modifyResponse binds a new MCP session to the caller and counts event streams.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode == http.StatusSwitchingProtocols && !g.cfg.AllowUpgrade {
+		return errUpgrade
+	}
 	g.bindResponseSession(resp.Header, stateOf(resp.Request.Context()))
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		g.metrics.OpenStreams.Inc()

@@ -84,6 +84,14 @@ type Gateway struct {
 	readyMu    sync.Mutex
 	readyAt    time.Time
 	upstreamOK bool
+	probe      *http.Client // /readyz's request to the upstream
+
+	// inflight counts the requests being answered, which Shutdown waits for; closing ends with the start of a
+	// shutdown, and with it the event streams.
+	inflight   atomic.Int64
+	closing    context.Context
+	endStreams context.CancelFunc
+	logBudget  logBudget
 
 	handler http.Handler
 }
@@ -170,9 +178,19 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 	g.dialer = upstreamDialer()
 	transport := o.UpstreamTransport
 	if transport == nil {
-		transport = newUpstreamTransport(g.dialer)
+		transport = newUpstreamTransport(g.dialer, cfg.UpstreamTimeout)
 		g.relay = cfg.Upstream.Scheme == "http"
 	}
+	g.probe = &http.Client{
+		Timeout:       time.Second,
+		Transport:     &http.Transport{DialContext: g.dialer.DialContext, DisableKeepAlives: true, DisableCompression: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	if o.UpstreamTransport != nil {
+		g.probe.Transport = o.UpstreamTransport
+	}
+	g.closing, g.endStreams = context.WithCancel(context.Background())
+	g.logBudget = logBudget{interval: logBudgetInterval, max: logBudgetLines}
 	g.buffers = newBufferPool()
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
@@ -203,15 +221,17 @@ func upstreamDialer() *net.Dialer {
 }
 
 // newUpstreamTransport returns a transport for a single upstream: many idle connections, no compression (so that
-// event streams are never buffered), no response-header timeout (a tool call may take long), HTTP/1.1.
-func newUpstreamTransport(d *net.Dialer) *http.Transport {
+// event streams are never buffered), the response head within headTimeout (a body, such as an event stream, may take
+// as long as it likes), HTTP/1.1.
+func newUpstreamTransport(d *net.Dialer, headTimeout time.Duration) *http.Transport {
 	return &http.Transport{
-		Proxy:               nil,
-		DialContext:         d.DialContext,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+		Proxy:                 nil,
+		DialContext:           d.DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ResponseHeaderTimeout: headTimeout,
 		// Default (4 KiB) connection buffers: an idle event stream holds its upstream connection, so every KiB here is
 		// paid per open stream, and a request with identity headers still fits in one write.
 	}
@@ -255,12 +275,16 @@ func (g *Gateway) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(g.cfg.JWKSRefreshInterval)
 	defer t.Stop()
+	logs := time.NewTicker(logBudgetInterval)
+	defer logs.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			_ = g.keys.Refresh(ctx) // failures are logged and counted by onKeyFetch
+		case <-logs.C:
+			g.logDropped(g.logBudget.flush(g.now()))
 		}
 	}
 }
@@ -292,8 +316,9 @@ func (g *Gateway) discover(ctx context.Context) error {
 	return nil
 }
 
-// upstreamReachable reports whether a TCP connection to the upstream can be opened, cached for a second so that
-// probes cannot amplify load.
+// upstreamReachable reports whether the upstream answers an HTTP request (any status: a refusal is an answer) within
+// a second, cached for a second so that probes cannot amplify load. An upstream that accepts connections but never
+// answers is not ready.
 func (g *Gateway) upstreamReachable(ctx context.Context) bool {
 	g.readyMu.Lock()
 	defer g.readyMu.Unlock()
@@ -301,22 +326,20 @@ func (g *Gateway) upstreamReachable(ctx context.Context) bool {
 	if !g.readyAt.IsZero() && now.Sub(g.readyAt) < time.Second {
 		return g.upstreamOK
 	}
-	host := g.cfg.Upstream.Host
-	if g.cfg.Upstream.Port() == "" {
-		port := "80"
-		if g.cfg.Upstream.Scheme == "https" {
-			port = "443"
-		}
-		host = net.JoinHostPort(g.cfg.Upstream.Hostname(), port)
-	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
+	ok := false
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, g.cfg.Upstream.String(), nil)
 	if err == nil {
-		c.Close()
+		req.Header.Set("User-Agent", "mcp-gateway-readyz")
+		var resp *http.Response
+		if resp, err = g.probe.Do(req); err == nil {
+			resp.Body.Close()
+			ok = true
+		}
 	}
-	g.readyAt, g.upstreamOK = g.now(), err == nil
-	return g.upstreamOK
+	g.readyAt, g.upstreamOK = g.now(), ok
+	return ok
 }
 
 // isOwnedPath reports whether the gateway answers path itself instead of forwarding it, in either mode. In Option B it
@@ -328,7 +351,7 @@ func isOwnedPath(p string) bool {
 // routeOf names a path for metrics and logs without using the path itself.
 func (g *Gateway) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(g.observe)
+	r.Use(g.observe, boundBody(g.cfg.ReadTimeout))
 
 	issuer := g.cfg.Issuer
 	if g.facade != nil {
@@ -413,12 +436,18 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up)
 }
 
-// upstreamError answers a request the upstream could not: 413 for a body over the limit, nothing for a client that
-// went away, 502 otherwise. The cause is logged, never sent.
+// upstreamError answers a request the upstream could not: 413 for a body over the limit, 408 for a body that did not
+// arrive in time, nothing for a client that went away, 504 when the upstream did not answer in time, 502 otherwise.
+// The cause goes to the access line, never to the client.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r.Context())
 	var tooLarge *http.MaxBytesError
+	var timeout interface{ Timeout() bool }
 	switch {
+	case errors.Is(err, errBodyTimeout) || st != nil && st.bodyTimeout.Load(): // before the context, which the server cancels then
+		g.metrics.UpstreamErrors.WithLabelValues("body_timeout").Inc()
+		w.Header().Set("Connection", "close")
+		writeJSONError(w, http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time")
 	case errors.As(err, &tooLarge):
 		g.metrics.UpstreamErrors.WithLabelValues("body_too_large").Inc()
 		writeJSONError(w, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the request body exceeds %d bytes", g.cfg.MaxBodyBytes))
@@ -428,10 +457,21 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 			st.canceled = true
 		}
 		w.WriteHeader(499) // client closed request; nobody reads this
+	case errors.As(err, &timeout) && timeout.Timeout():
+		g.metrics.UpstreamErrors.WithLabelValues("timeout").Inc()
+		g.noteUpstreamError(st, err)
+		writeJSONError(w, http.StatusGatewayTimeout, "gateway_timeout", "the MCP server behind the gateway did not answer in time")
 	default:
 		g.metrics.UpstreamErrors.WithLabelValues("unreachable").Inc()
-		g.log.Error("upstream request failed", "request_id", st.id(), "upstream", g.cfg.Upstream.Redacted(), "err", err)
+		g.noteUpstreamError(st, err)
 		writeJSONError(w, http.StatusBadGateway, "bad_gateway", "the MCP server behind the gateway did not answer")
+	}
+}
+
+// noteUpstreamError puts the cause of an upstream failure on the request's access line.
+func (g *Gateway) noteUpstreamError(st *reqState, err error) {
+	if st != nil {
+		st.attrs = append(st.attrs, slog.String("upstream", g.cfg.Upstream.Redacted()), slog.String("err", err.Error()))
 	}
 }
 

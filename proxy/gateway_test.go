@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -65,13 +67,57 @@ type harness struct {
 	clock    *fakeClock
 	reg      *prometheus.Registry
 	resource string
+	logs     *logBuffer
+}
+
+// logBuffer collects a gateway's JSON log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the lines logged so far, decoded.
+func (b *logBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// linesOf returns the lines logged with the request id.
+func (b *logBuffer) linesOf(t *testing.T, id string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range b.lines(t) {
+		if l["request_id"] == id {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // newHarness starts an issuer, a recording upstream and a gateway in front of it. env adds to or overrides the
 // configuration; discover loads the keys before returning.
 func newHarness(t *testing.T, env map[string]string, discover bool) *harness {
 	t.Helper()
-	h := &harness{key: newKey(t, "k1", 0), up: &upstreamRecorder{}, clock: newClock(), reg: prometheus.NewRegistry()}
+	h := &harness{key: newKey(t, "k1", 0), up: &upstreamRecorder{}, clock: newClock(), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
 	h.is = newTestIssuer(t, h.key)
 	h.upSrv = httptest.NewServer(h.up)
 	t.Cleanup(h.upSrv.Close)
@@ -91,7 +137,8 @@ func newHarness(t *testing.T, env map[string]string, discover bool) *harness {
 		t.Fatal(err)
 	}
 	h.resource = cfg.Resource
-	h.gw, err = New(cfg, Options{Reg: h.reg, Now: h.clock.Now, ASClient: h.is.Client()})
+	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.gw, err = New(cfg, Options{Reg: h.reg, Now: h.clock.Now, ASClient: h.is.Client(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mcp_gateway_jwks_loaded", Help: "1 when the authorization server's key set is loaded.",
 		}),
 		UpstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mcp_gateway_upstream_errors_total", Help: "Requests the upstream could not answer, by kind (unreachable, canceled, body_too_large).",
+			Name: "mcp_gateway_upstream_errors_total", Help: "Requests the upstream could not answer, by kind (unreachable, timeout, canceled, body_too_large, body_timeout).",
 		}, []string{"kind"}),
 		OpenStreams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mcp_gateway_open_streams", Help: "Server-sent event streams open through the gateway.",

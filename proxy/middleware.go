@@ -3,11 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,9 +19,11 @@ type reqState struct {
 	reqID           string
 	route           string
 	principal       *Principal
-	upstreamSession string // the upstream's Mcp-Session-Id, after the binding was checked
-	reason          Reason // why the request was refused, if it was
+	upstreamSession string      // the upstream's Mcp-Session-Id, after the binding was checked
+	reason          Reason      // why the request was refused, if it was
+	attrs           []slog.Attr // what the access line says of a refusal or failure beyond its reason (fixed texts, causes)
 	canceled        bool
+	bodyTimeout     atomic.Bool // the request body did not arrive within the read timeout (set by the body's reader)
 	start           time.Time
 	relayed         bool // the response continues on a relayed stream, which records the request when it ends
 }
@@ -91,38 +96,68 @@ func (w *statusWriter) Flush() {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // observe gives each request an id (an inbound X-Request-Id is not trusted: it is replaced), and records one access-log
-// line and the request metrics when it ends.
+// line and the request metrics when it ends, also when the handler aborts the response with a panic (a stream cut
+// halfway). Shutdown waits for the requests it is observing.
 func (g *Gateway) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.inflight.Add(1)
+		defer g.inflight.Add(-1)
 		st := &reqState{reqID: g.reqIDs.next(), route: "other", start: g.now()}
 		w.Header().Set("X-Request-Id", st.reqID)
 		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if st.relayed {
+				return // the relayed stream records the request when it ends
+			}
+			p := recover()
+			code := sw.status
+			switch {
+			case p != nil && code == 0:
+				code = http.StatusInternalServerError
+			case code == 0:
+				code = http.StatusOK
+			}
+			if p != nil {
+				st.canceled = true // cut short: the client did not get the whole response
+			}
+			g.record(r.Context(), st, r.Method, r.URL.Path, code, sw.bytes, g.now().Sub(st.start))
+			if p != nil {
+				panic(p)
+			}
+		}()
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-		if st.relayed {
-			return
-		}
-		code := sw.status
-		if code == 0 {
-			code = http.StatusOK
-		}
-		g.record(r.Context(), st, r.Method, r.URL.Path, code, sw.bytes, g.now().Sub(st.start))
 	})
 }
 
 // record writes the access-log line and the request metrics of a request that ended with status code after d, having
-// sent bytes of body.
+// sent bytes of body. It is the request's only log line: a refusal's reason and cause are in it. Lines of requests
+// without a verified caller are kept to a budget per interval (logBudget); metrics count every request.
 func (g *Gateway) record(ctx context.Context, st *reqState, method, path string, code int, bytes int64, d time.Duration) {
 	ml := methodLabel(method)
 	g.metrics.Requests.WithLabelValues(st.route, ml, statusLabel(code)).Inc()
 	g.metrics.Duration.WithLabelValues(st.route, ml).Observe(d.Seconds())
 	level := slog.LevelInfo
-	if code >= 500 && !st.canceled {
+	switch {
+	case code >= 500 && !st.canceled:
+		level = slog.LevelWarn
+	case st.reason != "" && st.reason != ReasonNoToken:
 		level = slog.LevelWarn
 	}
 	if !g.log.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 10)
+	if st.principal == nil {
+		key := string(st.reason)
+		if key == "" {
+			key = st.route
+		}
+		ok, dropped := g.logBudget.take(key, g.now())
+		g.logDropped(dropped)
+		if !ok {
+			return
+		}
+	}
+	attrs := make([]slog.Attr, 0, 10+len(st.attrs))
 	attrs = append(attrs, slog.String("request_id", st.reqID), slog.String("method", method),
 		slog.String("route", st.route), slog.String("path", path), slog.Int("status", code),
 		slog.Int64("bytes", bytes), slog.Int64("duration_us", d.Microseconds()))
@@ -132,7 +167,76 @@ func (g *Gateway) record(ctx context.Context, st *reqState, method, path string,
 	if st.reason != "" {
 		attrs = append(attrs, slog.String("reason", string(st.reason)))
 	}
+	attrs = append(attrs, st.attrs...)
 	g.log.LogAttrs(ctx, level, "request", attrs...)
+}
+
+// logDropped writes the summary of the access lines a past interval did not write, if there were any.
+func (g *Gateway) logDropped(dropped map[string]int) {
+	if len(dropped) == 0 {
+		return
+	}
+	total := 0
+	for _, n := range dropped {
+		total += n
+	}
+	g.log.Warn("requests not logged one by one", "interval", g.logBudget.interval.String(), "total", total, "by_reason", dropped)
+}
+
+// logBudget keeps the access lines of requests without a verified caller (refusals, metadata, the Option B
+// endpoints: what anyone can send) to max per interval, so that nobody can make the gateway write its logs as fast as
+// it answers. Past the budget, requests are counted by key (their refusal reason, else their route) and the counts are
+// written as one summary line when the interval ends.
+type logBudget struct {
+	interval time.Duration
+	max      int
+
+	mu      sync.Mutex
+	start   time.Time
+	used    int
+	dropped map[string]int
+}
+
+// The access-log budget for requests without a verified caller.
+const (
+	logBudgetInterval = 10 * time.Second
+	logBudgetLines    = 100
+)
+
+// take reports whether a line for key may be written at now. When now starts a new interval, it also returns the
+// counts of the lines the interval before did not write, for the caller to summarise.
+func (b *logBudget) take(key string, now time.Time) (ok bool, dropped map[string]int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.Sub(b.start) >= b.interval || now.Before(b.start) {
+		dropped, b.dropped = b.dropped, nil
+		b.start, b.used = now, 0
+	}
+	if b.used < b.max {
+		b.used++
+		return true, dropped
+	}
+	if b.dropped == nil {
+		b.dropped = make(map[string]int)
+	}
+	if len(b.dropped) < 64 || b.dropped[key] > 0 { // keys are bounded already; this bounds them again
+		b.dropped[key]++
+	} else {
+		b.dropped["other"]++
+	}
+	return false, dropped
+}
+
+// flush returns the counts of an interval that has ended, so that a summary is written even when no request follows.
+func (b *logBudget) flush(now time.Time) map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.dropped) == 0 || now.Sub(b.start) < b.interval {
+		return nil
+	}
+	dropped := b.dropped
+	b.dropped, b.start, b.used = nil, now, 0
+	return dropped
 }
 
 // statusLabels holds the code label of every status from 100 to 599, so that labelling allocates nothing.
@@ -203,6 +307,67 @@ func (g *Gateway) originAllowed(origin string) bool {
 	return g.anyOrig || slices.ContainsFunc(g.origins, func(o string) bool { return strings.EqualFold(o, origin) })
 }
 
+// errBodyTimeout reports a request body that did not arrive within the read timeout.
+var errBodyTimeout = errors.New("the request body did not arrive in time")
+
+// boundBody gives a client timeout to send each part of its request body: the connection's read deadline is set when
+// the handler starts, moved on whenever a part arrives, and cleared once the body is read, so that the response (an
+// event stream, say) is not cut by it. Without it a client that declares a body and sends none holds a connection, a
+// goroutine and a file descriptor for as long as it likes. A request without a body is not touched.
+func boundBody(timeout time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rc := http.NewResponseController(w)
+			if rc.SetReadDeadline(time.Now().Add(timeout)) != nil {
+				next.ServeHTTP(w, r) // a connection without deadlines (a test recorder): nothing to bound
+				return
+			}
+			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: timeout, left: r.ContentLength, st: stateOf(r.Context())}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// deadlineBody is a request body under boundBody's deadline.
+type deadlineBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	left    int64 // bytes still to come when the length is known; -1 when it is not
+	done    bool
+	st      *reqState
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.done {
+		return n, err
+	}
+	if b.left > 0 {
+		b.left -= int64(n)
+	}
+	switch {
+	case err == nil && b.left == 0, errors.Is(err, io.EOF):
+		b.done = true
+		b.rc.SetReadDeadline(time.Time{})
+	case err != nil:
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			if b.st != nil {
+				b.st.bodyTimeout.Store(true) // the server cancels the request's context too: which error wins is a race
+			}
+			return n, errBodyTimeout
+		}
+	case n > 0:
+		b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	}
+	return n, err
+}
+
 // limitBody refuses a body declared larger than the limit at once and cuts one that grows past it.
 func (g *Gateway) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -253,7 +418,7 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 		}
 		if missing := MissingScopes(p.Scopes, g.scopes); len(missing) > 0 {
 			st.principal = p
-			g.refuse(r, ReasonScope, nil, "missing_scopes", strings.Join(missing, " "))
+			g.refuse(r, ReasonScope, nil, slog.String("missing_scopes", strings.Join(missing, " ")))
 			writeChallenge(w, ReasonScope, g.prmURL, g.scopes)
 			return
 		}
@@ -262,25 +427,21 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// refuse counts and logs a refused request. The token is never logged.
-func (g *Gateway) refuse(r *http.Request, reason Reason, err error, extra ...any) {
+// refuse counts a refused request and notes, for its access line, why. The token is never logged.
+func (g *Gateway) refuse(r *http.Request, reason Reason, err error, extra ...slog.Attr) {
 	st := stateOf(r.Context())
 	st.reason = reason
 	g.metrics.AuthFailures.WithLabelValues(string(reason)).Inc()
-	if reason == ReasonNoToken {
-		return // the first step of every OAuth flow: not worth a line beyond the access log
-	}
-	args := append([]any{"request_id", st.id(), "reason", string(reason)}, extra...)
+	st.attrs = append(st.attrs, extra...)
 	if err != nil {
-		args = append(args, "err", err.Error())
+		st.attrs = append(st.attrs, slog.String("err", err.Error()))
 	}
 	var ae *AuthError
 	if errors.As(err, &ae) && ae.Reason == ReasonAudience {
-		args = append(args, "token_aud", ae.TokenAudience, "accepted", g.cfg.AudienceList,
-			"fix", "with WorkOS, add "+g.cfg.Resource+" as a Resource Indicator in the dashboard (Connect → Configuration) so "+
-				"tokens carry it as aud; otherwise set GATEWAY_AUDIENCES to the audience your authorization server issues for this resource")
+		st.attrs = append(st.attrs, slog.Any("token_aud", ae.TokenAudience), slog.Any("accepted", g.cfg.AudienceList),
+			slog.String("fix", "with WorkOS, add "+g.cfg.Resource+" as a Resource Indicator in the dashboard (Connect → Configuration) so "+
+				"tokens carry it as aud; otherwise set GATEWAY_AUDIENCES to the audience your authorization server issues for this resource"))
 	}
-	g.log.Warn("request refused", args...)
 }
 
 // bindSession checks that an Mcp-Session-Id was issued to the caller and records the upstream's id for it.

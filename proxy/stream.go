@@ -161,13 +161,22 @@ func relayable(r *http.Request) bool {
 }
 
 // forward sends an authenticated request upstream: event streams opened with GET through the relay when it is on,
-// everything else through the reverse proxy.
+// everything else through the reverse proxy. A GET (an event stream, in MCP) ends when a shutdown starts; other
+// requests may finish.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		g.proxy.ServeHTTP(w, r)
+		return
+	}
 	if g.relay && relayable(r) {
 		g.relayStream(w, r)
 		return
 	}
-	g.proxy.ServeHTTP(w, r)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(g.closing, cancel)
+	defer stop()
+	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // outbound builds the upstream request for r as httputil.ReverseProxy does before and after its Rewrite: a clone
@@ -220,10 +229,12 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 	// will here, with any other hop-by-hop header it names.
 	hr := &headReader{r: up, left: maxUpstreamHeadBytes}
 	br := bufio.NewReaderSize(hr, 4<<10)
+	up.SetReadDeadline(time.Now().Add(g.cfg.UpstreamTimeout)) // the head in time, like the transport's
 	resp, err := http.ReadResponse(br, out)
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(br, out) // informational answers are not passed on
 	}
+	up.SetReadDeadline(time.Time{})
 	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
 		err = errors.New("upstream switched protocols on a request that asked for no upgrade")
 	}
@@ -464,17 +475,27 @@ func (s *streamSet) closeAll() []*tunnel {
 	return out
 }
 
-// Shutdown waits for the event streams the gateway relays on taken-over connections to end, and closes those still
-// open when ctx ends (http.Server.Shutdown does not see them). Call it after the server's Shutdown.
+// EndStreams ends every open event stream opened with GET, relayed or proxied, and refuses new relayed ones: the
+// start of a shutdown. Each stream's request is recorded as it ends. Register it with http.Server.RegisterOnShutdown,
+// so that open streams do not hold the server's Shutdown for its whole timeout; clients reconnect (to another
+// replica).
+func (g *Gateway) EndStreams() {
+	g.endStreams()
+	for _, t := range g.streams.closeAll() {
+		t.close()
+	}
+}
+
+// Shutdown ends the event streams (EndStreams) and waits until every request the gateway is answering has ended and
+// been recorded, or ctx ends. Call it after the server's Shutdown, or its Close once that timed out: the handlers of
+// the connections Close cut still write their access lines, which Shutdown waits for.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	tick := time.NewTicker(50 * time.Millisecond)
+	g.EndStreams()
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for g.streams.busy() {
+	for g.inflight.Load() > 0 || g.streams.busy() {
 		select {
 		case <-ctx.Done():
-			for _, t := range g.streams.closeAll() {
-				t.close()
-			}
 			return ctx.Err()
 		case <-tick.C:
 		}

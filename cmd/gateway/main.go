@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -150,14 +151,21 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		// No WriteTimeout: it would cut event streams.
+		// No ReadTimeout or WriteTimeout: they would cut event streams. The gateway bounds request bodies itself
+		// (GATEWAY_READ_TIMEOUT), and open streams end when a shutdown starts.
 	}
+	srv.RegisterOnShutdown(gw.EndStreams)
 	servers := []*http.Server{srv}
 	errc := make(chan error, len(lns)+len(sidecars)+1)
 	for _, s := range sidecars {
 		go func() { errc <- s.srv.Serve(s.ln) }()
 	}
+	maxConns := connectionCap(cfg.MaxConnections)
+	sem := make(chan struct{}, max(maxConns, 1)) // shared by every listener
 	for _, ln := range lns {
+		if maxConns > 0 {
+			ln = newLimitListener(ln, sem)
+		}
 		go func() { errc <- srv.Serve(ln) }()
 	}
 	if mln != nil {
@@ -175,7 +183,16 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 	log.Info("gateway listening",
 		"addr", lns[0].Addr().String(), "mcp_url", cfg.Resource, "issuer", cfg.Issuer, "upstream", cfg.Upstream.Redacted(),
 		"audiences", cfg.AudienceList, "required_scopes", cfg.ScopeList, "allowed_origins", cfg.OriginList,
-		"identity_signature", cfg.IdentitySecret != "")
+		"identity_signature", cfg.IdentitySecret != "", "max_connections", maxConns,
+		"read_timeout", cfg.ReadTimeout.String(), "upstream_timeout", cfg.UpstreamTimeout.String())
+	if cfg.IdentitySecret == "" {
+		log.Warn("GATEWAY_IDENTITY_SECRET is not set: the identity headers are forwarded unsigned, so anyone who can reach the "+
+			"MCP server directly can claim any identity; keep it on loopback, or set the same secret on the gateway and the server",
+			"upstream", cfg.Upstream.Redacted())
+	}
+	if cfg.AllowUpgrade {
+		log.Warn("GATEWAY_ALLOW_UPGRADE is true: an authenticated request that upgrades becomes a two-way tunnel the gateway no longer inspects (not even expiry)")
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -192,16 +209,23 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 	// A fresh context: ctx is already cancelled.
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer scancel()
+	// The gateway first: its Shutdown ends the event streams (gw.EndStreams) and lets requests in flight finish.
 	for i, s := range servers {
 		if err := s.Shutdown(sctx); err != nil {
 			log.Warn("open requests did not finish in time; closing them", "err", err)
 			s.Close()
 		}
 		if i == 0 {
-			// The event streams relayed on taken-over connections, which the server's Shutdown does not wait for.
-			if err := gw.Shutdown(sctx); err != nil {
-				log.Warn("open event streams did not finish in time; closing them", "err", err)
+			// Streams relayed on taken-over connections, which the server does not see, and the access lines of
+			// requests that Close cut: their handlers are still returning.
+			wctx, wcancel := context.WithTimeout(context.Background(), time.Second)
+			if sctx.Err() == nil {
+				wctx, wcancel = sctx, func() {}
 			}
+			if err := gw.Shutdown(wctx); err != nil {
+				log.Warn("some requests were still ending when the gateway stopped", "err", err)
+			}
+			wcancel()
 		}
 	}
 	<-done
@@ -209,6 +233,68 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 		return serveErr
 	}
 	return nil
+}
+
+// connectionCap returns the number of client connections the gateway accepts at once for GATEWAY_MAX_CONNECTIONS
+// configured: the value itself when positive, none (0) when negative, and when 0 half of what the open-file limit
+// leaves after 64 descriptors for the gateway's own use, since a proxied request may hold two (client and upstream).
+func connectionCap(configured int) int {
+	switch {
+	case configured > 0:
+		return configured
+	case configured < 0:
+		return 0
+	}
+	files := openFileLimit()
+	if files <= 0 {
+		return 0
+	}
+	return max(files-64, 32) / 2
+}
+
+// limitListener accepts a connection only while fewer than cap(sem) accepted ones are open; past that, Accept waits
+// for one to close, and new connections wait in the kernel's queue.
+type limitListener struct {
+	net.Listener
+	sem    chan struct{}
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newLimitListener(ln net.Listener, sem chan struct{}) *limitListener {
+	return &limitListener{Listener: ln, sem: sem, done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// limitConn gives its place back once, when closed.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // checkHealth asks the gateway listening on addr for /healthz over loopback.

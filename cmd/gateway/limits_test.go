@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMaxConnections checks that GATEWAY_MAX_CONNECTIONS caps the connections the gateway holds: with two held open by
+// clients that send nothing, a third is not served until one of them goes, and is served then. It also checks that
+// the gateway warns when it runs without an identity secret.
+func TestMaxConnections(t *testing.T) {
+	is := newIssuer(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	logs := &logBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, nil, map[string]string{
+			"GATEWAY_LISTEN_ADDR": "127.0.0.1:0", "GATEWAY_METRICS_ADDR": "off", "GATEWAY_PUBLIC_URL": publicURL,
+			"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp", "GATEWAY_MAX_CONNECTIONS": "2",
+			"GATEWAY_READ_HEADER_TIMEOUT": "60s",
+		}, io.Discard, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	addr := waitFor(t, logs, "gateway listening", "addr")
+	if !strings.Contains(logs.String(), `"max_connections":2`) {
+		t.Errorf("max_connections not logged as 2; logs:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "GATEWAY_IDENTITY_SECRET is not set") {
+		t.Error("no warning about the missing identity secret")
+	}
+
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	healthz := func(c net.Conn) <-chan error {
+		errc := make(chan error, 1)
+		go func() {
+			if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				errc <- err
+				return
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err == nil && resp.StatusCode != 200 {
+				err = io.ErrUnexpectedEOF
+			}
+			errc <- err
+		}()
+		return errc
+	}
+	// Two connections the gateway has accepted: each answers a request, then stays open.
+	first, second := dial(), dial()
+	for _, c := range []net.Conn{first, second} {
+		if err := <-healthz(c); err != nil {
+			t.Fatalf("a connection under the cap was not served: %v", err)
+		}
+	}
+	third := dial() // the kernel completes the handshake; the gateway does not accept it yet
+	answered := healthz(third)
+	select {
+	case err := <-answered:
+		t.Fatalf("a third connection was served with two open and a cap of two (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	first.Close()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Errorf("the third connection, once a place was free: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the third connection was not served after a place was freed")
+	}
+}
+
+// TestConnectionCap checks the cap derived from GATEWAY_MAX_CONNECTIONS.
+func TestConnectionCap(t *testing.T) {
+	if got := connectionCap(7); got != 7 {
+		t.Errorf("connectionCap(7): got %d", got)
+	}
+	if got := connectionCap(-1); got != 0 {
+		t.Errorf("connectionCap(-1): got %d, want 0 (no cap)", got)
+	}
+	if files := openFileLimit(); files > 0 {
+		if got, want := connectionCap(0), max(files-64, 32)/2; got != want {
+			t.Errorf("connectionCap(0) with %d files: got %d, want %d", files, got, want)
+		}
+	}
+}

@@ -23,7 +23,8 @@ type reqState struct {
 	reason          Reason      // why the request was refused, if it was
 	attrs           []slog.Attr // what the access line says of a refusal or failure beyond its reason (fixed texts, causes)
 	canceled        bool
-	bodyTimeout     atomic.Bool // the request body did not arrive within the read timeout (set by the body's reader)
+	bodyTimeout     atomic.Bool   // the request body did not arrive within the read timeout (set by the body's reader)
+	body            *deadlineBody // the request body under the read timeout, if the request has one
 	start           time.Time
 	relayed         bool // the response continues on a relayed stream, which records the request when it ends
 }
@@ -61,23 +62,36 @@ func routeName(name string, next http.Handler) http.Handler {
 }
 
 // statusWriter records the status and size of a response. It passes Flush through (event streams) and exposes the
-// underlying writer to http.ResponseController.
+// underlying writer to http.ResponseController. A response that starts before the request body was read says
+// Connection: close (see started).
 type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	st     *reqState
+}
+
+// started is called once, before the response head is written. When the request body has not been read (the
+// gateway refused the request before reading it), the connection is closed after the response: otherwise the server
+// would first read and discard the body, which a client that declared one and sends nothing holds up until the read
+// timeout.
+func (w *statusWriter) started(code int) {
+	w.status = code
+	if b := w.st.body; b != nil && !b.done.Load() {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+	if w.status == 0 && code >= 200 {
+		w.started(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.started(http.StatusOK)
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
@@ -86,7 +100,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Flush() {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.started(http.StatusOK)
 	}
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -104,8 +118,13 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		defer g.inflight.Add(-1)
 		st := &reqState{reqID: g.reqIDs.next(), route: "other", start: g.now()}
 		w.Header().Set("X-Request-Id", st.reqID)
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, st: st}
 		defer func() {
+			if b := st.body; b != nil && !b.done.Load() {
+				// Answered without reading the body (a refusal, mostly): the response said Connection: close, and
+				// the server, which reads an unread body before it closes, gets no time to wait for it.
+				b.rc.SetReadDeadline(time.Now())
+			}
 			if st.relayed {
 				return // the relayed stream records the request when it ends
 			}
@@ -326,7 +345,12 @@ func boundBody(timeout time.Duration) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r) // a connection without deadlines (a test recorder): nothing to bound
 				return
 			}
-			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: timeout, left: r.ContentLength, st: stateOf(r.Context())}
+			st := stateOf(r.Context())
+			b := &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: timeout, left: r.ContentLength, st: st}
+			if st != nil {
+				st.body = b
+			}
+			r.Body = b
 			next.ServeHTTP(w, r)
 		})
 	}
@@ -337,14 +361,14 @@ type deadlineBody struct {
 	io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
-	left    int64 // bytes still to come when the length is known; -1 when it is not
-	done    bool
+	left    int64       // bytes still to come when the length is known; -1 when it is not
+	done    atomic.Bool // read to its end: the deadline is cleared
 	st      *reqState
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if b.done {
+	if b.done.Load() {
 		return n, err
 	}
 	if b.left > 0 {
@@ -352,7 +376,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	}
 	switch {
 	case err == nil && b.left == 0, errors.Is(err, io.EOF):
-		b.done = true
+		b.done.Store(true)
 		b.rc.SetReadDeadline(time.Time{})
 	case err != nil:
 		var ne interface{ Timeout() bool }

@@ -103,3 +103,57 @@ func TestConnectionCap(t *testing.T) {
 		}
 	}
 }
+
+// TestSilentBodiesDoNotTakeTheGatewayOffline repeats the attack of an anonymous client that opens many connections,
+// each declaring a request body it never sends: every one is refused and closed at once, so the connections under
+// the cap stay free and /healthz answers throughout.
+func TestSilentBodiesDoNotTakeTheGatewayOffline(t *testing.T) {
+	is := newIssuer(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	logs := &logBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, nil, map[string]string{
+			"GATEWAY_LISTEN_ADDR": "127.0.0.1:0", "GATEWAY_METRICS_ADDR": "off", "GATEWAY_PUBLIC_URL": publicURL,
+			"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp", "GATEWAY_MAX_CONNECTIONS": "50",
+		}, io.Discard, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	addr := waitFor(t, logs, "gateway listening", "addr")
+	const attackers = 250
+	var conns []net.Conn
+	for range attackers {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		io.WriteString(c, "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+	}
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	// Every attacker is answered and its connection closed, long before the read timeout (30s).
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatalf("attacker %d: connection not closed after its refusal: %v", i, err)
+		}
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("/healthz after %d silent bodies: %v", attackers, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/healthz: %d", resp.StatusCode)
+	}
+}

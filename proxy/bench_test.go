@@ -30,7 +30,7 @@ func benchVerifier(b *testing.B) (*Verifier, *testIssuer, testKey, *fakeClock) {
 	if err := ks.Refresh(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Algs: []string{"RS256"}, Skew: 30e9, Now: c.Now})
+	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Skew: 30e9, Now: c.Now})
 	return v, is, k, c
 }
 

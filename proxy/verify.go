@@ -14,8 +14,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-
 	"github.com/mcp-gateway/gateway/proxy/identity"
 )
 
@@ -229,11 +227,17 @@ func principal(c *Claims, raw []byte, exp time.Time) *Principal {
 	return p
 }
 
-// Verifier verifies access tokens: signature over the key set with go-oidc (algorithm allow-list), then CheckClaims.
+// keySource checks token signatures: a *KeySet. Tests count its calls.
+type keySource interface {
+	Verify(ctx context.Context, jwt string) ([]byte, error)
+	Generation() uint64
+}
+
+// Verifier verifies access tokens: the signature with the KeySet, which is the only signature check (it owns the
+// algorithm allow-list and tells with a typed error why a signature failed), then every claim with CheckClaims.
 // Verified tokens are cached, keyed by their SHA-256, until they expire or the key set changes.
 type Verifier struct {
-	keys  *KeySet
-	oidc  *oidc.IDTokenVerifier
+	keys  keySource
 	rules ClaimRules
 	now   func() time.Time
 	cache tokenCache
@@ -244,7 +248,6 @@ type VerifierOptions struct {
 	Keys      *KeySet
 	Issuer    string
 	Audiences []string
-	Algs      []string
 	Skew      time.Duration
 	Now       func() time.Time // nil: time.Now
 	CacheSize int              // verified tokens kept; 0: 10000
@@ -261,24 +264,15 @@ func NewVerifier(o VerifierOptions) *Verifier {
 		size = 10000
 	}
 	return &Verifier{
-		keys: o.Keys,
-		// go-oidc checks the algorithm allow-list and the signature; CheckClaims checks every claim itself, with a
-		// configurable skew and a typed reason for each failure (go-oidc's own checks have a fixed nbf leeway, no exp
-		// leeway, and untyped errors).
-		oidc: oidc.NewVerifier(o.Issuer, o.Keys, &oidc.Config{
-			SupportedSigningAlgs: o.Algs,
-			SkipClientIDCheck:    true,
-			SkipExpiryCheck:      true,
-			SkipIssuerCheck:      true,
-			Now:                  now,
-		}),
+		keys:  o.Keys,
 		rules: ClaimRules{Issuer: o.Issuer, Audiences: o.Audiences, Skew: o.Skew},
 		now:   now,
 		cache: tokenCache{max: size, m: make(map[[32]byte]cacheEntry)},
 	}
 }
 
-// Verify returns the principal of a raw JWT, or an *AuthError.
+// Verify returns the principal of a raw JWT, or an *AuthError. A token is verified once: a failure's reason comes from
+// the typed error of the step that failed.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	// The token's bytes are hashed in place: Sum256 does not keep them.
 	key := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
@@ -287,45 +281,35 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	if p := v.cache.get(key, gen, now); p != nil {
 		return p, nil
 	}
-	if !v.keys.Loaded() {
-		return nil, &AuthError{Reason: ReasonKeysUnavailable, Err: ErrKeysUnavailable}
-	}
-	tok, err := v.oidc.Verify(ctx, raw)
+	payload, err := v.keys.Verify(ctx, raw)
 	if err != nil {
-		return nil, v.classify(ctx, raw, err)
+		return nil, signatureError(err)
 	}
 	var c Claims
-	if err := tok.Claims(&c); err != nil {
+	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, authErr(ReasonMalformed, "claims: %w", err)
 	}
-	var rawClaims json.RawMessage
-	_ = tok.Claims(&rawClaims)
 	exp, err := CheckClaims(&c, v.rules, now)
 	if err != nil {
 		return nil, err
 	}
-	p := principal(&c, rawClaims, exp)
+	p := principal(&c, payload, exp)
 	v.cache.put(key, cacheEntry{p: p, until: exp.Add(v.rules.Skew), gen: gen}, now)
 	return p, nil
 }
 
-// classify turns a go-oidc error into an AuthError. go-oidc does not wrap the key set's error, so the signature step
-// is repeated against the key set (cheap next to the failure it explains, and free of network: the key set's cooldown
-// applies) to learn its typed cause.
-func (v *Verifier) classify(ctx context.Context, raw string, err error) *AuthError {
-	_, kerr := v.keys.VerifySignature(ctx, raw)
+// signatureError maps a key set error to its reason.
+func signatureError(err error) *AuthError {
+	r := ReasonMalformed
 	switch {
-	case kerr == nil:
-		return authErr(ReasonMalformed, "%w", err) // signature fine: the claims could not be read
-	case errors.Is(kerr, ErrUnknownKey):
-		return &AuthError{Reason: ReasonUnknownKey, Err: kerr}
-	case errors.Is(kerr, ErrBadSignature):
-		return &AuthError{Reason: ReasonSignature, Err: kerr}
-	case errors.Is(kerr, ErrKeysUnavailable):
-		return &AuthError{Reason: ReasonKeysUnavailable, Err: kerr}
-	default:
-		return authErr(ReasonMalformed, "%w", err)
+	case errors.Is(err, ErrKeysUnavailable):
+		r = ReasonKeysUnavailable
+	case errors.Is(err, ErrUnknownKey):
+		r = ReasonUnknownKey
+	case errors.Is(err, ErrBadSignature):
+		r = ReasonSignature
 	}
+	return &AuthError{Reason: r, Err: err}
 }
 
 // tokenCache holds verified principals by token hash. It is bounded: when full, expired entries are dropped, then

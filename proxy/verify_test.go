@@ -11,6 +11,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func newTestVerifier(t *testing.T, is *testIssuer, c *fakeClock) (*Verifier, *Ke
 	if err := ks.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Algs: []string{"RS256", "ES256"}, Skew: 30 * time.Second, Now: c.Now})
+	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Skew: 30 * time.Second, Now: c.Now})
 	return v, ks
 }
 
@@ -263,7 +264,7 @@ func TestVerifierKeysNotLoaded(t *testing.T) {
 	is := newTestIssuer(t, k1)
 	c := newClock()
 	ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: time.Second, Now: c.Now, Algs: []string{"RS256"}})
-	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Algs: []string{"RS256"}, Now: c.Now})
+	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Now: c.Now})
 	_, err := v.Verify(context.Background(), k1.sign(t, is.claims(testResource, "u", c.Now())))
 	var ae *AuthError
 	if !errors.As(err, &ae) || ae.Reason != ReasonKeysUnavailable {
@@ -310,5 +311,70 @@ func TestMissingScopes(t *testing.T) {
 	}
 	if got := MissingScopes(nil, nil); got != nil {
 		t.Errorf("got %q, want nil", got)
+	}
+}
+
+// countingKeys counts the signature checks a Verifier asks of its key set.
+type countingKeys struct {
+	keySource
+	calls atomic.Int64
+}
+
+func (c *countingKeys) Verify(ctx context.Context, jwt string) ([]byte, error) {
+	c.calls.Add(1)
+	return c.keySource.Verify(ctx, jwt)
+}
+
+// TestVerifierFailingTokenVerifiedOnce: a failing token costs one signature check, whatever the reason, and an
+// unknown kid one key set fetch (with no cooldown to hide a second).
+func TestVerifierFailingTokenVerifiedOnce(t *testing.T) {
+	t.Parallel()
+	k1, k2 := newKey(t, "k1", 0), newKey(t, "k2", 1)
+	is := newTestIssuer(t, k1)
+	c := newClock()
+	now := c.Now()
+	tamper := func(tok string) string {
+		parts := strings.Split(tok, ".")
+		payload := base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(mustDecode(t, parts[1]), "user_1", "user_2", 1)))
+		return parts[0] + "." + payload + "." + parts[2]
+	}
+	with := func(mod func(m map[string]any)) map[string]any {
+		m := is.claims(testResource, "user_1", now)
+		mod(m)
+		return m
+	}
+	tests := []struct {
+		name      string
+		token     string
+		want      Reason
+		wantFetch int64
+	}{
+		{"bad signature", tamper(k1.sign(t, with(func(map[string]any) {}))), ReasonSignature, 0},
+		{"another key with the same kid", testKey{kid: "k1", priv: k2.priv}.sign(t, with(func(map[string]any) {})), ReasonSignature, 0},
+		{"unknown kid", k2.sign(t, with(func(map[string]any) {})), ReasonUnknownKey, 1},
+		{"expired", k1.sign(t, with(func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() })), ReasonExpired, 0},
+		{"wrong audience", k1.sign(t, with(func(m map[string]any) { m["aud"] = "other" })), ReasonAudience, 0},
+		{"not a JWT", "abc.def", ReasonMalformed, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: 0, Now: c.Now, Algs: []string{"RS256"}})
+			if err := ks.Refresh(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Skew: time.Second, Now: c.Now})
+			counted := &countingKeys{keySource: ks}
+			v.keys = counted
+			var fetches atomic.Int64
+			ks.onFetch = func(error) { fetches.Add(1) }
+			wantReason(t, tt.name, verifyErr(v, tt.token), tt.want)
+			if got := counted.calls.Load(); got != 1 {
+				t.Errorf("signature checks: got %d, want 1", got)
+			}
+			if got := fetches.Load(); got != tt.wantFetch {
+				t.Errorf("key set fetches: got %d, want %d", got, tt.wantFetch)
+			}
+		})
 	}
 }

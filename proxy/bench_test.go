@@ -75,7 +75,10 @@ func BenchmarkSanitiseAndInject(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := principal(&Claims{Subject: "user_1", Email: "a@example.com", OrgID: "org_1", SessionID: "s", ClientID: "c", Scope: "openid email"}, []byte(`{"sub":"user_1"}`), newClock().Now())
+	p, err := principal(&Claims{Subject: "user_1", Email: "a@example.com", OrgID: "org_1", SessionID: "s", ClientID: "c", Scope: "openid email"}, []byte(`{"sub":"user_1"}`), newClock().Now())
+	if err != nil {
+		b.Fatal(err)
+	}
 	in := httptest.NewRequest("POST", "/mcp", nil)
 	in.Header = http.Header{
 		"Authorization": {"Bearer x"}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"},

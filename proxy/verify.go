@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/mcp-gateway/gateway/proxy/identity"
@@ -31,6 +33,7 @@ const (
 	ReasonIssuer          Reason = "wrong_issuer"   // iss differs from the configured issuer
 	ReasonAudience        Reason = "wrong_audience" // aud names none of the accepted audiences
 	ReasonMissingClaim    Reason = "missing_claim"  // exp or sub absent
+	ReasonInvalidClaim    Reason = "invalid_claim"  // a role, permission or scope that would not survive its header
 	ReasonScope           Reason = "insufficient_scope"
 	ReasonKeysUnavailable Reason = "keys_unavailable" // the key set has not been loaded yet
 	ReasonSession         Reason = "session_mismatch" // Mcp-Session-Id unknown or owned by another user
@@ -60,23 +63,25 @@ func authErr(r Reason, format string, args ...any) *AuthError {
 
 // Claims are the access-token claims the gateway reads.
 type Claims struct {
-	Issuer      string          `json:"iss"`
-	Subject     string          `json:"sub"`
-	Audience    audience        `json:"aud"`
-	Expiry      *json.Number    `json:"exp"`
-	NotBefore   *json.Number    `json:"nbf"`
-	Scope       string          `json:"scope"`
-	Scp         stringList      `json:"scp"`
-	Email       string          `json:"email"`
-	Name        string          `json:"name"`
-	OrgID       string          `json:"org_id"`
-	SessionID   string          `json:"sid"`
-	ClientID    string          `json:"client_id"`
-	AZP         string          `json:"azp"`
-	Role        string          `json:"role"`
-	Roles       stringList      `json:"roles"`
-	Permissions stringList      `json:"permissions"`
-	Extra       json.RawMessage `json:"-"`
+	Issuer    string       `json:"iss"`
+	Subject   string       `json:"sub"`
+	Audience  audience     `json:"aud"`
+	Expiry    *json.Number `json:"exp"`
+	NotBefore *json.Number `json:"nbf"`
+	Scope     string       `json:"scope"`
+	Scp       stringList   `json:"scp"`
+	Email     string       `json:"email"`
+	// EmailVerified is email_verified. When present and not true, the e-mail address is not forwarded.
+	EmailVerified optionalBool    `json:"email_verified"`
+	Name          string          `json:"name"`
+	OrgID         string          `json:"org_id"`
+	SessionID     string          `json:"sid"`
+	ClientID      string          `json:"client_id"`
+	AZP           string          `json:"azp"`
+	Role          string          `json:"role"`
+	Roles         stringList      `json:"roles"`
+	Permissions   stringList      `json:"permissions"`
+	Extra         json.RawMessage `json:"-"`
 }
 
 // audience is aud as a string or an array of strings.
@@ -93,6 +98,23 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 		return errors.New("aud must be a string or an array of strings")
 	}
 	*a = l
+	return nil
+}
+
+// optionalBool is a boolean claim that may be absent. Some providers send "true" and "false" as strings; both forms
+// are read, and any other value (null included) counts as present and false.
+type optionalBool struct {
+	Present, Value bool
+}
+
+func (b *optionalBool) UnmarshalJSON(data []byte) error {
+	b.Present = true
+	switch string(data) {
+	case "true", `"true"`:
+		b.Value = true
+	default:
+		b.Value = false
+	}
 	return nil
 }
 
@@ -190,7 +212,12 @@ func MissingScopes(have, required []string) []string {
 }
 
 // principal builds the Principal for verified claims; raw is the claims JSON as signed.
-func principal(c *Claims, raw []byte, exp time.Time) *Principal {
+//
+// It forwards only what the token proves: an e-mail address whose email_verified claim is present and not true is
+// left out (a token without email_verified, like AuthKit's access tokens, keeps its address: the authorization server
+// chose to assert it). A role, permission or scope that would not reach the upstream as the one item it is (see
+// listItemOK) makes the whole token invalid (ReasonInvalidClaim); empty items are dropped.
+func principal(c *Claims, raw []byte, exp time.Time) (*Principal, error) {
 	scopes := strings.Fields(c.Scope)
 	if len(scopes) == 0 {
 		scopes = slices.Clone([]string(c.Scp))
@@ -204,6 +231,21 @@ func principal(c *Claims, raw []byte, exp time.Time) *Principal {
 			roles = append(roles, r)
 		}
 	}
+	var err error
+	if scopes, err = forwardable("scope", scopes, ' '); err != nil {
+		return nil, err
+	}
+	if roles, err = forwardable("role", roles, ','); err != nil {
+		return nil, err
+	}
+	perms, err := forwardable("permissions", slices.Clone([]string(c.Permissions)), ',')
+	if err != nil {
+		return nil, err
+	}
+	email := c.Email
+	if c.EmailVerified.Present && !c.EmailVerified.Value {
+		email = ""
+	}
 	p := &Principal{
 		Subject:  c.Subject,
 		Scopes:   scopes,
@@ -211,20 +253,51 @@ func principal(c *Claims, raw []byte, exp time.Time) *Principal {
 		Expiry:   exp,
 		Identity: identity.Identity{
 			UserID:      c.Subject,
-			Email:       c.Email,
+			Email:       email,
 			Name:        c.Name,
 			OrgID:       c.OrgID,
 			SessionID:   c.SessionID,
 			ClientID:    cmp.Or(c.ClientID, c.AZP),
 			Roles:       roles,
-			Permissions: c.Permissions,
+			Permissions: perms,
 			Scopes:      scopes,
 			Claims:      raw,
 		},
 		hdr: make(http.Header, 12),
 	}
 	p.Identity.Set(p.hdr)
-	return p
+	return p, nil
+}
+
+// forwardable drops the empty items of list, which it may modify, and refuses it (ReasonInvalidClaim) if an item is
+// not listItemOK with sep. claim names the claim in the error; item values are not logged.
+func forwardable(claim string, list []string, sep rune) ([]string, error) {
+	out := list[:0]
+	for i, item := range list {
+		if item == "" {
+			continue
+		}
+		if !listItemOK(item, sep) {
+			return nil, authErr(ReasonInvalidClaim, "%s item %d contains %q, white space at an end, or a control character", claim, i, sep)
+		}
+		out = append(out, item)
+	}
+	return out, nil
+}
+
+// listItemOK reports whether item reaches the upstream as exactly one unchanged item of a header list separated by
+// sep: it contains no sep and no control character, and no white space at either end (which readers trim). For the
+// space-separated scope list (sep ' '), it contains no white space at all (readers split on any).
+func listItemOK(item string, sep rune) bool {
+	for i, r := range item {
+		if r < 0x20 || r == 0x7f || r == sep {
+			return false
+		}
+		if unicode.IsSpace(r) && (sep == ' ' || i == 0 || i+utf8.RuneLen(r) == len(item)) {
+			return false
+		}
+	}
+	return true
 }
 
 // keySource checks token signatures: a *KeySet. Tests count its calls.
@@ -293,7 +366,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := principal(&c, payload, exp)
+	p, err := principal(&c, payload, exp)
+	if err != nil {
+		return nil, err
+	}
 	v.cache.put(key, cacheEntry{p: p, until: exp.Add(v.rules.Skew), gen: gen}, now)
 	return p, nil
 }

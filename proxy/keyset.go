@@ -41,10 +41,10 @@ const (
 //
 // Keys are looked up by kid. An unknown kid starts a refetch, at most one at a time and at most once per cooldown;
 // the fetch runs detached from the request that caused it, under its own timeout, so a client that goes away neither
-// cancels it nor wastes the cooldown. The cooldown starts when a fetch ends. A request waits for the fetch for a short
-// bound only, then fails; the fetch carries on for the requests after it. When the endpoint is down, the keys already
-// held keep working. Generation changes whenever the set of keys changes, so that caches of verified tokens can be
-// dropped at once when a key is removed.
+// cancels it nor wastes the cooldown, which counts from the end of the last fetch an unknown kid waited for. A request
+// waits for the fetch for a short bound only, then fails; the fetch carries on for the requests after it. When the
+// endpoint is down, the keys already held keep working. Generation changes whenever the set of keys changes, so that
+// caches of verified tokens can be dropped at once when a key is removed.
 type KeySet struct {
 	client       *http.Client
 	cooldown     time.Duration

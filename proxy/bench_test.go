@@ -30,7 +30,7 @@ func benchVerifier(b *testing.B) (*Verifier, *testIssuer, testKey, *fakeClock) {
 	if err := ks.Refresh(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Algs: []string{"RS256"}, Skew: 30e9, Now: c.Now})
+	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Skew: 30e9, Now: c.Now})
 	return v, is, k, c
 }
 
@@ -75,7 +75,10 @@ func BenchmarkSanitiseAndInject(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := principal(&Claims{Subject: "user_1", Email: "a@example.com", OrgID: "org_1", SessionID: "s", ClientID: "c", Scope: "openid email"}, []byte(`{"sub":"user_1"}`), newClock().Now())
+	p, err := principal(&Claims{Subject: "user_1", Email: "a@example.com", OrgID: "org_1", SessionID: "s", ClientID: "c", Scope: "openid email"}, []byte(`{"sub":"user_1"}`), newClock().Now())
+	if err != nil {
+		b.Fatal(err)
+	}
 	in := httptest.NewRequest("POST", "/mcp", nil)
 	in.Header = http.Header{
 		"Authorization": {"Bearer x"}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"},

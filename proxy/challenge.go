@@ -72,6 +72,7 @@ var descriptions = map[Reason]string{
 	ReasonIssuer:          "the access token was issued by another authorization server",
 	ReasonAudience:        "the access token was not issued for this resource",
 	ReasonMissingClaim:    "the access token lacks a required claim",
+	ReasonInvalidClaim:    "the access token has a role, permission or scope value that cannot be forwarded",
 	ReasonScope:           "the access token lacks a required scope",
 	ReasonKeysUnavailable: "the authorization server keys are not loaded yet, retry shortly",
 	ReasonSession:         "unknown session, or a session that belongs to another user: initialize a new session",

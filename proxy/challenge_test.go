@@ -46,6 +46,7 @@ func TestChallenges(t *testing.T) {
 		{"no_token_scopes", ReasonNoToken, []string{"mcp:tools", "mcp:read"}},
 		{"expired", ReasonExpired, nil},
 		{"wrong_audience", ReasonAudience, nil},
+		{"invalid_claim", ReasonInvalidClaim, nil},
 		{"malformed_scopes", ReasonMalformed, []string{"mcp:tools"}},
 		{"insufficient_scope", ReasonScope, []string{"mcp:tools", "mcp:read"}},
 	} {

@@ -82,7 +82,9 @@ type Config struct {
 	// JWKSRefreshInterval is how often the key set is fetched again, so that removed keys stop working. Default 5m.
 	JWKSRefreshInterval time.Duration `env:"GATEWAY_JWKS_REFRESH_INTERVAL" envDefault:"5m"`
 
-	// JWKSRefetchCooldown is the shortest time between two key set fetches caused by an unknown kid. Default 10s.
+	// JWKSRefetchCooldown is the shortest time from the end of one key set fetch caused by an unknown kid to the start
+	// of the next. Default 10s. Shorter picks up a rotated-in key sooner after a failed attempt, and lets clients that
+	// send random kids make the gateway fetch the key set more often.
 	JWKSRefetchCooldown time.Duration `env:"GATEWAY_JWKS_REFETCH_COOLDOWN" envDefault:"10s"`
 
 	// MaxBodyBytes limits request bodies. Default 4 MiB.

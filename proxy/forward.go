@@ -54,7 +54,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		h["Mcp-Session-Id"] = []string{st.upstreamSession}
 	}
 	if g.secret != nil {
-		identity.Sign(h, g.secret, g.now())
+		identity.Sign(pr.Out, g.secret, g.now())
 	}
 }
 

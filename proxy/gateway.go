@@ -165,7 +165,6 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		Keys:      g.keys,
 		Issuer:    cfg.Issuer,
 		Audiences: cfg.AudienceList,
-		Algs:      cfg.AlgList,
 		Skew:      cfg.ClockSkew,
 		Now:       g.now,
 	})

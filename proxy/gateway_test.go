@@ -536,7 +536,7 @@ func TestIdentitySignature(t *testing.T) {
 	secret := "0123456789abcdef0123456789abcdef"
 	h := newHarness(t, map[string]string{"GATEWAY_IDENTITY_SECRET": secret}, true)
 	h.do(t, "POST", "/mcp", h.token(t, "user_1"), map[string]string{"X-Auth-Signature": "t=1,v1=forged"}, "{}")
-	if err := identity.Verify(h.up.last(t).Header, []byte(secret), h.clock.Now(), time.Minute); err != nil {
+	if err := identity.Verify(h.up.last(t), []byte(secret), h.clock.Now(), time.Minute); err != nil {
 		t.Errorf("upstream could not verify the identity signature: %v", err)
 	}
 }

@@ -82,6 +82,11 @@ type testIssuer struct {
 	jwksHits  atomic.Int64 // fetches of the JWKS
 	metaHits  atomic.Int64
 	extraMeta map[string]any
+	// gate, when set (hold), keeps each JWKS request waiting until it is closed; entered receives one value per JWKS
+	// request that starts waiting, and jwksCanceled counts those whose request ended while they waited.
+	gate         chan struct{}
+	entered      chan struct{}
+	jwksCanceled atomic.Int64
 }
 
 func newTestIssuer(t testing.TB, keys ...testKey) *testIssuer {
@@ -111,6 +116,18 @@ func newTestIssuer(t testing.TB, keys ...testKey) *testIssuer {
 	})
 	mux.HandleFunc("GET /oauth2/jwks", func(w http.ResponseWriter, r *http.Request) {
 		is.jwksHits.Add(1)
+		is.mu.Lock()
+		gate, entered := is.gate, is.entered
+		is.mu.Unlock()
+		if gate != nil {
+			entered <- struct{}{}
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				is.jwksCanceled.Add(1)
+				return
+			}
+		}
 		if is.down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
@@ -127,6 +144,26 @@ func newTestIssuer(t testing.TB, keys ...testKey) *testIssuer {
 	is.Server = httptest.NewServer(mux)
 	t.Cleanup(is.Close)
 	return is
+}
+
+// hold makes JWKS requests wait until release is called; entered receives one value as each starts waiting.
+func (is *testIssuer) hold(t testing.TB) (entered <-chan struct{}, release func()) {
+	t.Helper()
+	gate, ent := make(chan struct{}), make(chan struct{}, 64)
+	is.mu.Lock()
+	is.gate, is.entered = gate, ent
+	is.mu.Unlock()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			is.mu.Lock()
+			is.gate = nil
+			is.mu.Unlock()
+			close(gate)
+		})
+	}
+	t.Cleanup(release) // before the server's Close, which waits for held requests
+	return ent, release
 }
 
 func (is *testIssuer) setKeys(keys ...testKey) {

@@ -15,9 +15,12 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// Key set errors, for callers that branch on them.
+// Key set errors, for callers that branch on them. Verify returns errors that wrap exactly one of them.
 var (
-	// ErrUnknownKey reports a token signed with a key that is not in the key set, even after a refetch.
+	// ErrMalformedToken reports a token that is not a compact JWS with one signature by an allowed algorithm.
+	ErrMalformedToken = errors.New("not a compact JWS with one signature by an allowed algorithm")
+	// ErrUnknownKey reports a token signed with a key that is not in the key set, even after a refetch (or while a
+	// refetch is still running when the caller stops waiting).
 	ErrUnknownKey = errors.New("no key in the key set matches the token")
 	// ErrKeysUnavailable reports that no key set has been loaded yet.
 	ErrKeysUnavailable = errors.New("key set not loaded")
@@ -25,22 +28,39 @@ var (
 	ErrBadSignature = errors.New("signature does not verify")
 )
 
+// Defaults of KeySetOptions.
+const (
+	// DefaultKeyWait is how long a request waits for a key set fetch caused by its unknown kid.
+	DefaultKeyWait = 2 * time.Second
+	// DefaultKeyFetchTimeout bounds one key set fetch.
+	DefaultKeyFetchTimeout = 10 * time.Second
+)
+
 // KeySet is the authorization server's JSON Web Key Set, fetched from a URL taken from configuration (never from a
-// token). It implements oidc.KeySet. Keys are looked up by kid; an unknown kid causes one refetch, at most once per
-// cooldown; when the endpoint is down, the keys already held keep working. Generation changes whenever the set of keys
-// changes, so that caches of verified tokens can be dropped at once when a key is removed.
+// token), and the one place where token signatures are checked (Verify).
+//
+// Keys are looked up by kid. An unknown kid starts a refetch, at most one at a time and at most once per cooldown;
+// the fetch runs detached from the request that caused it, under its own timeout, so a client that goes away neither
+// cancels it nor wastes the cooldown, which counts from the end of the last fetch an unknown kid waited for. A request
+// waits for the fetch for a short bound only, then fails; the fetch carries on for the requests after it. When the
+// endpoint is down, the keys already held keep working. Generation changes whenever the set of keys changes, so that
+// caches of verified tokens can be dropped at once when a key is removed.
 type KeySet struct {
-	url      string
-	client   *http.Client
-	cooldown time.Duration
-	now      func() time.Time
-	algs     []jose.SignatureAlgorithm
-	onFetch  func(err error) // metrics hook; may be nil
+	client       *http.Client
+	cooldown     time.Duration
+	wait         time.Duration
+	fetchTimeout time.Duration
+	now          func() time.Time
+	after        func(time.Duration) <-chan time.Time
+	algs         []jose.SignatureAlgorithm
+	onFetch      func(err error) // metrics hook; may be nil
 
 	keys atomic.Pointer[keySnapshot]
 
-	fetchMu   sync.Mutex // one fetch at a time
-	lastFetch time.Time  // guarded by fetchMu; start of the last fetch caused by an unknown kid
+	mu       sync.Mutex
+	url      string    // guarded by mu
+	inFlight *keyFetch // guarded by mu; the fetch running now, or nil
+	lastEnd  time.Time // guarded by mu; end of the last fetch an unknown kid waited for
 }
 
 type keySnapshot struct {
@@ -49,24 +69,51 @@ type keySnapshot struct {
 	generation uint64
 }
 
+// keyFetch is one fetch of the key set; done is closed when it has ended and its keys (if any) are in place.
+type keyFetch struct {
+	done chan struct{}
+	err  error // set before done is closed
+	// forUnknownKey is set when a request with an unknown kid waits for this fetch: its end then starts the cooldown.
+	forUnknownKey bool // guarded by KeySet.mu
+}
+
 // KeySetOptions configures NewKeySet.
 type KeySetOptions struct {
-	URL      string
-	Client   *http.Client     // nil: http.DefaultClient (give it a timeout)
-	Cooldown time.Duration    // minimum time between refetches caused by unknown kids
-	Now      func() time.Time // nil: time.Now
-	Algs     []string         // accepted JWS algorithms
-	OnFetch  func(err error)  // called after every fetch with its outcome
+	URL    string
+	Client *http.Client // nil: http.DefaultClient (give it a timeout)
+	// Cooldown is the minimum time from the end of a fetch an unknown kid waited for to the start of the next fetch
+	// an unknown kid causes. Zero: none (tests only; the gateway's configuration requires at least 1s).
+	Cooldown time.Duration
+	// Wait bounds how long a request waits for a fetch before it fails with ErrUnknownKey (ErrKeysUnavailable while
+	// no keys are loaded). Zero: DefaultKeyWait (2s). Longer lets a request survive a slower key set endpoint, at the
+	// price of holding every request with an unknown kid that long.
+	Wait time.Duration
+	// FetchTimeout bounds each fetch, which no request can cancel. Zero: DefaultKeyFetchTimeout (10s).
+	FetchTimeout time.Duration
+	Now          func() time.Time                     // nil: time.Now
+	After        func(time.Duration) <-chan time.Time // timer for Wait; nil: time.After
+	Algs         []string                             // accepted JWS algorithms
+	OnFetch      func(err error)                      // called after every fetch with its outcome
 }
 
 // NewKeySet returns a key set that has no keys until Refresh succeeds.
 func NewKeySet(o KeySetOptions) *KeySet {
-	ks := &KeySet{url: o.URL, client: o.Client, cooldown: o.Cooldown, now: o.Now, onFetch: o.OnFetch}
+	ks := &KeySet{url: o.URL, client: o.Client, cooldown: o.Cooldown, wait: o.Wait, fetchTimeout: o.FetchTimeout,
+		now: o.Now, after: o.After, onFetch: o.OnFetch}
 	if ks.client == nil {
 		ks.client = http.DefaultClient
 	}
+	if ks.wait <= 0 {
+		ks.wait = DefaultKeyWait
+	}
+	if ks.fetchTimeout <= 0 {
+		ks.fetchTimeout = DefaultKeyFetchTimeout
+	}
 	if ks.now == nil {
 		ks.now = time.Now
+	}
+	if ks.after == nil {
+		ks.after = time.After
 	}
 	for _, a := range o.Algs {
 		ks.algs = append(ks.algs, jose.SignatureAlgorithm(a))
@@ -74,11 +121,11 @@ func NewKeySet(o KeySetOptions) *KeySet {
 	return ks
 }
 
-// SetURL sets the key set's URL, found by discovery.
+// SetURL sets the key set's URL, found by discovery. A fetch already running keeps the URL it started with.
 func (ks *KeySet) SetURL(u string) {
-	ks.fetchMu.Lock()
+	ks.mu.Lock()
 	ks.url = u
-	ks.fetchMu.Unlock()
+	ks.mu.Unlock()
 }
 
 // Loaded reports whether a key set has been fetched.
@@ -92,43 +139,77 @@ func (ks *KeySet) Generation() uint64 {
 	return 0
 }
 
-// Refresh fetches the key set now. On failure the keys already held are kept.
+// Refresh fetches the key set now, or joins the fetch already running, and returns its outcome. On failure the keys
+// already held are kept. When ctx ends first, Refresh returns ctx's error and the fetch goes on.
 func (ks *KeySet) Refresh(ctx context.Context) error {
-	ks.fetchMu.Lock()
-	defer ks.fetchMu.Unlock()
-	return ks.fetch(ctx)
+	ks.mu.Lock()
+	f := ks.inFlight
+	if f == nil {
+		f = ks.startLocked()
+	}
+	ks.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-// fetch must be called with fetchMu held.
-func (ks *KeySet) fetch(ctx context.Context) (err error) {
+// startLocked starts a fetch detached from any request. ks.mu must be held.
+func (ks *KeySet) startLocked() *keyFetch {
+	f := &keyFetch{done: make(chan struct{})}
+	ks.inFlight = f
+	url := ks.url
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ks.fetchTimeout)
+		err := ks.fetch(ctx, url)
+		cancel()
+		ks.mu.Lock()
+		ks.inFlight = nil
+		if f.forUnknownKey {
+			ks.lastEnd = ks.now()
+		}
+		f.err = err
+		ks.mu.Unlock()
+		close(f.done)
+	}()
+	return f
+}
+
+// fetch loads the key set from url and, when it differs from the one held, replaces it.
+func (ks *KeySet) fetch(ctx context.Context, url string) (err error) {
 	defer func() {
 		if ks.onFetch != nil {
 			ks.onFetch(err)
 		}
 	}()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
+	if url == "" {
+		return errors.New("fetch key set: no URL yet (the authorization server has not been discovered)")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return fmt.Errorf("fetch key set %s: %w", ks.url, err)
+		return fmt.Errorf("fetch key set %s: %w", url, err)
 	}
 	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	resp, err := ks.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("fetch key set %s: %w", ks.url, err)
+		return fmt.Errorf("fetch key set %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetch key set %s: status %s", ks.url, resp.Status)
+		return fmt.Errorf("fetch key set %s: status %s", url, resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20+1))
 	if err != nil {
-		return fmt.Errorf("fetch key set %s: %w", ks.url, err)
+		return fmt.Errorf("fetch key set %s: %w", url, err)
 	}
 	if len(body) > 1<<20 {
-		return fmt.Errorf("fetch key set %s: larger than 1 MiB", ks.url)
+		return fmt.Errorf("fetch key set %s: larger than 1 MiB", url)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {
-		return fmt.Errorf("fetch key set %s: not a JSON Web Key Set: %w", ks.url, err)
+		return fmt.Errorf("fetch key set %s: not a JSON Web Key Set: %w", url, err)
 	}
 	var usable []jose.JSONWebKey
 	for _, k := range set.Keys {
@@ -137,7 +218,7 @@ func (ks *KeySet) fetch(ctx context.Context) (err error) {
 		}
 	}
 	if len(usable) == 0 {
-		return fmt.Errorf("fetch key set %s: no usable public signing keys", ks.url)
+		return fmt.Errorf("fetch key set %s: no usable public signing keys", url)
 	}
 	digest := sha256.Sum256(body)
 	old := ks.keys.Load()
@@ -152,24 +233,24 @@ func (ks *KeySet) fetch(ctx context.Context) (err error) {
 	return nil
 }
 
-// VerifySignature verifies a compact JWS against the key set and returns its payload. It implements oidc.KeySet.
-func (ks *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSigned(jwt, ks.algs)
+// Verify checks the signature of a compact JWS against the key set and returns its payload. It is the gateway's
+// only signature check. Its errors wrap ErrMalformedToken, ErrUnknownKey, ErrKeysUnavailable or ErrBadSignature.
+//
+// A kid the key set lacks makes it wait, for Wait at most, for a refetch (see KeySet); while no keys are loaded it
+// only waits for a fetch already running (the first load is the gateway's discovery's to start).
+func (ks *KeySet) Verify(ctx context.Context, jwt string) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(jwt, ks.algs)
 	if err != nil {
-		return nil, fmt.Errorf("parse token: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformedToken, err)
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, errors.New("token must have exactly one signature")
+		return nil, ErrMalformedToken
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	snap := ks.keys.Load()
-	if snap == nil {
-		return nil, ErrKeysUnavailable
-	}
-	if !hasKey(snap, kid) {
-		snap = ks.refetchForUnknownKey(ctx, snap, kid)
-		if !hasKey(snap, kid) {
-			return nil, ErrUnknownKey
+	if snap == nil || !hasKey(snap, kid) {
+		if snap, err = ks.awaitKey(ctx, kid); err != nil {
+			return nil, err
 		}
 	}
 	for _, k := range snap.keys {
@@ -185,6 +266,9 @@ func (ks *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, erro
 
 // hasKey reports whether snap has a key for kid; a token without kid matches any key.
 func hasKey(s *keySnapshot, kid string) bool {
+	if s == nil {
+		return false
+	}
 	if kid == "" {
 		return len(s.keys) > 0
 	}
@@ -196,19 +280,51 @@ func hasKey(s *keySnapshot, kid string) bool {
 	return false
 }
 
-// refetchForUnknownKey fetches the key set once per cooldown and returns the newest snapshot. Concurrent callers wait
-// for the fetch in progress instead of starting their own.
-func (ks *KeySet) refetchForUnknownKey(ctx context.Context, seen *keySnapshot, kid string) *keySnapshot {
-	ks.fetchMu.Lock()
-	defer ks.fetchMu.Unlock()
-	if cur := ks.keys.Load(); cur != seen && hasKey(cur, kid) {
-		return cur // another caller's fetch brought it
+// awaitKey returns a snapshot that has kid, after waiting for a fetch if one runs or may be started; else the error
+// to answer with.
+func (ks *KeySet) awaitKey(ctx context.Context, kid string) (*keySnapshot, error) {
+	ks.mu.Lock()
+	cur := ks.keys.Load()
+	if hasKey(cur, kid) { // a fetch that ended since the caller looked brought it
+		ks.mu.Unlock()
+		return cur, nil
 	}
-	now := ks.now()
-	if !ks.lastFetch.IsZero() && now.Sub(ks.lastFetch) < ks.cooldown {
-		return ks.keys.Load()
+	f := ks.inFlight
+	switch {
+	case f != nil:
+	case cur == nil:
+		// Requests never start the first load: its URL comes from discovery, which retries with its own backoff.
+	case ks.lastEnd.IsZero() || ks.now().Sub(ks.lastEnd) >= ks.cooldown:
+		f = ks.startLocked()
 	}
-	ks.lastFetch = now
-	_ = ks.fetch(ctx) // the outcome reaches metrics through onFetch; the old keys stay on failure
-	return ks.keys.Load()
+	if f != nil && cur != nil {
+		f.forUnknownKey = true
+	}
+	ks.mu.Unlock()
+	if f == nil {
+		return nil, missing(cur, "kid not in the key set, and the last refetch ended less than the cooldown ago")
+	}
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return nil, missing(ks.keys.Load(), "request ended while the key set was being fetched: "+ctx.Err().Error())
+	case <-ks.after(ks.wait):
+		return nil, missing(ks.keys.Load(), "key set fetch still running after "+ks.wait.String())
+	}
+	if cur = ks.keys.Load(); !hasKey(cur, kid) {
+		why := "kid not in the key set fetched again"
+		if f.err != nil {
+			why = "key set fetch failed: " + f.err.Error()
+		}
+		return nil, missing(cur, why)
+	}
+	return cur, nil
+}
+
+// missing is the error for a kid that cur lacks: ErrKeysUnavailable while no keys are loaded, else ErrUnknownKey.
+func missing(cur *keySnapshot, why string) error {
+	if cur == nil {
+		return fmt.Errorf("%w: %s", ErrKeysUnavailable, why)
+	}
+	return fmt.Errorf("%w: %s", ErrUnknownKey, why)
 }

@@ -45,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.Requests, m.Duration, m.AuthFailures, m.JWKSFetches, m.KeysLoaded, m.UpstreamErrors, m.OpenStreams)
 	for _, r := range []Reason{ReasonNoToken, ReasonMalformed, ReasonSignature, ReasonUnknownKey, ReasonExpired,
-		ReasonNotYetValid, ReasonIssuer, ReasonAudience, ReasonMissingClaim, ReasonScope, ReasonKeysUnavailable,
+		ReasonNotYetValid, ReasonIssuer, ReasonAudience, ReasonMissingClaim, ReasonInvalidClaim, ReasonScope, ReasonKeysUnavailable,
 		ReasonSession, ReasonOrigin} {
 		m.AuthFailures.WithLabelValues(string(r))
 	}

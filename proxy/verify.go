@@ -12,9 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
-
-	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/mcp-gateway/gateway/proxy/identity"
 )
@@ -33,6 +33,7 @@ const (
 	ReasonIssuer          Reason = "wrong_issuer"   // iss differs from the configured issuer
 	ReasonAudience        Reason = "wrong_audience" // aud names none of the accepted audiences
 	ReasonMissingClaim    Reason = "missing_claim"  // exp or sub absent
+	ReasonInvalidClaim    Reason = "invalid_claim"  // a role, permission or scope that would not survive its header
 	ReasonScope           Reason = "insufficient_scope"
 	ReasonKeysUnavailable Reason = "keys_unavailable" // the key set has not been loaded yet
 	ReasonSession         Reason = "session_mismatch" // Mcp-Session-Id unknown or owned by another user
@@ -62,23 +63,25 @@ func authErr(r Reason, format string, args ...any) *AuthError {
 
 // Claims are the access-token claims the gateway reads.
 type Claims struct {
-	Issuer      string          `json:"iss"`
-	Subject     string          `json:"sub"`
-	Audience    audience        `json:"aud"`
-	Expiry      *json.Number    `json:"exp"`
-	NotBefore   *json.Number    `json:"nbf"`
-	Scope       string          `json:"scope"`
-	Scp         stringList      `json:"scp"`
-	Email       string          `json:"email"`
-	Name        string          `json:"name"`
-	OrgID       string          `json:"org_id"`
-	SessionID   string          `json:"sid"`
-	ClientID    string          `json:"client_id"`
-	AZP         string          `json:"azp"`
-	Role        string          `json:"role"`
-	Roles       stringList      `json:"roles"`
-	Permissions stringList      `json:"permissions"`
-	Extra       json.RawMessage `json:"-"`
+	Issuer    string       `json:"iss"`
+	Subject   string       `json:"sub"`
+	Audience  audience     `json:"aud"`
+	Expiry    *json.Number `json:"exp"`
+	NotBefore *json.Number `json:"nbf"`
+	Scope     string       `json:"scope"`
+	Scp       stringList   `json:"scp"`
+	Email     string       `json:"email"`
+	// EmailVerified is email_verified. When present and not true, the e-mail address is not forwarded.
+	EmailVerified optionalBool    `json:"email_verified"`
+	Name          string          `json:"name"`
+	OrgID         string          `json:"org_id"`
+	SessionID     string          `json:"sid"`
+	ClientID      string          `json:"client_id"`
+	AZP           string          `json:"azp"`
+	Role          string          `json:"role"`
+	Roles         stringList      `json:"roles"`
+	Permissions   stringList      `json:"permissions"`
+	Extra         json.RawMessage `json:"-"`
 }
 
 // audience is aud as a string or an array of strings.
@@ -95,6 +98,23 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 		return errors.New("aud must be a string or an array of strings")
 	}
 	*a = l
+	return nil
+}
+
+// optionalBool is a boolean claim that may be absent. Some providers send "true" and "false" as strings; both forms
+// are read, and any other value (null included) counts as present and false.
+type optionalBool struct {
+	Present, Value bool
+}
+
+func (b *optionalBool) UnmarshalJSON(data []byte) error {
+	b.Present = true
+	switch string(data) {
+	case "true", `"true"`:
+		b.Value = true
+	default:
+		b.Value = false
+	}
 	return nil
 }
 
@@ -192,7 +212,12 @@ func MissingScopes(have, required []string) []string {
 }
 
 // principal builds the Principal for verified claims; raw is the claims JSON as signed.
-func principal(c *Claims, raw []byte, exp time.Time) *Principal {
+//
+// It forwards only what the token proves: an e-mail address whose email_verified claim is present and not true is
+// left out (a token without email_verified, like AuthKit's access tokens, keeps its address: the authorization server
+// chose to assert it). A role, permission or scope that would not reach the upstream as the one item it is (see
+// listItemOK) makes the whole token invalid (ReasonInvalidClaim); empty items are dropped.
+func principal(c *Claims, raw []byte, exp time.Time) (*Principal, error) {
 	scopes := strings.Fields(c.Scope)
 	if len(scopes) == 0 {
 		scopes = slices.Clone([]string(c.Scp))
@@ -206,6 +231,21 @@ func principal(c *Claims, raw []byte, exp time.Time) *Principal {
 			roles = append(roles, r)
 		}
 	}
+	var err error
+	if scopes, err = forwardable("scope", scopes, ' '); err != nil {
+		return nil, err
+	}
+	if roles, err = forwardable("role", roles, ','); err != nil {
+		return nil, err
+	}
+	perms, err := forwardable("permissions", slices.Clone([]string(c.Permissions)), ',')
+	if err != nil {
+		return nil, err
+	}
+	email := c.Email
+	if c.EmailVerified.Present && !c.EmailVerified.Value {
+		email = ""
+	}
 	p := &Principal{
 		Subject:  c.Subject,
 		Scopes:   scopes,
@@ -213,27 +253,64 @@ func principal(c *Claims, raw []byte, exp time.Time) *Principal {
 		Expiry:   exp,
 		Identity: identity.Identity{
 			UserID:      c.Subject,
-			Email:       c.Email,
+			Email:       email,
 			Name:        c.Name,
 			OrgID:       c.OrgID,
 			SessionID:   c.SessionID,
 			ClientID:    cmp.Or(c.ClientID, c.AZP),
 			Roles:       roles,
-			Permissions: c.Permissions,
+			Permissions: perms,
 			Scopes:      scopes,
 			Claims:      raw,
 		},
 		hdr: make(http.Header, 12),
 	}
 	p.Identity.Set(p.hdr)
-	return p
+	return p, nil
 }
 
-// Verifier verifies access tokens: signature over the key set with go-oidc (algorithm allow-list), then CheckClaims.
+// forwardable drops the empty items of list, which it may modify, and refuses it (ReasonInvalidClaim) if an item is
+// not listItemOK with sep. claim names the claim in the error; item values are not logged.
+func forwardable(claim string, list []string, sep rune) ([]string, error) {
+	out := list[:0]
+	for i, item := range list {
+		if item == "" {
+			continue
+		}
+		if !listItemOK(item, sep) {
+			return nil, authErr(ReasonInvalidClaim, "%s item %d contains %q, white space at an end, or a control character", claim, i, sep)
+		}
+		out = append(out, item)
+	}
+	return out, nil
+}
+
+// listItemOK reports whether item reaches the upstream as exactly one unchanged item of a header list separated by
+// sep: it contains no sep and no control character, and no white space at either end (which readers trim). For the
+// space-separated scope list (sep ' '), it contains no white space at all (readers split on any).
+func listItemOK(item string, sep rune) bool {
+	for i, r := range item {
+		if r < 0x20 || r == 0x7f || r == sep {
+			return false
+		}
+		if unicode.IsSpace(r) && (sep == ' ' || i == 0 || i+utf8.RuneLen(r) == len(item)) {
+			return false
+		}
+	}
+	return true
+}
+
+// keySource checks token signatures: a *KeySet. Tests count its calls.
+type keySource interface {
+	Verify(ctx context.Context, jwt string) ([]byte, error)
+	Generation() uint64
+}
+
+// Verifier verifies access tokens: the signature with the KeySet, which is the only signature check (it owns the
+// algorithm allow-list and tells with a typed error why a signature failed), then every claim with CheckClaims.
 // Verified tokens are cached, keyed by their SHA-256, until they expire or the key set changes.
 type Verifier struct {
-	keys  *KeySet
-	oidc  *oidc.IDTokenVerifier
+	keys  keySource
 	rules ClaimRules
 	now   func() time.Time
 	cache tokenCache
@@ -244,7 +321,6 @@ type VerifierOptions struct {
 	Keys      *KeySet
 	Issuer    string
 	Audiences []string
-	Algs      []string
 	Skew      time.Duration
 	Now       func() time.Time // nil: time.Now
 	CacheSize int              // verified tokens kept; 0: 10000
@@ -261,24 +337,15 @@ func NewVerifier(o VerifierOptions) *Verifier {
 		size = 10000
 	}
 	return &Verifier{
-		keys: o.Keys,
-		// go-oidc checks the algorithm allow-list and the signature; CheckClaims checks every claim itself, with a
-		// configurable skew and a typed reason for each failure (go-oidc's own checks have a fixed nbf leeway, no exp
-		// leeway, and untyped errors).
-		oidc: oidc.NewVerifier(o.Issuer, o.Keys, &oidc.Config{
-			SupportedSigningAlgs: o.Algs,
-			SkipClientIDCheck:    true,
-			SkipExpiryCheck:      true,
-			SkipIssuerCheck:      true,
-			Now:                  now,
-		}),
+		keys:  o.Keys,
 		rules: ClaimRules{Issuer: o.Issuer, Audiences: o.Audiences, Skew: o.Skew},
 		now:   now,
 		cache: tokenCache{max: size, m: make(map[[32]byte]cacheEntry)},
 	}
 }
 
-// Verify returns the principal of a raw JWT, or an *AuthError.
+// Verify returns the principal of a raw JWT, or an *AuthError. A token is verified once: a failure's reason comes from
+// the typed error of the step that failed.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	// The token's bytes are hashed in place: Sum256 does not keep them.
 	key := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
@@ -287,45 +354,38 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	if p := v.cache.get(key, gen, now); p != nil {
 		return p, nil
 	}
-	if !v.keys.Loaded() {
-		return nil, &AuthError{Reason: ReasonKeysUnavailable, Err: ErrKeysUnavailable}
-	}
-	tok, err := v.oidc.Verify(ctx, raw)
+	payload, err := v.keys.Verify(ctx, raw)
 	if err != nil {
-		return nil, v.classify(ctx, raw, err)
+		return nil, signatureError(err)
 	}
 	var c Claims
-	if err := tok.Claims(&c); err != nil {
+	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, authErr(ReasonMalformed, "claims: %w", err)
 	}
-	var rawClaims json.RawMessage
-	_ = tok.Claims(&rawClaims)
 	exp, err := CheckClaims(&c, v.rules, now)
 	if err != nil {
 		return nil, err
 	}
-	p := principal(&c, rawClaims, exp)
+	p, err := principal(&c, payload, exp)
+	if err != nil {
+		return nil, err
+	}
 	v.cache.put(key, cacheEntry{p: p, until: exp.Add(v.rules.Skew), gen: gen}, now)
 	return p, nil
 }
 
-// classify turns a go-oidc error into an AuthError. go-oidc does not wrap the key set's error, so the signature step
-// is repeated against the key set (cheap next to the failure it explains, and free of network: the key set's cooldown
-// applies) to learn its typed cause.
-func (v *Verifier) classify(ctx context.Context, raw string, err error) *AuthError {
-	_, kerr := v.keys.VerifySignature(ctx, raw)
+// signatureError maps a key set error to its reason.
+func signatureError(err error) *AuthError {
+	r := ReasonMalformed
 	switch {
-	case kerr == nil:
-		return authErr(ReasonMalformed, "%w", err) // signature fine: the claims could not be read
-	case errors.Is(kerr, ErrUnknownKey):
-		return &AuthError{Reason: ReasonUnknownKey, Err: kerr}
-	case errors.Is(kerr, ErrBadSignature):
-		return &AuthError{Reason: ReasonSignature, Err: kerr}
-	case errors.Is(kerr, ErrKeysUnavailable):
-		return &AuthError{Reason: ReasonKeysUnavailable, Err: kerr}
-	default:
-		return authErr(ReasonMalformed, "%w", err)
+	case errors.Is(err, ErrKeysUnavailable):
+		r = ReasonKeysUnavailable
+	case errors.Is(err, ErrUnknownKey):
+		r = ReasonUnknownKey
+	case errors.Is(err, ErrBadSignature):
+		r = ReasonSignature
 	}
+	return &AuthError{Reason: r, Err: err}
 }
 
 // tokenCache holds verified principals by token hash. It is bounded: when full, expired entries are dropped, then

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func newTestVerifier(t *testing.T, is *testIssuer, c *fakeClock) (*Verifier, *Ke
 	if err := ks.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Algs: []string{"RS256", "ES256"}, Skew: 30 * time.Second, Now: c.Now})
+	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Skew: 30 * time.Second, Now: c.Now})
 	return v, ks
 }
 
@@ -263,7 +264,7 @@ func TestVerifierKeysNotLoaded(t *testing.T) {
 	is := newTestIssuer(t, k1)
 	c := newClock()
 	ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: time.Second, Now: c.Now, Algs: []string{"RS256"}})
-	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Algs: []string{"RS256"}, Now: c.Now})
+	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Now: c.Now})
 	_, err := v.Verify(context.Background(), k1.sign(t, is.claims(testResource, "u", c.Now())))
 	var ae *AuthError
 	if !errors.As(err, &ae) || ae.Reason != ReasonKeysUnavailable {
@@ -310,5 +311,210 @@ func TestMissingScopes(t *testing.T) {
 	}
 	if got := MissingScopes(nil, nil); got != nil {
 		t.Errorf("got %q, want nil", got)
+	}
+}
+
+// countingKeys counts the signature checks a Verifier asks of its key set.
+type countingKeys struct {
+	keySource
+	calls atomic.Int64
+}
+
+func (c *countingKeys) Verify(ctx context.Context, jwt string) ([]byte, error) {
+	c.calls.Add(1)
+	return c.keySource.Verify(ctx, jwt)
+}
+
+// TestVerifierFailingTokenVerifiedOnce: a failing token costs one signature check, whatever the reason, and an
+// unknown kid one key set fetch (with no cooldown to hide a second).
+func TestVerifierFailingTokenVerifiedOnce(t *testing.T) {
+	t.Parallel()
+	k1, k2 := newKey(t, "k1", 0), newKey(t, "k2", 1)
+	is := newTestIssuer(t, k1)
+	c := newClock()
+	now := c.Now()
+	tamper := func(tok string) string {
+		parts := strings.Split(tok, ".")
+		payload := base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(mustDecode(t, parts[1]), "user_1", "user_2", 1)))
+		return parts[0] + "." + payload + "." + parts[2]
+	}
+	with := func(mod func(m map[string]any)) map[string]any {
+		m := is.claims(testResource, "user_1", now)
+		mod(m)
+		return m
+	}
+	tests := []struct {
+		name      string
+		token     string
+		want      Reason
+		wantFetch int64
+	}{
+		{"bad signature", tamper(k1.sign(t, with(func(map[string]any) {}))), ReasonSignature, 0},
+		{"another key with the same kid", testKey{kid: "k1", priv: k2.priv}.sign(t, with(func(map[string]any) {})), ReasonSignature, 0},
+		{"unknown kid", k2.sign(t, with(func(map[string]any) {})), ReasonUnknownKey, 1},
+		{"expired", k1.sign(t, with(func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() })), ReasonExpired, 0},
+		{"wrong audience", k1.sign(t, with(func(m map[string]any) { m["aud"] = "other" })), ReasonAudience, 0},
+		{"not a JWT", "abc.def", ReasonMalformed, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: 0, Now: c.Now, Algs: []string{"RS256"}})
+			if err := ks.Refresh(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Skew: time.Second, Now: c.Now})
+			counted := &countingKeys{keySource: ks}
+			v.keys = counted
+			var fetches atomic.Int64
+			ks.onFetch = func(error) { fetches.Add(1) }
+			wantReason(t, tt.name, verifyErr(v, tt.token), tt.want)
+			if got := counted.calls.Load(); got != 1 {
+				t.Errorf("signature checks: got %d, want 1", got)
+			}
+			if got := fetches.Load(); got != tt.wantFetch {
+				t.Errorf("key set fetches: got %d, want %d", got, tt.wantFetch)
+			}
+		})
+	}
+}
+
+// TestVerifierEmailVerified: an e-mail address is forwarded unless the token says it is not verified.
+func TestVerifierEmailVerified(t *testing.T) {
+	t.Parallel()
+	k1 := newKey(t, "k1", 0)
+	is := newTestIssuer(t, k1)
+	c := newClock()
+	v, _ := newTestVerifier(t, is, c)
+	tests := []struct {
+		name     string
+		verified any // nil: claim absent
+		want     bool
+	}{
+		{"verified", true, true},
+		{"verified as a string", "true", true},
+		{"no email_verified claim (AuthKit access tokens)", nil, true},
+		{"not verified", false, false},
+		{"not verified as a string", "false", false},
+		{"null", json.RawMessage("null"), false},
+		{"a number", 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			claims := is.claims(testResource, "user_1", c.Now())
+			claims["email"] = "ceo@victim-corp.example"
+			claims["jti"] = tt.name // a distinct token per case
+			if tt.verified != nil {
+				claims["email_verified"] = tt.verified
+			}
+			p, err := v.Verify(context.Background(), k1.sign(t, claims))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ""
+			if tt.want {
+				want = "ceo@victim-corp.example"
+			}
+			for _, got := range []struct{ name, v string }{
+				{"Identity.Email", p.Identity.Email},
+				{"X-Auth-Email", p.hdr.Get("X-Auth-Email")},
+				{"X-Forwarded-Email", p.hdr.Get("X-Forwarded-Email")},
+			} {
+				if got.v != want {
+					t.Errorf("%s: got %q, want %q", got.name, got.v, want)
+				}
+			}
+			if _, ok := p.hdr["X-Auth-Email"]; ok != tt.want {
+				t.Errorf("X-Auth-Email present: got %t, want %t", ok, tt.want)
+			}
+		})
+	}
+}
+
+// TestVerifierListItems: a role, permission or scope that would not reach the upstream as one unchanged item makes the
+// token invalid (invalid_claim); one that would is forwarded as it is.
+func TestVerifierListItems(t *testing.T) {
+	t.Parallel()
+	k1 := newKey(t, "k1", 0)
+	is := newTestIssuer(t, k1)
+	c := newClock()
+	v, _ := newTestVerifier(t, is, c)
+	tests := []struct {
+		name      string
+		claims    map[string]any
+		want      Reason // "" means accepted
+		wantRoles string // X-Auth-Roles when accepted
+		wantPerms string
+		wantScope string
+	}{
+		{"role with a comma", map[string]any{"role": "x,admin"}, ReasonInvalidClaim, "", "", ""},
+		{"roles item with a comma", map[string]any{"roles": []string{"member", "x,admin"}}, ReasonInvalidClaim, "", "", ""},
+		{"permission with a comma", map[string]any{"permissions": []string{"posts:read,posts:delete"}}, ReasonInvalidClaim, "", "", ""},
+		{"scp item with a space", map[string]any{"scope": nil, "scp": []string{"read", "read admin"}}, ReasonInvalidClaim, "", "", ""},
+		{"scp item with a no-break space", map[string]any{"scope": nil, "scp": []string{"read\u00a0admin"}}, ReasonInvalidClaim, "", "", ""},
+		{"scp item with a tab", map[string]any{"scope": nil, "scp": []string{"read\tadmin"}}, ReasonInvalidClaim, "", "", ""},
+		{"role with a leading space", map[string]any{"roles": []string{" admin"}}, ReasonInvalidClaim, "", "", ""},
+		{"role with a trailing space", map[string]any{"role": "admin "}, ReasonInvalidClaim, "", "", ""},
+		{"role with a line feed", map[string]any{"roles": []string{"x\nadmin"}}, ReasonInvalidClaim, "", "", ""},
+		{"role with a space inside", map[string]any{"role": "org admin"}, "", "org admin", "", "openid email"},
+		{"roles and permissions", map[string]any{"role": "admin", "roles": []string{"admin", "member"}, "permissions": []string{"posts:read", "posts:write"}},
+			"", "admin,member", "posts:read,posts:write", "openid email"},
+		{"empty items dropped", map[string]any{"roles": []string{"", "member"}, "permissions": []string{""}, "scope": nil, "scp": []string{"", "read"}},
+			"", "member", "", "read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			claims := is.claims(testResource, "user_1", c.Now())
+			claims["jti"] = tt.name
+			for k, val := range tt.claims {
+				if val == nil {
+					delete(claims, k)
+				} else {
+					claims[k] = val
+				}
+			}
+			p, err := v.Verify(context.Background(), k1.sign(t, claims))
+			if tt.want != "" {
+				wantReason(t, tt.name, err, tt.want)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range []struct{ name, want string }{
+				{"X-Auth-Roles", tt.wantRoles}, {"X-Auth-Permissions", tt.wantPerms}, {"X-Auth-Scopes", tt.wantScope},
+			} {
+				if got := p.hdr.Get(h.name); got != h.want {
+					t.Errorf("%s: got %q, want %q", h.name, got, h.want)
+				}
+			}
+		})
+	}
+}
+
+func TestListItemOK(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		item string
+		sep  rune
+		want bool
+	}{
+		{"admin", ',', true},
+		{"org admin", ',', true},
+		{"café", ',', true},
+		{"a,b", ',', false},
+		{" a", ',', false},
+		{"a\u2003", ',', false},
+		{"a\x7fb", ',', false},
+		{"a,b", ' ', true},
+		{"a b", ' ', false},
+		{"a\u0085b", ' ', false},
+		{"mcp:tools", ' ', true},
+	} {
+		if got := listItemOK(tt.item, tt.sep); got != tt.want {
+			t.Errorf("listItemOK(%q, %q): got %t, want %t", tt.item, tt.sep, got, tt.want)
+		}
 	}
 }

@@ -45,11 +45,12 @@ type refusal struct {
 func (r *refusal) Error() string { return r.code + ": " + r.cause.Error() }
 func (r *refusal) Unwrap() error { return r.cause }
 
-// checkIdentity decides whether a request with header h may reach the tools: nil if so, else why not. It refuses with
-// 401 a request without a gateway identity; with a secret, with 403 one whose signature is missing, wrong or stale;
-// with 400 one whose identity headers are malformed.
-func checkIdentity(h http.Header, secret []byte, now time.Time, maxAge time.Duration) *refusal {
-	_, err := identity.FromHeader(h)
+// checkIdentity decides whether request r may reach the tools: nil if so, else why not. It refuses with 401 a request
+// without a gateway identity; with a secret, with 403 one whose signature is missing, wrong or stale, or was made for
+// another method, path or host (identity.Verify, signature version 2); with 400 one whose identity headers are
+// malformed.
+func checkIdentity(r *http.Request, secret []byte, now time.Time, maxAge time.Duration) *refusal {
+	_, err := identity.FromHeader(r.Header)
 	if errors.Is(err, identity.ErrNoIdentity) {
 		return &refusal{
 			status:      http.StatusUnauthorized,
@@ -59,7 +60,7 @@ func checkIdentity(h http.Header, secret []byte, now time.Time, maxAge time.Dura
 		}
 	}
 	if len(secret) > 0 {
-		if verr := identity.Verify(h, secret, now, maxAge); verr != nil {
+		if verr := identity.Verify(r, secret, now, maxAge); verr != nil {
 			return &refusal{
 				status:      http.StatusForbidden,
 				code:        "forbidden",
@@ -87,7 +88,7 @@ func RequireIdentity(opts Options) func(http.Handler) http.Handler {
 	secret := append([]byte(nil), opts.IdentitySecret...)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ref := checkIdentity(r.Header, secret, opts.Now(), opts.IdentityMaxAge)
+			ref := checkIdentity(r, secret, opts.Now(), opts.IdentityMaxAge)
 			if ref == nil {
 				next.ServeHTTP(w, r)
 				return

@@ -2,11 +2,16 @@ package tools
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,53 +20,97 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/identity"
 )
 
-// headerOf returns the headers the gateway would set for id, signed with secret at signedAt when secret is set.
-func headerOf(id identity.Identity, secret []byte, signedAt time.Time) http.Header {
+// headerOf returns the headers the gateway would set for id, unsigned.
+func headerOf(id identity.Identity) http.Header {
 	h := http.Header{}
 	id.Set(h)
-	if secret != nil {
-		identity.Sign(h, secret, signedAt)
-	}
 	return h
+}
+
+// signedFor sets id on r and signs it with secret at signedAt as the gateway would for the request method target on
+// host (r's own when empty), so that a test can send a signature made for another request.
+func signedFor(r *http.Request, id identity.Identity, secret []byte, signedAt time.Time, method, target, host string) {
+	id.Set(r.Header)
+	other := r.Clone(r.Context())
+	if method != "" {
+		other.Method = method
+	}
+	if target != "" {
+		u, err := url.Parse(target)
+		if err != nil {
+			panic(err)
+		}
+		other.URL.Path, other.URL.RawPath = u.Path, u.RawPath
+	}
+	if host != "" {
+		other.Host = host
+	}
+	identity.Sign(other, secret, signedAt)
+	r.Header[identity.HeaderSignature] = other.Header[identity.HeaderSignature]
+}
+
+// signV1 adds a version 1 signature (identity headers only), which the service must refuse.
+func signV1(h http.Header, secret []byte, now time.Time) {
+	t := strconv.FormatInt(now.Unix(), 10)
+	m := hmac.New(sha256.New, secret)
+	io.WriteString(m, "mcp-gateway-identity-v1\n"+t+"\n")
+	for _, name := range []string{identity.HeaderUserID, identity.HeaderEmail, identity.HeaderName, identity.HeaderOrgID,
+		identity.HeaderSessionID, identity.HeaderClientID, identity.HeaderRoles, identity.HeaderPermissions,
+		identity.HeaderScopes, identity.HeaderClaims, identity.HeaderForwardedUser, identity.HeaderForwardedEmail} {
+		io.WriteString(m, name+":"+h.Get(name)+"\n")
+	}
+	h.Set(identity.HeaderSignature, "t="+t+",v1="+base64.RawURLEncoding.EncodeToString(m.Sum(nil)))
 }
 
 func TestCheckIdentity(t *testing.T) {
 	t.Parallel()
 	const maxAge = time.Minute
-	tampered := headerOf(alice, testSecret, testNow)
-	tampered.Set(identity.HeaderUserID, bob.UserID)
-	badClaims := headerOf(alice, nil, testNow)
-	badClaims.Set(identity.HeaderClaims, "not base64!")
-
+	type mod func(r *http.Request)
+	signed := func(id identity.Identity, secret []byte, at time.Time) mod {
+		return func(r *http.Request) { signedFor(r, id, secret, at, "", "", "") }
+	}
 	tests := []struct {
 		name       string
-		header     http.Header
+		req        mod // builds the identity on POST http://127.0.0.1:3001/mcp
 		secret     []byte
 		wantStatus int   // 0: let through
 		wantCause  error // checked with errors.Is when set
 	}{
-		{name: "no headers", header: http.Header{}, wantStatus: 401, wantCause: identity.ErrNoIdentity},
-		{name: "no user id", header: http.Header{identity.HeaderEmail: {"a@example.com"}}, wantStatus: 401, wantCause: identity.ErrNoIdentity},
-		{name: "unsigned, no secret", header: headerOf(alice, nil, testNow)},
-		{name: "minimal, no secret", header: headerOf(identity.Identity{UserID: "u"}, nil, testNow)},
-		{name: "malformed claims", header: badClaims, wantStatus: 400},
-		{name: "no user id, with secret", header: http.Header{}, secret: testSecret, wantStatus: 401, wantCause: identity.ErrNoIdentity},
-		{name: "unsigned, with secret", header: headerOf(alice, nil, testNow), secret: testSecret,
+		{name: "no headers", req: func(*http.Request) {}, wantStatus: 401, wantCause: identity.ErrNoIdentity},
+		{name: "no user id", req: func(r *http.Request) { r.Header.Set(identity.HeaderEmail, "a@example.com") }, wantStatus: 401, wantCause: identity.ErrNoIdentity},
+		{name: "unsigned, no secret", req: func(r *http.Request) { alice.Set(r.Header) }},
+		{name: "minimal, no secret", req: func(r *http.Request) { (&identity.Identity{UserID: "u"}).Set(r.Header) }},
+		{name: "malformed claims", req: func(r *http.Request) { alice.Set(r.Header); r.Header.Set(identity.HeaderClaims, "not base64!") }, wantStatus: 400},
+		{name: "no user id, with secret", req: func(*http.Request) {}, secret: testSecret, wantStatus: 401, wantCause: identity.ErrNoIdentity},
+		{name: "unsigned, with secret", req: func(r *http.Request) { alice.Set(r.Header) }, secret: testSecret,
 			wantStatus: 403, wantCause: identity.ErrNoSignature},
-		{name: "signed with another secret", header: headerOf(alice, []byte("another secret, just as long as it"), testNow),
+		{name: "signed with another secret", req: signed(alice, []byte("another secret, just as long as it"), testNow),
 			secret: testSecret, wantStatus: 403, wantCause: identity.ErrBadSignature},
-		{name: "header changed after signing", header: tampered, secret: testSecret, wantStatus: 403, wantCause: identity.ErrBadSignature},
-		{name: "stale", header: headerOf(alice, testSecret, testNow.Add(-maxAge-time.Second)), secret: testSecret,
+		{name: "header changed after signing", req: func(r *http.Request) {
+			signedFor(r, alice, testSecret, testNow, "", "", "")
+			r.Header.Set(identity.HeaderUserID, bob.UserID)
+		}, secret: testSecret, wantStatus: 403, wantCause: identity.ErrBadSignature},
+		{name: "stale", req: signed(alice, testSecret, testNow.Add(-maxAge-time.Second)), secret: testSecret,
 			wantStatus: 403, wantCause: identity.ErrStale},
-		{name: "from the future", header: headerOf(alice, testSecret, testNow.Add(maxAge+time.Second)), secret: testSecret,
+		{name: "from the future", req: signed(alice, testSecret, testNow.Add(maxAge+time.Second)), secret: testSecret,
 			wantStatus: 403, wantCause: identity.ErrStale},
-		{name: "signed at the edge of max age", header: headerOf(alice, testSecret, testNow.Add(-maxAge)), secret: testSecret},
-		{name: "signed", header: headerOf(alice, testSecret, testNow), secret: testSecret},
+		{name: "signed at the edge of max age", req: signed(alice, testSecret, testNow.Add(-maxAge)), secret: testSecret},
+		{name: "signed", req: signed(alice, testSecret, testNow), secret: testSecret},
+		{name: "signed for another method", req: func(r *http.Request) { signedFor(r, alice, testSecret, testNow, "DELETE", "", "") },
+			secret: testSecret, wantStatus: 403, wantCause: identity.ErrBadSignature},
+		{name: "signed for another path", req: func(r *http.Request) { signedFor(r, alice, testSecret, testNow, "", "/admin", "") },
+			secret: testSecret, wantStatus: 403, wantCause: identity.ErrBadSignature},
+		{name: "signed for another host", req: func(r *http.Request) { signedFor(r, alice, testSecret, testNow, "", "", "10.0.0.7:3001") },
+			secret: testSecret, wantStatus: 403, wantCause: identity.ErrBadSignature},
+		{name: "version 1 signature", req: func(r *http.Request) { alice.Set(r.Header); signV1(r.Header, testSecret, testNow) },
+			secret: testSecret, wantStatus: 403, wantCause: identity.ErrUnsupportedVersion},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ref := checkIdentity(tt.header, tt.secret, testNow, maxAge)
+			r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:3001/mcp", nil)
+			tt.req(r)
+			ref := checkIdentity(r, tt.secret, testNow, maxAge)
 			if tt.wantStatus == 0 {
 				if ref != nil {
 					t.Fatalf("got refusal %v, want none", ref)
@@ -111,35 +160,38 @@ func TestHandlerRefusesWithoutIdentity(t *testing.T) {
 	withClaims := alice
 	withClaims.Claims = claims
 
+	const forbidden = `{"error":"forbidden","error_description":"the gateway identity on the request is not signed, or its signature is wrong or stale"}`
+	sign := func(secret []byte, at time.Time, method, path, host string) func(*http.Request) {
+		return func(r *http.Request) { signedFor(r, withClaims, secret, at, method, path, host) }
+	}
 	tests := []struct {
 		name     string
 		secret   []byte
-		header   http.Header
+		identify func(r *http.Request) // sets the identity headers; nil: none
 		wantCode int
 		wantBody string // exact JSON body of a refusal
 	}{
 		{
-			name: "no identity", header: http.Header{}, wantCode: 401,
+			name: "no identity", wantCode: 401,
 			wantBody: `{"error":"unauthenticated","error_description":"this service must run behind the MCP gateway: the request carries no gateway identity"}`,
 		},
 		{
-			name: "no identity, with secret", secret: testSecret, header: http.Header{}, wantCode: 401,
+			name: "no identity, with secret", secret: testSecret, wantCode: 401,
 			wantBody: `{"error":"unauthenticated","error_description":"this service must run behind the MCP gateway: the request carries no gateway identity"}`,
 		},
-		{name: "identity, no secret", header: headerOf(withClaims, nil, testNow), wantCode: 200},
-		{
-			name: "unsigned", secret: testSecret, header: headerOf(withClaims, nil, testNow), wantCode: 403,
-			wantBody: `{"error":"forbidden","error_description":"the gateway identity on the request is not signed, or its signature is wrong or stale"}`,
-		},
-		{
-			name: "wrong signature", secret: testSecret, header: headerOf(withClaims, []byte("wrong"), testNow), wantCode: 403,
-			wantBody: `{"error":"forbidden","error_description":"the gateway identity on the request is not signed, or its signature is wrong or stale"}`,
-		},
-		{
-			name: "stale signature", secret: testSecret, header: headerOf(withClaims, testSecret, testNow.Add(-time.Hour)), wantCode: 403,
-			wantBody: `{"error":"forbidden","error_description":"the gateway identity on the request is not signed, or its signature is wrong or stale"}`,
-		},
-		{name: "good signature", secret: testSecret, header: headerOf(withClaims, testSecret, testNow), wantCode: 200},
+		{name: "identity, no secret", identify: func(r *http.Request) { withClaims.Set(r.Header) }, wantCode: 200},
+		{name: "unsigned", secret: testSecret, identify: func(r *http.Request) { withClaims.Set(r.Header) }, wantCode: 403, wantBody: forbidden},
+		{name: "wrong signature", secret: testSecret, identify: sign([]byte("wrong"), testNow, "", "", ""), wantCode: 403, wantBody: forbidden},
+		{name: "stale signature", secret: testSecret, identify: sign(testSecret, testNow.Add(-time.Hour), "", "", ""), wantCode: 403, wantBody: forbidden},
+		{name: "good signature", secret: testSecret, identify: sign(testSecret, testNow, "", "", ""), wantCode: 200},
+		// Signature version 2: the service checks it against the method, path and Host it received.
+		{name: "signed for GET, sent as POST", secret: testSecret, identify: sign(testSecret, testNow, "GET", "", ""), wantCode: 403, wantBody: forbidden},
+		{name: "signed for another path", secret: testSecret, identify: sign(testSecret, testNow, "", "/other/mcp", ""), wantCode: 403, wantBody: forbidden},
+		{name: "signed for another host", secret: testSecret, identify: sign(testSecret, testNow, "", "", "localhost:1"), wantCode: 403, wantBody: forbidden},
+		{name: "version 1 signature", secret: testSecret, identify: func(r *http.Request) {
+			withClaims.Set(r.Header)
+			signV1(r.Header, testSecret, testNow)
+		}, wantCode: 403, wantBody: forbidden},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,9 +205,11 @@ func TestHandlerRefusesWithoutIdentity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req.Header = tt.header.Clone()
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Accept", "application/json, text/event-stream")
+			if tt.identify != nil {
+				tt.identify(req)
+			}
 			resp, err := srv.Client().Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -201,7 +255,7 @@ func TestHandlerServesOnlyMCP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req.Header = headerOf(alice, nil, testNow)
+			req.Header = headerOf(alice)
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := srv.Client().Do(req)
 			if err != nil {
@@ -228,7 +282,7 @@ func TestHandlerRefusesForeignHostOnLoopback(t *testing.T) {
 				t.Fatal(err)
 			}
 			req.Host = host
-			req.Header = headerOf(alice, nil, testNow)
+			req.Header = headerOf(alice)
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Accept", "application/json, text/event-stream")
 			resp, err := srv.Client().Do(req)

@@ -45,7 +45,7 @@ func (g *gatewayTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	identity.Strip(req.Header)
 	id.Set(req.Header)
 	if g.secret != nil {
-		identity.Sign(req.Header, g.secret, testNow)
+		identity.Sign(req, g.secret, testNow)
 	}
 	return http.DefaultTransport.RoundTrip(req)
 }

@@ -349,11 +349,12 @@ func (e *upstreamError) Unwrap() error { return e.err }
 func probeUpstream(ctx context.Context, client *http.Client, cfg *proxy.Config, now func() time.Time) (string, error) {
 	target := cfg.Upstream.String()
 	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"gateway-check","version":"1"}}}`
-	headers := func(h http.Header) {
+	// identify sets the identity on r, and signs it (for r's method, host and path) when a secret is configured.
+	identify := func(r *http.Request) {
 		id := identity.Identity{UserID: "gateway-check"}
-		id.Set(h)
+		id.Set(r.Header)
 		if cfg.IdentitySecret != "" {
-			identity.Sign(h, []byte(cfg.IdentitySecret), now())
+			identity.Sign(r, []byte(cfg.IdentitySecret), now())
 		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(body))
@@ -362,7 +363,7 @@ func probeUpstream(ctx context.Context, client *http.Client, cfg *proxy.Config, 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	headers(req.Header)
+	identify(req)
 	resp, err := client.Do(req)
 	if err != nil {
 		return "", &upstreamError{kind: "unreachable", err: fmt.Errorf("%s did not answer: %w", cfg.Upstream.Redacted(), errors.Unwrap(err))}
@@ -374,7 +375,7 @@ func probeUpstream(ctx context.Context, client *http.Client, cfg *proxy.Config, 
 			if err != nil {
 				return
 			}
-			headers(del.Header)
+			identify(del)
 			del.Header.Set("Mcp-Session-Id", sid)
 			if r, err := client.Do(del); err == nil {
 				r.Body.Close()
@@ -452,7 +453,8 @@ func upstreamFix(err error, cfg *proxy.Config) string {
 	case ue == nil || ue.kind == "unreachable":
 		return "start the MCP server (the tool service: go run ./cmd/tools), or set GATEWAY_UPSTREAM_URL to its streamable HTTP endpoint"
 	case ue.status == http.StatusUnauthorized || ue.status == http.StatusForbidden:
-		return "the upstream refused the gateway's identity: give it the same GATEWAY_IDENTITY_SECRET as the gateway (or none on both)"
+		return "the upstream refused the gateway's identity: give it the same GATEWAY_IDENTITY_SECRET as the gateway (or none on both); " +
+			"with a secret, it must verify signature version 2 (over method, path and Host, see the README), and nothing between them may change the Host or path"
 	case ue.kind == "status":
 		return fmt.Sprintf("GATEWAY_UPSTREAM_URL must be the MCP endpoint itself (streamable HTTP), e.g. http://127.0.0.1:3001/mcp; %s is not", cfg.Upstream.Redacted())
 	default:

@@ -85,7 +85,7 @@ func (s signingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	identity.Strip(req.Header)
 	s.id.Set(req.Header)
-	identity.Sign(req.Header, s.secret, time.Now())
+	identity.Sign(req, s.secret, time.Now())
 	return s.base.RoundTrip(req)
 }
 

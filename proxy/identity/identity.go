@@ -1,8 +1,46 @@
 // Package identity is the contract between the gateway and the MCP server behind it: the headers that carry a verified
 // user's identity, how inbound copies of them are removed, and the optional signature that lets the upstream check that
-// the gateway set them.
+// the gateway set them, for this request.
 //
 // It depends on the standard library only, so an upstream written in Go can import it without pulling in the gateway.
+//
+// # Signature, version 2
+//
+// With a secret, the gateway sets
+//
+//	X-Auth-Signature: t=<unix seconds>,v2=<signature>
+//
+// where <signature> is the unpadded base64url encoding (RFC 4648 §5) of HMAC-SHA256, keyed with the secret's bytes,
+// over this signing string (every line, the last included, ends with one LF, "\n"):
+//
+//	mcp-gateway-identity-v2
+//	<t, the decimal digits of the header>
+//	<method, as sent: POST>
+//	<host: the Host header (HTTP/2 :authority) with ASCII letters lower-cased and the port, if any, kept>
+//	<path: the request target's path as sent, percent-encoding untouched, without the query; "/" if empty>
+//	X-Auth-User-Id:<value>
+//	X-Auth-Email:<value>
+//	X-Auth-Name:<value>
+//	X-Auth-Org-Id:<value>
+//	X-Auth-Session-Id:<value>
+//	X-Auth-Client-Id:<value>
+//	X-Auth-Roles:<value>
+//	X-Auth-Permissions:<value>
+//	X-Auth-Scopes:<value>
+//	X-Auth-Claims:<value>
+//	X-Forwarded-User:<value>
+//	X-Forwarded-Email:<value>
+//
+// Each <value> is the header's field value (empty when the header is absent), without the white space HTTP parsers
+// trim at its ends. Header names are written exactly as above. No value can contain a line feed, so the string is
+// unambiguous. The query, the body and every other header are not covered.
+//
+// An upstream recomputes the string from the request it received, compares the MACs in constant time, and checks
+// that t lies within its maximum age of its own clock, either side. It refuses a request that carries a signed header
+// or X-Auth-Signature more than once, or any other identity header (see IsIdentityHeader: another spelling, such as
+// X_Auth_Email, that some frameworks fold into the same variable), since the gateway never sends one. Verify does all
+// of this. Version 1 (t=…,v1=…), which covered only the headers, so that a signed header set could be replayed with
+// another method or path, is refused.
 package identity
 
 import (
@@ -29,7 +67,7 @@ const (
 	HeaderPermissions = "X-Auth-Permissions" // permissions, comma-separated
 	HeaderScopes      = "X-Auth-Scopes"      // scope or scp, space-separated
 	HeaderClaims      = "X-Auth-Claims"      // base64url (unpadded) of the token's claims JSON
-	HeaderSignature   = "X-Auth-Signature"   // t=<unix seconds>,v1=<base64url HMAC-SHA256>, when a secret is configured
+	HeaderSignature   = "X-Auth-Signature"   // t=<unix seconds>,v2=<base64url HMAC-SHA256>, when a secret is configured
 
 	// HeaderForwardedUser and HeaderForwardedEmail repeat sub and email under oauth2-proxy's names.
 	HeaderForwardedUser  = "X-Forwarded-User"
@@ -199,61 +237,140 @@ var (
 	ErrNoSignature  = errors.New("no identity signature")
 	ErrBadSignature = errors.New("identity signature does not match")
 	ErrStale        = errors.New("identity signature is stale")
+	// ErrUnsupportedVersion reports a signature of another version than 2. Verify wraps it together with
+	// ErrBadSignature.
+	ErrUnsupportedVersion = errors.New("identity signature version not supported")
 	// ErrNoSecret reports a call without a secret: a MAC keyed with nothing proves nothing.
 	ErrNoSecret = errors.New("no identity secret configured")
 )
 
-// Sign sets HeaderSignature on h: an HMAC-SHA256 with secret over now (in unix seconds) and the values of every
-// identity header (empty for an absent one), so that the upstream can tell the gateway set them. With an empty secret
-// it removes HeaderSignature instead.
-func Sign(h http.Header, secret []byte, now time.Time) {
+// signingVersion starts the signing string.
+const signingVersion = "mcp-gateway-identity-v2"
+
+// Sign sets HeaderSignature on r's header: version 2 of the signature (see the package documentation), an HMAC-SHA256
+// with secret over now (in unix seconds), r's method, host and path, and the values of every identity header, so that
+// the upstream can tell the gateway set them for this request. Call it when r's method, URL, Host and identity headers
+// are final. r may be an outgoing request (its Host, else its URL's host, is what it will send) or a server request.
+// With an empty secret it removes HeaderSignature instead.
+func Sign(r *http.Request, secret []byte, now time.Time) {
 	if len(secret) == 0 {
-		delete(h, HeaderSignature)
+		delete(r.Header, HeaderSignature)
 		return
 	}
 	t := strconv.FormatInt(now.Unix(), 10)
-	h[HeaderSignature] = []string{"t=" + t + ",v1=" + base64.RawURLEncoding.EncodeToString(mac(h, secret, t))}
+	r.Header[HeaderSignature] = []string{"t=" + t + ",v2=" + base64.RawURLEncoding.EncodeToString(mac(r, secret, t))}
 }
 
-func mac(h http.Header, secret []byte, t string) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("mcp-gateway-identity-v1\n"))
-	m.Write([]byte(t))
-	m.Write([]byte{'\n'})
-	for _, name := range signed {
-		m.Write([]byte(name))
-		m.Write([]byte{':'})
-		m.Write([]byte(h.Get(name)))
-		m.Write([]byte{'\n'})
+// requestHost is the host the signature covers: r.Host (a server request's Host header, or an outgoing request's
+// override), else r.URL.Host, lower-cased.
+func requestHost(r *http.Request) string {
+	host := r.Host
+	if host == "" && r.URL != nil {
+		host = r.URL.Host
 	}
+	for i := 0; i < len(host); i++ {
+		if 'A' <= host[i] && host[i] <= 'Z' {
+			return strings.ToLower(host)
+		}
+	}
+	return host
+}
+
+// requestPath is the path the signature covers: the request target's path as it goes on the wire.
+func requestPath(r *http.Request) string {
+	if r.URL == nil {
+		return "/"
+	}
+	if p := r.URL.EscapedPath(); p != "" {
+		return p
+	}
+	return "/"
+}
+
+// mac computes the version 2 MAC of r at time t. The signing string is built in one buffer, so that signing costs one
+// allocation for it whatever the number of headers.
+func mac(r *http.Request, secret []byte, t string) []byte {
+	method, host, path := r.Method, requestHost(r), requestPath(r)
+	if method == "" {
+		method = http.MethodGet // what an outgoing request with no method sends
+	}
+	n := len(signingVersion) + len(t) + len(method) + len(host) + len(path) + 5
+	for _, name := range signed {
+		n += len(name) + len(r.Header.Get(name)) + 2
+	}
+	b := make([]byte, 0, n)
+	b = append(append(b, signingVersion...), '\n')
+	b = append(append(b, t...), '\n')
+	b = append(append(b, method...), '\n')
+	b = append(append(b, host...), '\n')
+	b = append(append(b, path...), '\n')
+	for _, name := range signed {
+		b = append(append(b, name...), ':')
+		b = append(append(b, r.Header.Get(name)...), '\n')
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write(b)
 	return m.Sum(nil)
 }
 
-// Verify checks HeaderSignature on h against secret: the MAC must match and its time lie within maxAge of now
-// (either side, to allow for clock skew).
-func Verify(h http.Header, secret []byte, now time.Time, maxAge time.Duration) error {
+// Verify checks HeaderSignature on r against secret, as the package documentation describes: version 2, a MAC over
+// r's method, host, path and identity headers that matches, a time within maxAge of now (either side, to allow for
+// clock skew), each signed header at most once and no identity header the gateway does not send.
+func Verify(r *http.Request, secret []byte, now time.Time, maxAge time.Duration) error {
 	if len(secret) == 0 {
 		return ErrNoSecret
 	}
-	v := h.Get(HeaderSignature)
-	if v == "" {
+	h := r.Header
+	vals := h[HeaderSignature]
+	switch len(vals) {
+	case 0:
 		return ErrNoSignature
+	case 1:
+	default:
+		return fmt.Errorf("%w: more than one %s", ErrBadSignature, HeaderSignature)
 	}
-	ts, sig, ok := strings.Cut(v, ",")
-	if !ok || !strings.HasPrefix(ts, "t=") || !strings.HasPrefix(sig, "v1=") {
+	for name, v := range h {
+		switch {
+		case !IsIdentityHeader(name):
+		case name == HeaderSignature:
+		case !isSigned(name):
+			return fmt.Errorf("%w: the request carries %s, which the gateway never sends", ErrBadSignature, name)
+		case len(v) > 1:
+			return fmt.Errorf("%w: the request carries %s more than once", ErrBadSignature, name)
+		}
+	}
+	ts, sig, ok := strings.Cut(vals[0], ",")
+	if !ok || !strings.HasPrefix(ts, "t=") {
+		return fmt.Errorf("%w: malformed %s", ErrBadSignature, HeaderSignature)
+	}
+	if !strings.HasPrefix(sig, "v2=") {
+		if version, _, ok := strings.Cut(sig, "="); ok && len(version) > 1 && version[0] == 'v' {
+			return fmt.Errorf("%w: %w: %s (version 2 covers the method, path and host too; upgrade the gateway)",
+				ErrBadSignature, ErrUnsupportedVersion, version)
+		}
 		return fmt.Errorf("%w: malformed %s", ErrBadSignature, HeaderSignature)
 	}
 	ts, sig = ts[2:], sig[3:]
 	unix, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
+	if err != nil || ts != strconv.FormatInt(unix, 10) {
 		return fmt.Errorf("%w: malformed timestamp", ErrBadSignature)
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, mac(h, secret, ts)) {
+	if err != nil || !hmac.Equal(got, mac(r, secret, ts)) {
 		return ErrBadSignature
 	}
 	if d := now.Sub(time.Unix(unix, 0)); d > maxAge || d < -maxAge {
 		return fmt.Errorf("%w: signed %s ago", ErrStale, d.Round(time.Second))
 	}
 	return nil
+}
+
+// isSigned reports whether name, as the request carries it, is one of the signed headers.
+func isSigned(name string) bool {
+	for _, s := range signed {
+		if name == s {
+			return true
+		}
+	}
+	return false
 }

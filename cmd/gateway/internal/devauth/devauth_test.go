@@ -211,7 +211,7 @@ func (s *testServer) verifier(t *testing.T, audiences ...string) *proxy.Verifier
 	if err := ks.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return proxy.NewVerifier(proxy.VerifierOptions{Keys: ks, Issuer: s.url, Audiences: audiences, Algs: []string{"RS256"}, Skew: time.Minute})
+	return proxy.NewVerifier(proxy.VerifierOptions{Keys: ks, Issuer: s.url, Audiences: audiences, Skew: time.Minute})
 }
 
 func TestNewRefusesNonLoopbackIssuer(t *testing.T) {

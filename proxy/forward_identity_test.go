@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcp-gateway/gateway/proxy/identity"
+)
+
+// TestForwardOnlyWhatTheTokenProves runs tokens through the gateway and checks what the upstream receives: no e-mail
+// headers for an address the token says is unverified, and no request at all for a token whose role would become
+// two roles in X-Auth-Roles (401 invalid_token instead).
+func TestForwardOnlyWhatTheTokenProves(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		claims     map[string]any
+		wantStatus int
+		wantEmail  string // X-Auth-Email and X-Forwarded-Email at the upstream
+		wantRoles  string
+	}{
+		{"verified e-mail", map[string]any{"email": "ada@example.com", "email_verified": true}, 200, "ada@example.com", ""},
+		{"e-mail without email_verified", map[string]any{"email": "ada@example.com"}, 200, "ada@example.com", ""},
+		{"unverified e-mail", map[string]any{"email": "ceo@victim-corp.example", "email_verified": false}, 200, "", ""},
+		{"roles", map[string]any{"roles": []string{"member", "viewer"}}, 200, "", "member,viewer"},
+		{"role with the list separator", map[string]any{"role": "x,admin"}, 401, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, nil, true)
+			tok := h.token(t, "user_1", func(m map[string]any) {
+				for k, v := range tt.claims {
+					m[k] = v
+				}
+			})
+			resp := h.do(t, "POST", "/mcp", tok, map[string]string{"X-Forwarded-Email": "forged@example.com"}, "{}")
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status: got %d, want %d (%s)", resp.StatusCode, tt.wantStatus, readBody(t, resp))
+			}
+			if tt.wantStatus != http.StatusOK {
+				if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) ||
+					!strings.Contains(got, descriptions[ReasonInvalidClaim]) {
+					t.Errorf("WWW-Authenticate: got %s, want invalid_token with the invalid_claim description", got)
+				}
+				if n := h.up.count(); n != 0 {
+					t.Errorf("requests at the upstream: got %d, want 0", n)
+				}
+				return
+			}
+			up := h.up.last(t).Header
+			for _, name := range []string{"X-Auth-Email", "X-Forwarded-Email"} {
+				if got := up.Get(name); got != tt.wantEmail {
+					t.Errorf("%s at the upstream: got %q, want %q", name, got, tt.wantEmail)
+				}
+			}
+			if got := up.Get("X-Auth-Roles"); got != tt.wantRoles {
+				t.Errorf("X-Auth-Roles at the upstream: got %q, want %q", got, tt.wantRoles)
+			}
+		})
+	}
+}
+
+// TestIdentitySignatureCoversRequest: the upstream can verify the identity signature (version 2) against the method,
+// path and Host it received, on requests forwarded by the reverse proxy and by the event-stream relay alike, and the
+// same signature does not verify for another method, path or host.
+func TestIdentitySignatureCoversRequest(t *testing.T) {
+	t.Parallel()
+	const secret = "0123456789abcdef0123456789abcdef"
+	h := newHarness(t, map[string]string{"GATEWAY_IDENTITY_SECRET": secret}, true)
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {}\n\n")
+	}
+	for _, tt := range []struct {
+		name, method, path string
+		relayed            bool
+		wantPath           string // at the upstream
+	}{
+		{"POST through the reverse proxy", "POST", "/mcp", false, "/upstream/mcp"},
+		{"GET event stream through the relay", "GET", "/mcp", true, "/upstream/mcp"},
+		{"another path through the reverse proxy", "POST", "/sse%2Fx", false, "/sse%2Fx"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.up.count()
+			resp := h.do(t, tt.method, tt.path, h.token(t, "user_1"),
+				map[string]string{"Accept": "application/json, text/event-stream", "X-Auth-Signature": "t=1,v2=forged"}, "")
+			io.ReadAll(resp.Body)
+			if h.up.count() != before+1 {
+				t.Fatalf("status %d: the request did not reach the upstream", resp.StatusCode)
+			}
+			if resp.Close != tt.relayed { // the relay, alone, ends the connection with the stream
+				t.Errorf("Connection: close: got %t, want %t (relayed)", resp.Close, tt.relayed)
+			}
+			up := h.up.last(t)
+			if got := up.URL.EscapedPath(); got != tt.wantPath {
+				t.Errorf("path at the upstream: got %s, want %s", got, tt.wantPath)
+			}
+			if err := identity.Verify(up, []byte(secret), h.clock.Now(), time.Minute); err != nil {
+				t.Fatalf("upstream could not verify the identity signature: %v", err)
+			}
+			for _, mod := range []struct {
+				name string
+				f    func(r *http.Request)
+			}{
+				{"method", func(r *http.Request) { r.Method = "DELETE" }},
+				{"path", func(r *http.Request) { r.URL.Path, r.URL.RawPath = "/other", "" }},
+				{"host", func(r *http.Request) { r.Host = "attacker.example" }},
+			} {
+				r := up.Clone(context.Background())
+				mod.f(r)
+				if err := identity.Verify(r, []byte(secret), h.clock.Now(), time.Minute); !errors.Is(err, identity.ErrBadSignature) {
+					t.Errorf("signature checked against another %s: got %v, want ErrBadSignature", mod.name, err)
+				}
+			}
+		})
+	}
+	if got := h.gw.streams.len(); got != 0 {
+		t.Errorf("relayed streams still open: %d", got)
+	}
+}

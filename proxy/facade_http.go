@@ -475,7 +475,7 @@ var consentTemplate = template.Must(template.New("consent").Parse(`<!doctype htm
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Allow {{.Client}}?</title>
 <style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5}
-code{overflow-wrap:anywhere;word-break:break-all;background:#f3f3f3;padding:0 .2em}button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.8rem}
+code{overflow-wrap:anywhere;background:#f3f3f3;padding:0 .2em}button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.8rem}
 .note{color:#555;font-size:.9rem}</style></head>
 <body>
 <h1>Allow <q>{{.Client}}</q> to use {{.ResourceName}}?</h1>

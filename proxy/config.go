@@ -422,6 +422,23 @@ func (c *Config) validate(failed map[string]bool) error {
 // OptionB reports whether a pre-registered client is configured, making the gateway an authorization-server facade.
 func (c *Config) OptionB() bool { return c.StaticClientID != "" }
 
+// FacadeScopesFor returns, in Option B, for an authorization server whose metadata lists upstream as scopes_supported:
+// the scopes_supported of the gateway's own authorization server metadata (FacadeScopes, else upstream), those of
+// the protected resource metadata (the same without offline_access, plus RequiredScopes), and the scope sent
+// upstream when a client sends none (FacadeDefaultScope, else the protected resource metadata's).
+func (c *Config) FacadeScopesFor(upstream []string) (advertised, resource, fallback []string) {
+	advertised = c.FacadeScopeList
+	if len(advertised) == 0 {
+		advertised = upstream
+	}
+	resource = resourceScopes(advertised, c.ScopeList)
+	fallback = c.FacadeDefaultScopeList
+	if len(fallback) == 0 {
+		fallback = resource
+	}
+	return advertised, resource, fallback
+}
+
 // CallbackURL is the gateway's redirect URI at the authorization server in Option B: the one URL to register there for
 // the pre-registered client.
 func (c *Config) CallbackURL() string { return c.Public.String() + facadeCallbackPath }

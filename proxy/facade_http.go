@@ -33,13 +33,11 @@ type facade struct {
 	log          *slog.Logger
 	http         *http.Client // upstream token requests; never follows redirects
 	upstream     *atomic.Pointer[metadata.AuthServer]
-	secure       bool // https public URL: __Host- cookies with Secure
-	// allowed is GATEWAY_FACADE_SCOPES (empty: any scope); defaultScope GATEWAY_FACADE_DEFAULT_SCOPE (empty: the
-	// resource's scopes); required GATEWAY_REQUIRED_SCOPES.
-	allowed, defaultScope, required []string
-	trusted                         []netip.Prefix // GATEWAY_TRUSTED_PROXIES
-	limits                          facadeLimits
-	doc                             atomic.Pointer[facadeDoc]
+	secure       bool           // https public URL: __Host- cookies with Secure
+	cfg          *Config        // scopes (GATEWAY_FACADE_SCOPES, GATEWAY_FACADE_DEFAULT_SCOPE, GATEWAY_REQUIRED_SCOPES)
+	trusted      []netip.Prefix // GATEWAY_TRUSTED_PROXIES
+	limits       facadeLimits
+	doc          atomic.Pointer[facadeDoc]
 }
 
 // Per-minute limits. A person starts a sign-in a few times a day and a client refreshes once per access-token
@@ -85,16 +83,14 @@ func newFacade(cfg *Config, key []byte, asClient *http.Client, upstream *atomic.
 			AuthMethod: cfg.ClientAuthMethod,
 			Callback:   issuer + facadeCallbackPath,
 		},
-		seal:         newSealer(key),
-		used:         newUsedSet(usedStates),
-		now:          now,
-		log:          log,
-		upstream:     upstream,
-		secure:       cfg.Public.Scheme == "https",
-		allowed:      cfg.FacadeScopeList,
-		defaultScope: cfg.FacadeDefaultScopeList,
-		required:     cfg.ScopeList,
-		trusted:      cfg.TrustedProxyList,
+		seal:     newSealer(key),
+		used:     newUsedSet(usedStates),
+		now:      now,
+		log:      log,
+		upstream: upstream,
+		secure:   cfg.Public.Scheme == "https",
+		cfg:      cfg,
+		trusted:  cfg.TrustedProxyList,
 		limits: facadeLimits{
 			statesByClient:  newRateLimiter(statesPerClient, limiterKeys),
 			statesByAddr:    newRateLimiter(statesPerAddr, limiterKeys),
@@ -109,27 +105,26 @@ func newFacade(cfg *Config, key []byte, asClient *http.Client, upstream *atomic.
 	return f
 }
 
-// advertisedScopes is the facade's scopes_supported: GATEWAY_FACADE_SCOPES, else the authorization server's.
-func (f *facade) advertisedScopes(as *metadata.AuthServer) []string {
-	if len(f.allowed) > 0 || as == nil {
-		return f.allowed
+// scopes returns the facade's scopes for the upstream metadata as (nil before discovery): see Config.FacadeScopesFor.
+func (f *facade) scopes(as *metadata.AuthServer) (advertised, resource, fallback []string) {
+	var upstream []string
+	if as != nil {
+		upstream = as.ScopesSupported
 	}
-	return as.ScopesSupported
+	return f.cfg.FacadeScopesFor(upstream)
 }
 
 // resourceScopes is the scopes_supported of the protected resource metadata in Option B.
 func (f *facade) resourceScopes(as *metadata.AuthServer) []string {
-	return resourceScopes(f.advertisedScopes(as), f.required)
+	_, resource, _ := f.scopes(as)
+	return resource
 }
 
 // scopePolicy is the scope policy for authorization requests: the allow-list, and the scope sent when a client sends
-// none (GATEWAY_FACADE_DEFAULT_SCOPE, else what the protected resource metadata advertises).
+// none.
 func (f *facade) scopePolicy(as *metadata.AuthServer) scopePolicy {
-	p := scopePolicy{allowed: f.allowed, fallback: f.defaultScope}
-	if len(p.fallback) == 0 {
-		p.fallback = f.resourceScopes(as)
-	}
-	return p
+	_, _, fallback := f.scopes(as)
+	return scopePolicy{allowed: f.cfg.FacadeScopeList, fallback: fallback}
 }
 
 // document returns the gateway's authorization server metadata for the current upstream document.
@@ -150,7 +145,7 @@ func (f *facade) document() []byte {
 		"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic", "client_secret_post"},
 		"authorization_response_iss_parameter_supported": true,
 	}
-	if scopes := f.advertisedScopes(as); len(scopes) > 0 {
+	if scopes, _, _ := f.scopes(as); len(scopes) > 0 {
 		doc["scopes_supported"] = scopes
 	}
 	body, _ := json.MarshalIndent(doc, "", "  ")
@@ -675,7 +670,7 @@ func (f *facade) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s := tr.Params.Get("scope"); s != "" {
-		if _, oe := (scopePolicy{allowed: f.allowed}).settle(s); oe != nil {
+		if _, oe := (scopePolicy{allowed: f.cfg.FacadeScopeList}).settle(s); oe != nil {
 			f.fail(w, r, oe)
 			return
 		}

@@ -427,7 +427,8 @@ func (p scopePolicy) settle(requested string) ([]string, *oauthError) {
 			return nil, &oauthError{400, "invalid_scope", "a requested scope is malformed"}
 		}
 		if len(p.allowed) > 0 && !slices.Contains(p.allowed, s) {
-			return nil, &oauthError{400, "invalid_scope", "scope " + s + " is not available here; allowed: " + strings.Join(p.allowed, " ")}
+			// The scope itself is not repeated: the text is shown on the gateway's pages and logged.
+			return nil, &oauthError{400, "invalid_scope", "a requested scope is not available here; allowed: " + strings.Join(p.allowed, " ")}
 		}
 	}
 	return slices.Compact(scopes), nil
@@ -714,13 +715,14 @@ func withConsent(set []string, d string) []string {
 // is safe because a state is also bound to its browser and expires, and the authorization server accepts each code once.
 type usedSet struct {
 	mu   sync.Mutex
+	max  int
 	ids  map[string]struct{}
 	ring []string // insertion order; ring[next] is the oldest once full
 	next int
 }
 
 func newUsedSet(max int) *usedSet {
-	return &usedSet{ids: make(map[string]struct{}, max), ring: make([]string, 0, max)}
+	return &usedSet{max: max, ids: map[string]struct{}{}}
 }
 
 // use records id and reports whether it was unused.
@@ -730,7 +732,7 @@ func (u *usedSet) use(id string) (fresh bool) {
 	if _, seen := u.ids[id]; seen {
 		return false
 	}
-	if len(u.ring) < cap(u.ring) {
+	if len(u.ring) < u.max {
 		u.ring = append(u.ring, id)
 	} else {
 		delete(u.ids, u.ring[u.next])

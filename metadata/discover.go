@@ -26,6 +26,9 @@ type AuthServer struct {
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
 	ClientIDMetadataDocumentSupported bool     `json:"client_id_metadata_document_supported,omitempty"`
 	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	GrantTypesSupported               []string `json:"grant_types_supported,omitempty"`
+	// AuthorizationResponseIssParameterSupported: the server sends iss with every authorization response (RFC 9207).
+	AuthorizationResponseIssParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
 	// URL is where the document was fetched from; Raw is the document as served.
 	URL string `json:"-"`
 	Raw []byte `json:"-"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"slices"
@@ -133,6 +134,26 @@ type Config struct {
 	// client_secret_post. It must be the method the client was registered with at the authorization server.
 	ClientAuthMethod string `env:"GATEWAY_CLIENT_AUTH_METHOD" envDefault:"client_secret_basic"`
 
+	// FacadeScopes is, in Option B, the allow-list of scopes MCP clients may ask for (comma- or space-separated): an
+	// authorization or token request naming any other scope is refused with invalid_scope before the authorization
+	// server sees it. It is also the scopes_supported the gateway advertises. Default unset: any well-formed scope is
+	// passed on (the authorization server decides) and scopes_supported is the authorization server's.
+	FacadeScopes string `env:"GATEWAY_FACADE_SCOPES"`
+
+	// FacadeDefaultScope is, in Option B, the scope sent to the authorization server when an MCP client sends none
+	// (most clients send none unless a server advertises scopes, and some authorization servers refuse a request
+	// without). Default unset: the scopes the protected resource metadata advertises (FacadeScopes, else the
+	// authorization server's scopes_supported, without offline_access, plus RequiredScopes), which is what a client
+	// following the MCP specification would ask for. With FacadeScopes set, every scope here must be in it.
+	FacadeDefaultScope string `env:"GATEWAY_FACADE_DEFAULT_SCOPE"`
+
+	// TrustedProxies are the addresses or CIDR ranges of reverse proxies in front of the gateway (comma-separated)
+	// whose X-Forwarded-For header names the client's address. Option B limits sign-ins, registrations and token
+	// requests per client address; without this, every client behind a proxy has the proxy's address and shares one
+	// limit. Default unset: the address of the TCP peer. Listing an address that is not your proxy lets whoever
+	// connects from it choose the address it is counted under.
+	TrustedProxies string `env:"GATEWAY_TRUSTED_PROXIES"`
+
 	// Derived by LoadConfig; not read from the environment.
 	Issuer   string     `env:"-"`
 	Resource string     `env:"-"` // canonical URL of the MCP endpoint: PublicURL + MCPPath
@@ -146,6 +167,10 @@ type Config struct {
 	ScopeList    []string `env:"-"`
 	OriginList   []string `env:"-"`
 	AlgList      []string `env:"-"`
+	// FacadeScopeList and FacadeDefaultScopeList are FacadeScopes and FacadeDefaultScope, parsed.
+	FacadeScopeList        []string       `env:"-"`
+	FacadeDefaultScopeList []string       `env:"-"`
+	TrustedProxyList       []netip.Prefix `env:"-"`
 }
 
 // asymmetric lists the JWS algorithms the gateway accepts at all.
@@ -335,6 +360,47 @@ func (c *Config) validate(failed map[string]bool) error {
 	if strings.ContainsAny(c.StaticClientID, " \t\r\n") {
 		bad("MCP_USE_OAUTH_WORKOS_CLIENT_ID", "must not contain white space")
 	}
+	c.FacadeScopeList = fields(c.FacadeScopes)
+	c.FacadeDefaultScopeList = fields(c.FacadeDefaultScope)
+	for _, v := range []struct {
+		name string
+		list []string
+	}{{"GATEWAY_FACADE_SCOPES", c.FacadeScopeList}, {"GATEWAY_FACADE_DEFAULT_SCOPE", c.FacadeDefaultScopeList}} {
+		name, list := v.name, v.list
+		if len(list) > 0 && c.StaticClientID == "" {
+			bad(name, "is set without MCP_USE_OAUTH_WORKOS_CLIENT_ID; it applies to Option B only")
+		}
+		for _, s := range list {
+			if !validScopeToken(s) {
+				bad(name, "%q is not a valid scope", s)
+			}
+		}
+	}
+	if len(c.FacadeScopeList) > 0 {
+		for _, s := range c.FacadeDefaultScopeList {
+			if !slices.Contains(c.FacadeScopeList, s) {
+				bad("GATEWAY_FACADE_DEFAULT_SCOPE", "%q is not in GATEWAY_FACADE_SCOPES", s)
+			}
+		}
+		for _, s := range c.ScopeList {
+			if !slices.Contains(c.FacadeScopeList, s) {
+				bad("GATEWAY_REQUIRED_SCOPES", "%q is not in GATEWAY_FACADE_SCOPES, so no client could obtain a token with it", s)
+			}
+		}
+	}
+	c.TrustedProxyList = nil
+	for _, p := range fields(c.TrustedProxies) {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			a, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				bad("GATEWAY_TRUSTED_PROXIES", "%q is neither an IP address nor a CIDR range such as 10.0.0.0/8", p)
+				continue
+			}
+			pfx = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		c.TrustedProxyList = append(c.TrustedProxyList, pfx.Masked())
+	}
 
 	// Logging.
 	if err := c.Level.UnmarshalText([]byte(c.LogLevel)); err != nil {
@@ -382,6 +448,23 @@ func (c *Config) validate(failed map[string]bool) error {
 
 // OptionB reports whether a pre-registered client is configured, making the gateway an authorization-server facade.
 func (c *Config) OptionB() bool { return c.StaticClientID != "" }
+
+// FacadeScopesFor returns, in Option B, for an authorization server whose metadata lists upstream as scopes_supported:
+// the scopes_supported of the gateway's own authorization server metadata (FacadeScopes, else upstream), those of
+// the protected resource metadata (the same without offline_access, plus RequiredScopes), and the scope sent
+// upstream when a client sends none (FacadeDefaultScope, else the protected resource metadata's).
+func (c *Config) FacadeScopesFor(upstream []string) (advertised, resource, fallback []string) {
+	advertised = c.FacadeScopeList
+	if len(advertised) == 0 {
+		advertised = upstream
+	}
+	resource = resourceScopes(advertised, c.ScopeList)
+	fallback = c.FacadeDefaultScopeList
+	if len(fallback) == 0 {
+		fallback = resource
+	}
+	return advertised, resource, fallback
+}
 
 // CallbackURL is the gateway's redirect URI at the authorization server in Option B: the one URL to register there for
 // the pre-registered client.

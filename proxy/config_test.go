@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +138,49 @@ func TestLoadConfigNeedsAnIssuer(t *testing.T) {
 	_, err := LoadConfig(nil)
 	if err == nil || !strings.Contains(err.Error(), "MCP_USE_OAUTH_WORKOS_SUBDOMAIN") {
 		t.Errorf("got %v, want an error naming how to set the issuer", err)
+	}
+}
+
+func TestLoadConfigFacadeScopesAndProxies(t *testing.T) {
+	t.Parallel()
+	base := func(kv ...string) map[string]string {
+		m := map[string]string{"GATEWAY_ISSUER_URL": "https://as.example.com", "MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_1"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	c, err := LoadConfig(base("GATEWAY_FACADE_SCOPES", "openid, email offline_access", "GATEWAY_FACADE_DEFAULT_SCOPE", "openid email",
+		"GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7 ::1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.FacadeScopeList, " "); got != "openid email offline_access" {
+		t.Errorf("FacadeScopeList: %q", got)
+	}
+	if got := strings.Join(c.FacadeDefaultScopeList, " "); got != "openid email" {
+		t.Errorf("FacadeDefaultScopeList: %q", got)
+	}
+	if got := fmt.Sprint(c.TrustedProxyList); got != "[10.0.0.0/8 192.168.1.7/32 ::1/128]" {
+		t.Errorf("TrustedProxyList: %s", got)
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"default scope off the list", base("GATEWAY_FACADE_SCOPES", "openid", "GATEWAY_FACADE_DEFAULT_SCOPE", "openid email"), []string{"GATEWAY_FACADE_DEFAULT_SCOPE"}},
+		{"required scope off the list", base("GATEWAY_FACADE_SCOPES", "openid", "GATEWAY_REQUIRED_SCOPES", "mcp:tools"), []string{"GATEWAY_REQUIRED_SCOPES"}},
+		{"malformed scopes", base("GATEWAY_FACADE_SCOPES", `a"b`, "GATEWAY_FACADE_DEFAULT_SCOPE", `c\d`), []string{"GATEWAY_FACADE_SCOPES", "GATEWAY_FACADE_DEFAULT_SCOPE"}},
+		{"Option A", map[string]string{"GATEWAY_ISSUER_URL": "https://as.example.com", "GATEWAY_FACADE_SCOPES": "openid", "GATEWAY_FACADE_DEFAULT_SCOPE": "openid"},
+			[]string{"GATEWAY_FACADE_SCOPES", "GATEWAY_FACADE_DEFAULT_SCOPE"}},
+		{"bad proxy", base("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33, proxy.internal"), []string{"GATEWAY_TRUSTED_PROXIES: \"10.0.0.0/33\"", "GATEWAY_TRUSTED_PROXIES: \"proxy.internal\""}},
+	} {
+		_, err := LoadConfig(tc.env)
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: got %v, want an error naming %s", tc.name, err, w)
+			}
+		}
 	}
 }

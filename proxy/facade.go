@@ -29,6 +29,8 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -258,7 +260,8 @@ func truncateRunes(s string, n int) string {
 }
 
 // checkRedirectURI accepts an absolute URL without a fragment: https; http on a loopback host (RFC 8252 §7.3); or a
-// private-use scheme of a native application (RFC 8252 §7.1). Schemes a browser would run or read locally are refused.
+// private-use scheme of a native application (RFC 8252 §7.1), such as cursor://anysphere.cursor-mcp/oauth/callback
+// or com.example.app:/cb. Schemes in refusedScheme are refused: see there.
 func checkRedirectURI(s string) error {
 	if len(s) > maxRedirectURILen {
 		return fmt.Errorf("a redirect URI is longer than %d bytes", maxRedirectURILen)
@@ -267,22 +270,52 @@ func checkRedirectURI(s string) error {
 	if err != nil || u.Scheme == "" || strings.Contains(s, "#") {
 		return errors.New("a redirect URI must be an absolute URL without a fragment")
 	}
-	switch scheme := strings.ToLower(u.Scheme); scheme {
-	case "https":
+	switch scheme := strings.ToLower(u.Scheme); {
+	case scheme == "https":
 		if u.Host == "" {
 			return errors.New("an https redirect URI must have a host")
 		}
-	case "http":
+	case scheme == "http":
 		if !IsLoopbackHost(u.Hostname()) {
 			return errors.New("an http redirect URI must be on localhost, 127.0.0.1 or [::1]; use https otherwise")
 		}
-	case "javascript", "data", "vbscript", "file", "blob", "about", "filesystem":
-		return fmt.Errorf("redirect URI scheme %q is not allowed", scheme)
+	case refusedScheme(scheme):
+		return fmt.Errorf("redirect URI scheme %q is not allowed: browsers or operating systems run or show content with it", scheme)
 	}
 	if u.User != nil {
 		return errors.New("a redirect URI must not carry user information")
 	}
 	return nil
+}
+
+// refusedSchemes are the schemes, besides http and https, that a redirect URI may not have. A redirect to a
+// private-use scheme hands the URL to whatever the browser or operating system has registered for it; for these, that
+// means running or showing content the registrant chose (who may be anyone: registration is open) instead of passing
+// an authorization response to an application:
+//
+//   - javascript, vbscript, data: run script or render the registrant's document (the classic open-redirect to XSS);
+//   - blob, filesystem, about, view-source, file, jar, mhtml, mk, its, ms-its, res, resource, chrome,
+//     chrome-extension, moz-extension, edge, opera: browser internals and local files, never an application's callback;
+//   - ms-* (all of them: ms-msdt, ms-officecmd, ms-appinstaller, ms-word, ms-excel, ms-settings, ms-cxh, …),
+//     search-ms, search, shell: Windows protocol handlers, several of which have run code or fetched files from a
+//     remote share when opened from a link (the Follina attack used ms-msdt);
+//   - intent: starts any Android application component with arguments;
+//   - mailto, tel, sms, callto, sip, sips, facetime, facetime-audio, skype: hand the URL to a communications
+//     application, which would dial or send to an address the registrant chose;
+//   - ws, wss: not navigable.
+var refusedSchemes = []string{
+	"javascript", "vbscript", "data",
+	"blob", "filesystem", "about", "view-source", "file", "jar", "mhtml", "mk", "its", "res", "resource",
+	"chrome", "chrome-extension", "moz-extension", "edge", "opera",
+	"search-ms", "search", "shell",
+	"intent",
+	"mailto", "tel", "sms", "callto", "sip", "sips", "facetime", "facetime-audio", "skype",
+	"ws", "wss",
+}
+
+// refusedScheme reports whether a lower-case scheme is one of refusedSchemes or a Windows ms-* handler.
+func refusedScheme(scheme string) bool {
+	return strings.HasPrefix(scheme, "ms-") || slices.Contains(refusedSchemes, scheme)
 }
 
 // redirectURIMatches reports whether got is the registered redirect URI: byte for byte, except that an http loopback
@@ -301,24 +334,31 @@ func redirectURIMatches(registered, got string) bool {
 }
 
 // resolveRedirectURI returns the redirect URI of an authorization request: the one given, if registered, or the only
-// one registered when none is given.
-func resolveRedirectURI(reg registration, given string) (string, bool) {
+// one registered when none is given. registered is the registration's entry it matched (for a loopback URI, without
+// the port the request chose): consent is remembered for that.
+func resolveRedirectURI(reg registration, given string) (registered, redirectURI string, ok bool) {
 	if given == "" {
 		if len(reg.RedirectURIs) == 1 {
-			return reg.RedirectURIs[0], true
+			return reg.RedirectURIs[0], reg.RedirectURIs[0], true
 		}
-		return "", false
+		return "", "", false
 	}
 	for _, r := range reg.RedirectURIs {
 		if redirectURIMatches(r, given) {
-			return given, true
+			return r, given, true
 		}
 	}
-	return "", false
+	return "", "", false
 }
 
 // singleParams are the authorization parameters that must not appear more than once (RFC 6749 §3.1).
-var singleParams = []string{"client_id", "redirect_uri", "state", "response_type", "code_challenge", "code_challenge_method", "scope"}
+var singleParams = []string{"client_id", "redirect_uri", "state", "response_type", "code_challenge", "code_challenge_method", "scope", "response_mode"}
+
+// unsupportedParams are authorization parameters the gateway refuses rather than pass on: each would let a client
+// obtain, behind the consent page, something other than what the page shows. A request object (request, request_uri)
+// can carry another redirect_uri, scope or resource; authorization_details, claims and audience ask for other rights
+// or another audience.
+var unsupportedParams = []string{"request", "request_uri", "authorization_details", "claims", "audience"}
 
 // checkAuthorizeParams checks what an authorization request must have once the client and its redirect URI are
 // known: the errors it returns are sent to the client's redirect URI.
@@ -328,8 +368,16 @@ func checkAuthorizeParams(q url.Values) *oauthError {
 			return errInvalidRequest("parameter " + p + " is repeated")
 		}
 	}
+	for _, p := range unsupportedParams {
+		if q.Has(p) {
+			return errInvalidRequest("parameter " + p + " is not supported by this gateway")
+		}
+	}
 	if q.Get("response_type") != "code" {
 		return &oauthError{400, "unsupported_response_type", "response_type must be code"}
+	}
+	if m := q.Get("response_mode"); m != "" && m != "query" {
+		return errInvalidRequest("response_mode must be query")
 	}
 	if q.Get("code_challenge") == "" {
 		return errInvalidRequest("PKCE is required: send code_challenge with code_challenge_method S256")
@@ -338,6 +386,65 @@ func checkAuthorizeParams(q url.Values) *oauthError {
 		return errInvalidRequest("code_challenge_method must be S256")
 	}
 	return nil
+}
+
+// checkResource checks the resource parameters of a request (RFC 8707) against the gateway's resource identifier: none,
+// or each naming it. The gateway then sends exactly its own identifier upstream, so that tokens are minted for this MCP
+// server only. A trailing slash is tolerated on an identifier without a path (URL parsers add one to an origin).
+func checkResource(values []string, resource string) *oauthError {
+	for _, v := range values {
+		if v != resource && !(v == resource+"/" && strings.Count(resource, "/") == 2) {
+			return &oauthError{400, "invalid_target", "this gateway issues tokens for resource " + resource + " only"}
+		}
+	}
+	return nil
+}
+
+// Limits on a requested scope.
+const (
+	maxScopes     = 50
+	maxScopeToken = 200
+)
+
+// scopePolicy decides the scope the gateway asks the authorization server for.
+type scopePolicy struct {
+	allowed  []string // GATEWAY_FACADE_SCOPES; empty: any well-formed scope
+	fallback []string // sent when the client asks for none; empty: none
+}
+
+// settle returns the scopes to request for a client's scope parameter: the fallback when it is empty, else its scopes,
+// each well-formed and, with an allow-list, on it. Errors are invalid_scope.
+func (p scopePolicy) settle(requested string) ([]string, *oauthError) {
+	scopes := strings.Fields(requested)
+	if len(scopes) == 0 {
+		return slices.Clone(p.fallback), nil
+	}
+	if len(scopes) > maxScopes {
+		return nil, &oauthError{400, "invalid_scope", fmt.Sprintf("at most %d scopes may be requested", maxScopes)}
+	}
+	for _, s := range scopes {
+		if len(s) > maxScopeToken || !validScopeToken(s) {
+			return nil, &oauthError{400, "invalid_scope", "a requested scope is malformed"}
+		}
+		if len(p.allowed) > 0 && !slices.Contains(p.allowed, s) {
+			// The scope itself is not repeated: the text is shown on the gateway's pages and logged.
+			return nil, &oauthError{400, "invalid_scope", "a requested scope is not available here; allowed: " + strings.Join(p.allowed, " ")}
+		}
+	}
+	return slices.Compact(scopes), nil
+}
+
+// resourceScopes are the scopes_supported of the protected resource metadata in Option B: the facade's advertised
+// scopes without offline_access (a matter between client and authorization server, not a right at this resource), and
+// the scopes every token must carry.
+func resourceScopes(advertised, required []string) []string {
+	out := slices.DeleteFunc(slices.Clone(advertised), func(s string) bool { return s == "offline_access" })
+	for _, s := range required {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // upstreamAuthorizeURL rewrites a client's authorization request for the upstream authorization endpoint: client_id
@@ -366,12 +473,11 @@ type callbackParams struct {
 	Code             string
 	Error            string
 	ErrorDescription string
-	ErrorURI         string
 }
 
-// clientRedirectURL builds the redirect back to the client: its redirect URI with code (or error,
-// error_description, error_uri), the client's own state, and iss = the gateway's issuer (RFC 9207). The redirect URI's
-// own query is kept.
+// clientRedirectURL builds the redirect back to the client: its redirect URI with code (or error and
+// error_description), the client's own state, and iss = the gateway's issuer (RFC 9207). The redirect URI's own query
+// is kept. No error_uri is ever sent: a link the client would show its user must not come from a query string.
 func clientRedirectURL(redirectURI, clientState, issuer string, p callbackParams) string {
 	u, err := url.Parse(redirectURI)
 	if err != nil {
@@ -382,12 +488,9 @@ func clientRedirectURL(redirectURI, clientState, issuer string, p callbackParams
 		q.Del(k)
 	}
 	if p.Error != "" {
-		q.Set("error", p.Error)
-		if p.ErrorDescription != "" {
-			q.Set("error_description", p.ErrorDescription)
-		}
-		if p.ErrorURI != "" {
-			q.Set("error_uri", p.ErrorURI)
+		q.Set("error", oauthErrorCode(p.Error))
+		if d := errorDescription(p.ErrorDescription); d != "" {
+			q.Set("error_description", d)
 		}
 	} else {
 		q.Set("code", p.Code)
@@ -412,6 +515,24 @@ func oauthErrorCode(s string) string {
 		}
 	}
 	return s
+}
+
+// maxErrorDescription bounds an error_description passed on or logged.
+const maxErrorDescription = 200
+
+// errorDescription keeps an upstream error_description to the characters RFC 6749 §4.1.2.1 allows (others become
+// spaces) and to maxErrorDescription bytes.
+func errorDescription(s string) string {
+	if len(s) > maxErrorDescription {
+		s = s[:maxErrorDescription]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			b[i] = ' '
+		}
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // tokenRequest is a client's token request, parsed: its parameters and how it authenticated.
@@ -504,20 +625,23 @@ type upstreamClient struct {
 	Callback   string
 }
 
+// tokenParams are the token request parameters passed on to the authorization server. Any other is dropped (RFC 6749
+// §3.2 has servers ignore parameters they do not know), so that none can ask for another audience or other rights.
+var tokenParams = []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope"}
+
 // upstreamTokenRequest rewrites a client's token parameters for the upstream token endpoint: client_id becomes the
-// pre-registered client; for authorization_code, code becomes the upstream code and redirect_uri the gateway's
-// callback; the pre-registered secret is added (in a Basic header or the body) for authorization_code and
-// refresh_token grants only. Every other parameter (code_verifier, resource, scope, refresh_token, …) is kept. It
-// returns the form and, when the secret goes in a header, the Basic credentials.
-func upstreamTokenRequest(params url.Values, upstreamCode string, c upstreamClient) (form url.Values, basicUser, basicPass string) {
+// pre-registered client; resource becomes the gateway's resource identifier; for authorization_code, code becomes the
+// upstream code and redirect_uri the gateway's callback; the pre-registered secret is added (in a Basic header or the
+// body) for authorization_code and refresh_token grants only. Of the other parameters, those in tokenParams are kept.
+// It returns the form and, when the secret goes in a header, the Basic credentials.
+func upstreamTokenRequest(params url.Values, upstreamCode, resource string, c upstreamClient) (form url.Values, basicUser, basicPass string) {
 	form = url.Values{}
-	for k, vs := range params {
-		switch k {
-		case "client_id", "client_secret", "client_assertion", "client_assertion_type":
-			continue
+	for _, k := range tokenParams {
+		if vs, ok := params[k]; ok {
+			form[k] = slices.Clone(vs)
 		}
-		form[k] = slices.Clone(vs)
 	}
+	form.Set("resource", resource)
 	grant := form.Get("grant_type")
 	if grant == "authorization_code" {
 		form.Set("code", upstreamCode)
@@ -541,6 +665,7 @@ type pendingState struct {
 	ClientID    string `json:"c"`
 	RedirectURI string `json:"r"`
 	State       string `json:"s,omitempty"`
+	Browser     string `json:"b"` // MAC of the browser cookie of the browser that started the sign-in
 	Exp         int64  `json:"e"`
 }
 
@@ -555,26 +680,28 @@ type wrappedCode struct {
 // pendingAuth is the consent form's sealed copy of the authorization request.
 type pendingAuth struct {
 	ClientID    string `json:"c"`
+	Registered  string `json:"g"` // the registered redirect URI that RedirectURI matched
 	RedirectURI string `json:"r"`
 	Query       string `json:"q"`
 	Exp         int64  `json:"e"`
 }
 
-// consentSet is the consent cookie: the clients (by digest) the user allowed in this browser.
+// consentSet is the consent cookie: the (client, registered redirect URI) pairs, by digest, the user allowed in this
+// browser.
 type consentSet struct {
 	Clients []string `json:"c"`
 	Exp     int64    `json:"e"`
 }
 
-// clientDigest names a client in the consent cookie, shorter than its id.
-func clientDigest(clientID string) string {
-	h := sha256.Sum256([]byte(clientID))
+// consentDigest names a client and one of its registered redirect URIs in the consent cookie. Consent is given for
+// the pair: allowing a client to send you back to one address does not allow it to send you to another it registered.
+func consentDigest(clientID, registered string) string {
+	h := sha256.Sum256([]byte(clientID + "\x00" + registered))
 	return base64.RawURLEncoding.EncodeToString(h[:12])
 }
 
-// withConsent returns set with clientID added (most recent last, at most maxRemembered).
-func withConsent(set []string, clientID string) []string {
-	d := clientDigest(clientID)
+// withConsent returns set with digest d added (most recent last, at most maxRemembered).
+func withConsent(set []string, d string) []string {
 	out := slices.DeleteFunc(slices.Clone(set), func(s string) bool { return s == d })
 	out = append(out, d)
 	if len(out) > maxRemembered {
@@ -583,33 +710,103 @@ func withConsent(set []string, clientID string) []string {
 	return out
 }
 
-// usedSet remembers single-use ids until they expire. It is bounded: when full of ids that have not expired, it
-// refuses new ones (the caller fails closed).
+// usedSet remembers single-use ids. It is bounded: when full, it forgets the oldest id to make room. It never refuses:
+// anyone can fill it (a state is minted for whoever asks), so a full set must not stop anyone else's sign-in. Forgetting
+// is safe because a state is also bound to its browser and expires, and the authorization server accepts each code once.
 type usedSet struct {
-	mu  sync.Mutex
-	ids map[string]int64 // id → expiry (unix seconds)
-	max int
+	mu   sync.Mutex
+	max  int
+	ids  map[string]struct{}
+	ring []string // insertion order; ring[next] is the oldest once full
+	next int
 }
 
-func newUsedSet(max int) *usedSet { return &usedSet{ids: map[string]int64{}, max: max} }
+func newUsedSet(max int) *usedSet {
+	return &usedSet{max: max, ids: map[string]struct{}{}}
+}
 
-// use records id and reports whether it was unused. now and exp are unix seconds.
-func (u *usedSet) use(id string, exp, now int64) (fresh bool, full bool) {
+// use records id and reports whether it was unused.
+func (u *usedSet) use(id string) (fresh bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if _, seen := u.ids[id]; seen {
-		return false, false
+		return false
 	}
-	if len(u.ids) >= u.max {
-		for k, e := range u.ids {
-			if e < now {
-				delete(u.ids, k)
+	if len(u.ring) < u.max {
+		u.ring = append(u.ring, id)
+	} else {
+		delete(u.ids, u.ring[u.next])
+		u.ring[u.next] = id
+		u.next = (u.next + 1) % len(u.ring)
+	}
+	u.ids[id] = struct{}{}
+	return true
+}
+
+// rateLimiter counts events per key in fixed windows of one minute. It holds at most max keys: once full, a key not
+// yet counted in the current window is let through uncounted, so that filling it (with many client ids or addresses)
+// lifts limits but never refuses anyone. The counts start over every minute.
+type rateLimiter struct {
+	mu     sync.Mutex
+	limit  int
+	max    int
+	window int64 // unix minute of counts
+	counts map[string]int
+}
+
+func newRateLimiter(limit, max int) *rateLimiter {
+	return &rateLimiter{limit: limit, max: max, counts: map[string]int{}}
+}
+
+// allow counts one event for key at now and reports whether it is within the limit; when not, it also returns how
+// long until the window ends.
+func (l *rateLimiter) allow(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := now.Unix() / 60
+	if w != l.window {
+		l.window = w
+		clear(l.counts)
+	}
+	n, ok := l.counts[key]
+	if !ok && len(l.counts) >= l.max {
+		return true, 0
+	}
+	if n >= l.limit {
+		return false, time.Unix((w+1)*60, 0).Sub(now)
+	}
+	l.counts[key] = n + 1
+	return true, 0
+}
+
+// clientAddr returns the key under which a request's client address is counted: the TCP peer, or, when the peer is one
+// of the trusted proxies, the right-most X-Forwarded-For entry that is not one of them. IPv6 addresses count by their
+// /64 network, the smallest one usually given to a single customer.
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
+	addr, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	a := addr.Addr().Unmap()
+	isTrusted := func(a netip.Addr) bool {
+		return slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(a) })
+	}
+	if isTrusted(a) {
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			h, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break
+			}
+			a = h.Unmap()
+			if !isTrusted(a) {
+				break
 			}
 		}
-		if len(u.ids) >= u.max {
-			return false, true
-		}
 	}
-	u.ids[id] = exp
-	return true, false
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
 }

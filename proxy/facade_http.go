@@ -2,13 +2,16 @@ package proxy
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -30,8 +33,38 @@ type facade struct {
 	log          *slog.Logger
 	http         *http.Client // upstream token requests; never follows redirects
 	upstream     *atomic.Pointer[metadata.AuthServer]
-	secure       bool // https public URL: __Host- cookies with Secure
-	doc          []byte
+	secure       bool           // https public URL: __Host- cookies with Secure
+	cfg          *Config        // scopes (GATEWAY_FACADE_SCOPES, GATEWAY_FACADE_DEFAULT_SCOPE, GATEWAY_REQUIRED_SCOPES)
+	trusted      []netip.Prefix // GATEWAY_TRUSTED_PROXIES
+	limits       facadeLimits
+	doc          atomic.Pointer[facadeDoc]
+}
+
+// Per-minute limits. A person starts a sign-in a few times a day and a client refreshes once per access-token
+// lifetime, so these leave room for many people behind one address; they stop a party that loops /authorize and
+// /callback, registers clients by the thousand, or makes the gateway call the token endpoint in a loop. Beyond a limit
+// the gateway answers 429 with Retry-After (a page at /authorize) until the minute ends.
+const (
+	statesPerClient  = 20  // sign-ins started (states minted) per client id
+	statesPerAddr    = 120 // sign-ins started per client address
+	tokensPerClient  = 60  // token requests sent to the authorization server per client id
+	tokensPerAddr    = 600 // token requests sent to the authorization server per client address
+	registersPerAddr = 60  // registrations per client address
+	// limiterKeys is how many client ids or addresses each limit counts per minute; beyond, new ones pass uncounted.
+	limiterKeys = 10_000
+	// usedStates is how many used states the replay memory holds; beyond, the oldest are forgotten.
+	usedStates = 100_000
+)
+
+// facadeLimits are the facade's rate limiters, each bounded by limiterKeys.
+type facadeLimits struct {
+	statesByClient, statesByAddr, tokensByClient, tokensByAddr, registersByAddr *rateLimiter
+}
+
+// facadeDoc is the gateway's authorization server metadata, as built for one upstream document (nil before discovery).
+type facadeDoc struct {
+	as   *metadata.AuthServer
+	body []byte
 }
 
 // maxFacadeBody bounds registration, consent and token request bodies.
@@ -51,31 +84,78 @@ func newFacade(cfg *Config, key []byte, asClient *http.Client, upstream *atomic.
 			Callback:   issuer + facadeCallbackPath,
 		},
 		seal:     newSealer(key),
-		used:     newUsedSet(100_000),
+		used:     newUsedSet(usedStates),
 		now:      now,
 		log:      log,
 		upstream: upstream,
 		secure:   cfg.Public.Scheme == "https",
+		cfg:      cfg,
+		trusted:  cfg.TrustedProxyList,
+		limits: facadeLimits{
+			statesByClient:  newRateLimiter(statesPerClient, limiterKeys),
+			statesByAddr:    newRateLimiter(statesPerAddr, limiterKeys),
+			tokensByClient:  newRateLimiter(tokensPerClient, limiterKeys),
+			tokensByAddr:    newRateLimiter(tokensPerAddr, limiterKeys),
+			registersByAddr: newRateLimiter(registersPerAddr, limiterKeys),
+		},
 	}
 	c := *asClient
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	f.http = &c
+	return f
+}
+
+// scopes returns the facade's scopes for the upstream metadata as (nil before discovery): see Config.FacadeScopesFor.
+func (f *facade) scopes(as *metadata.AuthServer) (advertised, resource, fallback []string) {
+	var upstream []string
+	if as != nil {
+		upstream = as.ScopesSupported
+	}
+	return f.cfg.FacadeScopesFor(upstream)
+}
+
+// resourceScopes is the scopes_supported of the protected resource metadata in Option B.
+func (f *facade) resourceScopes(as *metadata.AuthServer) []string {
+	_, resource, _ := f.scopes(as)
+	return resource
+}
+
+// scopePolicy is the scope policy for authorization requests: the allow-list, and the scope sent when a client sends
+// none.
+func (f *facade) scopePolicy(as *metadata.AuthServer) scopePolicy {
+	_, _, fallback := f.scopes(as)
+	return scopePolicy{allowed: f.cfg.FacadeScopeList, fallback: fallback}
+}
+
+// document returns the gateway's authorization server metadata for the current upstream document.
+func (f *facade) document() []byte {
+	as := f.upstream.Load()
+	if d := f.doc.Load(); d != nil && d.as == as {
+		return d.body
+	}
 	doc := map[string]any{
-		"issuer":                                         issuer,
-		"authorization_endpoint":                         issuer + facadeAuthorizePath,
-		"token_endpoint":                                 issuer + facadeTokenPath,
-		"registration_endpoint":                          issuer + facadeRegisterPath,
+		"issuer":                                         f.issuer,
+		"authorization_endpoint":                         f.issuer + facadeAuthorizePath,
+		"token_endpoint":                                 f.issuer + facadeTokenPath,
+		"registration_endpoint":                          f.issuer + facadeRegisterPath,
 		"response_types_supported":                       []string{"code"},
 		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
+		"grant_types_supported":                          facadeGrantTypes,
 		"code_challenge_methods_supported":               []string{"S256"},
 		"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic", "client_secret_post"},
 		"authorization_response_iss_parameter_supported": true,
 	}
-	f.doc, _ = json.MarshalIndent(doc, "", "  ")
-	f.doc = append(f.doc, '\n')
-	return f
+	if scopes, _, _ := f.scopes(as); len(scopes) > 0 {
+		doc["scopes_supported"] = scopes
+	}
+	body, _ := json.MarshalIndent(doc, "", "  ")
+	body = append(body, '\n')
+	f.doc.Store(&facadeDoc{as: as, body: body})
+	return body
 }
+
+// facadeGrantTypes are the grant types the facade serves; /token refuses others.
+var facadeGrantTypes = []string{"authorization_code", "refresh_token"}
 
 // metadataHandler serves the gateway's own authorization server metadata (RFC 8414), at both well-known paths.
 func (f *facade) metadataHandler() http.Handler {
@@ -92,11 +172,12 @@ func (f *facade) metadataHandler() http.Handler {
 			writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
 			return
 		}
+		doc := f.document()
 		h.Set("Content-Type", "application/json")
 		h.Set("Cache-Control", "public, max-age=300")
-		h.Set("Content-Length", strconv.Itoa(len(f.doc)))
+		h.Set("Content-Length", strconv.Itoa(len(doc)))
 		if r.Method == http.MethodGet {
-			w.Write(f.doc)
+			w.Write(doc)
 		}
 	})
 }
@@ -146,10 +227,11 @@ func readFacadeBody(r *http.Request) ([]byte, *oauthError) {
 	return b, nil
 }
 
-// postEndpoint answers what a cross-origin, POST-only endpoint owes before its work: CORS for any origin, the preflight,
-// and 405 for other methods. It reports whether the handler should go on.
+// postEndpoint answers what a cross-origin, POST-only endpoint owes before its work: CORS for any origin, nosniff on
+// every answer, the preflight, and 405 for other methods. It reports whether the handler should go on.
 func postEndpoint(w http.ResponseWriter, r *http.Request) bool {
 	w.Header().Set("Access-Control-Allow-Origin", "*")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	switch r.Method {
 	case http.MethodPost:
 		return true
@@ -162,9 +244,24 @@ func postEndpoint(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
+// retryAfter is a Retry-After value in whole seconds, at least 1.
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(max(1, int((d+time.Second-1)/time.Second)))
+}
+
+// limited answers an API request over a per-minute limit: 429, Retry-After and an OAuth-shaped JSON error.
+func (f *facade) limited(w http.ResponseWriter, r *http.Request, wait time.Duration, what string) {
+	w.Header().Set("Retry-After", retryAfter(wait))
+	f.fail(w, r, &oauthError{http.StatusTooManyRequests, "temporarily_unavailable", "too many " + what + " from this client or address; retry after the time in Retry-After"})
+}
+
 // register answers Dynamic Client Registration (RFC 7591).
 func (f *facade) register(w http.ResponseWriter, r *http.Request) {
 	if !postEndpoint(w, r) {
+		return
+	}
+	if ok, wait := f.limits.registersByAddr.allow(clientAddr(r, f.trusted), f.now()); !ok {
+		f.limited(w, r, wait, "registrations")
 		return
 	}
 	body, oe := readFacadeBody(r)
@@ -190,11 +287,12 @@ func (f *facade) register(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	enc.Encode(meta)
-	f.log.Info("client registered", "client_name", reg.Name, "redirect_uris", reg.RedirectURIs, "auth_method", reg.AuthMethod)
+	// Debug: registration is open to anyone and keeps nothing, so at info level it would let anyone write to the log.
+	f.log.Debug("client registered", "client_name", reg.Name, "redirect_uris", reg.RedirectURIs, "auth_method", reg.AuthMethod)
 }
 
-// authorize validates an authorization request, asks for consent when this browser has not given it for the client,
-// and redirects to the upstream authorization endpoint. POST is the consent form.
+// authorize validates an authorization request, asks for consent when this browser has not given it for the client
+// and redirect URI, and redirects to the upstream authorization endpoint. POST is the consent form.
 func (f *facade) authorize(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -221,7 +319,7 @@ func (f *facade) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.
 				"Remove the server from the application and add it again so that it registers anew.")
 		return
 	}
-	redirectURI, ok := resolveRedirectURI(reg, q.Get("redirect_uri"))
+	registered, redirectURI, ok := resolveRedirectURI(reg, q.Get("redirect_uri"))
 	if !ok {
 		f.page(w, r, http.StatusBadRequest, "Redirect address mismatch",
 			"The application asked to be sent back to an address it did not register. Nothing was done. "+
@@ -229,9 +327,10 @@ func (f *facade) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.
 		return
 	}
 	clientState := q.Get("state")
-	// Errors go back to the client only when this browser has allowed it: anyone can register any redirect URI, and
-	// an error redirect to it without consent would make the gateway an open redirector (RFC 9700 §4.11.2).
-	trusted := consented || f.hasConsent(r, clientID)
+	// Errors go back to the client only when this browser has allowed it to use this redirect URI: anyone can register
+	// any redirect URI, and an error redirect to it without consent would make the gateway an open redirector
+	// (RFC 9700 §4.11.2).
+	trusted := consented || f.hasConsent(r, consentDigest(clientID, registered))
 	redirectErr := func(oe *oauthError) {
 		if !trusted {
 			f.page(w, r, http.StatusBadRequest, "Invalid sign-in request",
@@ -245,9 +344,18 @@ func (f *facade) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.
 		redirectErr(oe)
 		return
 	}
+	if oe := checkResource(q["resource"], f.resource); oe != nil {
+		redirectErr(oe)
+		return
+	}
 	as := f.upstream.Load()
 	if as == nil {
 		redirectErr(&oauthError{503, "temporarily_unavailable", "the authorization server is not reachable yet; try again shortly"})
+		return
+	}
+	scopes, oe := f.scopePolicy(as).settle(q.Get("scope"))
+	if oe != nil {
+		redirectErr(oe)
 		return
 	}
 	if !trusted {
@@ -255,13 +363,33 @@ func (f *facade) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.
 			redirectErr(&oauthError{400, "consent_required", "the user has not allowed this application yet"})
 			return
 		}
-		f.consentPage(w, r, reg, clientID, redirectURI, q)
+		f.consentPage(w, r, reg, clientID, registered, redirectURI, q, scopes)
 		return
 	}
-	st := pendingState{ID: randomID(), ClientID: clientID, RedirectURI: redirectURI, State: clientState, Exp: f.now().Add(stateTTL).Unix()}
+	// A state is minted only here: limited per client id and per address, so that no one can mint them in a loop.
+	now := f.now()
+	for _, l := range []struct {
+		lim *rateLimiter
+		key string
+	}{{f.limits.statesByAddr, clientAddr(r, f.trusted)}, {f.limits.statesByClient, clientDigest(clientID)}} {
+		if ok, wait := l.lim.allow(l.key, now); !ok {
+			w.Header().Set("Retry-After", retryAfter(wait))
+			f.page(w, r, http.StatusTooManyRequests, "Too many sign-ins",
+				"Too many sign-ins were started from this application or this network in the last minute. Nothing was done. Wait a minute and start again from your application.")
+			return
+		}
+	}
+	browser := f.browserCookie(w, r)
+	st := pendingState{ID: randomID(), ClientID: clientID, RedirectURI: redirectURI, State: clientState,
+		Browser: f.seal.mac("browser-binding", browser), Exp: now.Add(stateTTL).Unix()}
 	up := url.Values{}
 	for k, vs := range q {
 		up[k] = vs
+	}
+	up.Set("resource", f.resource)
+	up.Del("scope")
+	if len(scopes) > 0 {
+		up.Set("scope", strings.Join(scopes, " "))
 	}
 	target, err := upstreamAuthorizeURL(as.AuthorizationEndpoint, up, f.client.ID, f.client.Callback, f.seal.seal("state", st))
 	if err != nil {
@@ -270,6 +398,12 @@ func (f *facade) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.
 		return
 	}
 	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// clientDigest names a client id in a rate limit, shorter than the id.
+func clientDigest(clientID string) string {
+	h := sha256.Sum256([]byte(clientID))
+	return base64.RawURLEncoding.EncodeToString(h[:12])
 }
 
 // randomID returns 16 random bytes, base64url.
@@ -292,7 +426,7 @@ func (f *facade) setCookie(w http.ResponseWriter, name, value string, maxAge int
 		Secure: f.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
-// consents returns the clients this browser allowed.
+// consents returns the (client, redirect URI) digests this browser allowed.
 func (f *facade) consents(r *http.Request) []string {
 	c, err := r.Cookie(f.cookieName("mcpgw-consent"))
 	if err != nil {
@@ -305,24 +439,31 @@ func (f *facade) consents(r *http.Request) []string {
 	return set.Clients
 }
 
-func (f *facade) hasConsent(r *http.Request, clientID string) bool {
-	d := clientDigest(clientID)
-	for _, c := range f.consents(r) {
-		if c == d {
-			return true
-		}
-	}
-	return false
+func (f *facade) hasConsent(r *http.Request, digest string) bool {
+	return slices.Contains(f.consents(r), digest)
 }
 
-// csrfToken returns the browser's CSRF cookie value, setting a new one when absent.
-func (f *facade) csrfCookie(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(f.cookieName("mcpgw-csrf")); err == nil && len(c.Value) >= 16 {
-		return c.Value
+// browserCookieName is the cookie holding a random secret of this browser: the consent form's CSRF token and the
+// binding of each state to the browser that started the sign-in are MACs of it.
+const browserCookieName = "mcpgw-browser"
+
+// browserCookie returns the browser's secret, setting a new one (for the browser session) when absent.
+func (f *facade) browserCookie(w http.ResponseWriter, r *http.Request) string {
+	if v, ok := f.browserSecret(r); ok {
+		return v
 	}
 	v := randomID()
-	f.setCookie(w, "mcpgw-csrf", v, 0)
+	f.setCookie(w, browserCookieName, v, 0)
 	return v
+}
+
+// browserSecret returns the browser's secret, if it sent one.
+func (f *facade) browserSecret(r *http.Request) (string, bool) {
+	c, err := r.Cookie(f.cookieName(browserCookieName))
+	if err != nil || len(c.Value) < 16 || len(c.Value) > 64 {
+		return "", false
+	}
+	return c.Value, true
 }
 
 var consentTemplate = template.Must(template.New("consent").Parse(`<!doctype html>
@@ -334,7 +475,10 @@ code{overflow-wrap:anywhere;background:#f3f3f3;padding:0 .2em}button{font-size:1
 <body>
 <h1>Allow <q>{{.Client}}</q> to use {{.ResourceName}}?</h1>
 <p>The application <strong>{{.Client}}</strong> wants to sign you in to <code>{{.Resource}}</code> and act as you there.</p>
-<p>After you sign in at <code>{{.Upstream}}</code>, you will be sent to <code>{{.RedirectURI}}</code>.</p>
+{{if .Scopes}}<p>It asks for these permissions (scopes):</p>
+<ul id="scopes">{{range .Scopes}}<li><code>{{.}}</code></li>{{end}}</ul>{{else}}<p>It asks for no particular permissions (scopes).</p>{{end}}
+<p>After you sign in at <code>{{.Upstream}}</code>, you will be sent to this address, which the application registered:</p>
+<p><code id="redirect-uri">{{.RedirectURI}}</code></p>
 <p class="note">The name is what the application says about itself. Allow only if you started this from an application you trust and the address above belongs to it.</p>
 <form method="post" action="{{.Action}}">
 <input type="hidden" name="request" value="{{.Request}}">
@@ -363,25 +507,26 @@ func pageHeaders(h http.Header) {
 }
 
 // page shows a message to a person (errors that must not be sent to an unverified redirect URI).
-func (f *facade) page(w http.ResponseWriter, r *http.Request, status int, title, text string) {
-	f.refused(r, "status", status, "page", title)
+func (f *facade) page(w http.ResponseWriter, r *http.Request, status int, title, text string, attrs ...any) {
+	f.refused(r, append([]any{"status", status, "page", title}, attrs...)...)
 	pageHeaders(w.Header())
 	w.WriteHeader(status)
 	messageTemplate.Execute(w, struct{ Title, Text string }{title, text})
 }
 
-func (f *facade) consentPage(w http.ResponseWriter, r *http.Request, reg registration, clientID, redirectURI string, q url.Values) {
-	csrf := f.csrfCookie(w, r)
+func (f *facade) consentPage(w http.ResponseWriter, r *http.Request, reg registration, clientID, registered, redirectURI string, q url.Values, scopes []string) {
+	browser := f.browserCookie(w, r)
 	name := reg.Name
 	if name == "" {
 		name = "An unnamed application"
 	}
-	pending := f.seal.seal("pending", pendingAuth{ClientID: clientID, RedirectURI: redirectURI, Query: q.Encode(), Exp: f.now().Add(pendingTTL).Unix()})
+	pending := f.seal.seal("pending", pendingAuth{ClientID: clientID, Registered: registered, RedirectURI: redirectURI, Query: q.Encode(),
+		Exp: f.now().Add(pendingTTL).Unix()})
 	pageHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
-	consentTemplate.Execute(w, map[string]string{
-		"Client": name, "ResourceName": f.resourceName, "Resource": f.resource, "Upstream": f.upIssuer,
-		"RedirectURI": redirectURI, "Action": facadeAuthorizePath, "Request": pending, "CSRF": f.seal.mac("csrf", csrf),
+	consentTemplate.Execute(w, map[string]any{
+		"Client": name, "ResourceName": f.resourceName, "Resource": f.resource, "Upstream": f.upIssuer, "Scopes": scopes,
+		"RedirectURI": redirectURI, "Action": facadeAuthorizePath, "Request": pending, "CSRF": f.seal.mac("csrf", browser),
 	})
 }
 
@@ -401,8 +546,8 @@ func (f *facade) consentDecision(w http.ResponseWriter, r *http.Request) {
 		f.page(w, r, http.StatusBadRequest, "Invalid request", "The form could not be read.")
 		return
 	}
-	c, cerr := r.Cookie(f.cookieName("mcpgw-csrf"))
-	if cerr != nil || !macEqual(form.Get("csrf"), f.seal.mac("csrf", c.Value)) {
+	browser, ok := f.browserSecret(r)
+	if !ok || !macEqual(form.Get("csrf"), f.seal.mac("csrf", browser)) {
 		f.page(w, r, http.StatusForbidden, "Request refused",
 			"The consent form was not sent from this browser's consent page (or cookies are off). Nothing was done. Start again from your application.")
 		return
@@ -415,7 +560,7 @@ func (f *facade) consentDecision(w http.ResponseWriter, r *http.Request) {
 	q, _ := url.ParseQuery(p.Query)
 	switch form.Get("decision") {
 	case "allow":
-		set := consentSet{Clients: withConsent(f.consents(r), p.ClientID), Exp: f.now().Add(consentTTL).Unix()}
+		set := consentSet{Clients: withConsent(f.consents(r), consentDigest(p.ClientID, p.Registered)), Exp: f.now().Add(consentTTL).Unix()}
 		f.setCookie(w, "mcpgw-consent", f.seal.seal("consent", set), int(consentTTL/time.Second))
 		f.authorizeRequest(w, r, q, true)
 	case "deny":
@@ -426,7 +571,9 @@ func (f *facade) consentDecision(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// callback receives the upstream's redirect and sends the browser on to the client.
+// callback receives the upstream's redirect and sends the browser on to the client. Everything that can refuse without
+// memory is checked first: the state's seal and expiry, the browser that started the sign-in, and the issuer. Only then
+// is the state marked used, so that no one but the browser that started a sign-in can spend its state.
 func (f *facade) callback(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET")
@@ -435,46 +582,57 @@ func (f *facade) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	var st pendingState
-	now := f.now().Unix()
 	if len(q["state"]) != 1 || f.seal.open("state", q.Get("state"), &st) != nil {
 		f.page(w, r, http.StatusBadRequest, "Invalid sign-in response",
 			"This sign-in response was not started by this gateway. Nothing was done. Start again from your application.")
 		return
 	}
-	if st.Exp < now {
+	if st.Exp < f.now().Unix() {
 		f.page(w, r, http.StatusBadRequest, "Sign-in expired", "This sign-in took too long and has expired. Nothing was done. Start again from your application.")
 		return
 	}
-	fresh, full := f.used.use(st.ID, st.Exp, now)
-	switch {
-	case full:
-		f.log.Error("too many sign-ins in progress; refusing callbacks until some expire")
-		f.page(w, r, http.StatusServiceUnavailable, "Busy", "Too many sign-ins are in progress. Try again in a few minutes.")
-		return
-	case !fresh:
-		f.page(w, r, http.StatusBadRequest, "Sign-in already used",
-			"This sign-in response has been used already. Nothing more was done. Start again from your application.")
+	// A page, never a redirect: a state opened in a browser that did not start the sign-in must not send that browser
+	// to the redirect URI of whoever started it.
+	if browser, ok := f.browserSecret(r); !ok || !macEqual(f.seal.mac("browser-binding", browser), st.Browser) {
+		f.page(w, r, http.StatusBadRequest, "Sign-in started elsewhere",
+			"This sign-in was started in another browser (or this browser's cookies were cleared). Nothing was done. "+
+				"If you did not start a sign-in, close this page. Otherwise start again from your application, in this browser.",
+			"cause", "state_browser_mismatch")
 		return
 	}
-	if iss := q.Get("iss"); iss != "" && iss != f.upIssuer {
-		f.log.Warn("callback with a foreign iss refused", "iss", iss, "want", f.upIssuer)
+	as := f.upstream.Load()
+	switch iss, n := q.Get("iss"), len(q["iss"]); {
+	case n > 1 || (n == 1 && iss != f.upIssuer):
 		f.page(w, r, http.StatusBadRequest, "Invalid sign-in response",
-			"The sign-in response came from another authorization server. Nothing was done. Start again from your application.")
+			"The sign-in response came from another authorization server. Nothing was done. Start again from your application.",
+			"cause", "foreign_iss", "iss", errorDescription(iss))
+		return
+	case n == 0 && as != nil && as.AuthorizationResponseIssParameterSupported:
+		f.page(w, r, http.StatusBadRequest, "Invalid sign-in response",
+			"The sign-in response does not say which authorization server sent it, although that server says it always does. Nothing was done. Start again from your application.",
+			"cause", "missing_iss")
+		return
+	}
+	if !f.used.use(st.ID) {
+		f.page(w, r, http.StatusBadRequest, "Sign-in already used",
+			"This sign-in response has been used already. Nothing more was done. Start again from your application.")
 		return
 	}
 	var p callbackParams
 	switch {
 	case q.Get("error") != "":
-		p = callbackParams{Error: oauthErrorCode(q.Get("error")), ErrorDescription: q.Get("error_description"), ErrorURI: q.Get("error_uri")}
+		p = callbackParams{Error: oauthErrorCode(q.Get("error")), ErrorDescription: q.Get("error_description")}
+		f.refused(r, "cause", "upstream_refused", "upstream_error", p.Error, "upstream_error_description", errorDescription(p.ErrorDescription))
 	case q.Get("code") == "":
 		p = callbackParams{Error: "server_error", ErrorDescription: "the authorization server answered without a code"}
+		f.refused(r, "cause", "upstream_without_code")
 	default:
 		p.Code = f.seal.seal("code", wrappedCode{Code: q.Get("code"), ClientID: st.ClientID, RedirectURI: st.RedirectURI, Exp: f.now().Add(codeTTL).Unix()})
 	}
 	http.Redirect(w, r, clientRedirectURL(st.RedirectURI, st.State, f.issuer, p), http.StatusFound)
 }
 
-// token authenticates the client, rewrites the request for the upstream and relays the upstream's answer untouched.
+// token authenticates the client, rewrites the request for the upstream and relays the upstream's JSON answer.
 func (f *facade) token(w http.ResponseWriter, r *http.Request) {
 	if !postEndpoint(w, r) {
 		return
@@ -498,8 +656,27 @@ func (f *facade) token(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, r, &oauthError{401, "invalid_client", "client authentication failed"})
 		return
 	}
+	grant := tr.Params.Get("grant_type")
+	switch {
+	case grant == "":
+		f.fail(w, r, errInvalidRequest("grant_type is missing"))
+		return
+	case !slices.Contains(facadeGrantTypes, grant):
+		f.fail(w, r, &oauthError{400, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token"})
+		return
+	}
+	if oe := checkResource(tr.Params["resource"], f.resource); oe != nil {
+		f.fail(w, r, oe)
+		return
+	}
+	if s := tr.Params.Get("scope"); s != "" {
+		if _, oe := (scopePolicy{allowed: f.cfg.FacadeScopeList}).settle(s); oe != nil {
+			f.fail(w, r, oe)
+			return
+		}
+	}
 	var upstreamCode string
-	if tr.Params.Get("grant_type") == "authorization_code" {
+	if grant == "authorization_code" {
 		var c wrappedCode
 		switch {
 		case f.seal.open("code", tr.Params.Get("code"), &c) != nil:
@@ -523,7 +700,16 @@ func (f *facade) token(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, r, &oauthError{503, "temporarily_unavailable", "the authorization server is not reachable yet; try again shortly"})
 		return
 	}
-	form, user, pass := upstreamTokenRequest(tr.Params, upstreamCode, f.client)
+	now := f.now()
+	if ok, wait := f.limits.tokensByAddr.allow(clientAddr(r, f.trusted), now); !ok {
+		f.limited(w, r, wait, "token requests")
+		return
+	}
+	if ok, wait := f.limits.tokensByClient.allow(clientDigest(tr.ClientID), now); !ok {
+		f.limited(w, r, wait, "token requests")
+		return
+	}
+	form, user, pass := upstreamTokenRequest(tr.Params, upstreamCode, f.resource, f.client)
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, as.TokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		f.log.Error("upstream token endpoint unusable", "endpoint", as.TokenEndpoint, "err", err)
@@ -548,11 +734,15 @@ func (f *facade) token(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, r, &oauthError{502, "temporarily_unavailable", "the authorization server's answer could not be read; try again"})
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", resp.Header.Get("Content-Type"))
-	if h.Get("Content-Type") == "" {
-		h.Set("Content-Type", "application/json")
+	var answer map[string]any
+	if json.Unmarshal(out, &answer) != nil || answer == nil {
+		f.refused(r, "cause", "upstream_not_json", "upstream_status", resp.StatusCode)
+		f.fail(w, r, &oauthError{502, "temporarily_unavailable", "the authorization server's answer is not JSON; try again"})
+		return
 	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	if resp.StatusCode == http.StatusUnauthorized {
@@ -561,6 +751,7 @@ func (f *facade) token(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(resp.StatusCode)
 	w.Write(out)
 	if resp.StatusCode != http.StatusOK {
-		f.log.Warn("upstream token endpoint refused", "status", resp.StatusCode, "grant_type", tr.Params.Get("grant_type"))
+		code, _ := answer["error"].(string)
+		f.refused(r, "cause", "upstream_refused", "upstream_status", resp.StatusCode, "upstream_error", oauthErrorCode(code), "grant_type", grant)
 	}
 }

@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"encoding/base64"
+	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +89,25 @@ func TestParseRegistration(t *testing.T) {
 		{"implicit", `{"redirect_uris":["https://app.example.com/cb"],"response_types":["token"]}`, "invalid_client_metadata", ""},
 		{"private_key_jwt", `{"redirect_uris":["https://app.example.com/cb"],"token_endpoint_auth_method":"private_key_jwt"}`, "invalid_client_metadata", ""},
 		{"name not a string", `{"redirect_uris":["https://app.example.com/cb"],"client_name":7}`, "invalid_client_metadata", ""},
+		// Kinds of redirect URIs real clients register together.
+		{"VS Code", `{"redirect_uris":["https://vscode.dev/redirect","https://insiders.vscode.dev/redirect","http://127.0.0.1/","http://127.0.0.1:33418/"],"token_endpoint_auth_method":"none"}`, "", "none"},
+		{"Cursor", `{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback"],"token_endpoint_auth_method":"none"}`, "", "none"},
+		{"reverse DNS", `{"redirect_uris":["com.example.app:/cb","com.example.app:/oauth2redirect"],"token_endpoint_auth_method":"none"}`, "", "none"},
+		{"http on ::1", `{"redirect_uris":["http://[::1]:8080/cb"],"token_endpoint_auth_method":"none"}`, "", "none"},
+		// Schemes a browser or the operating system runs or shows: refused, in any case.
+		{"data", `{"redirect_uris":["data:text/html,<script>alert(1)</script>"]}`, "invalid_redirect_uri", ""},
+		{"vbscript", `{"redirect_uris":["vbscript:msgbox(1)"]}`, "invalid_redirect_uri", ""},
+		{"JavaScript upper case", `{"redirect_uris":["JavaScript:alert(1)"]}`, "invalid_redirect_uri", ""},
+		{"file", `{"redirect_uris":["file:///etc/passwd"]}`, "invalid_redirect_uri", ""},
+		{"view-source", `{"redirect_uris":["view-source:https://a.example/"]}`, "invalid_redirect_uri", ""},
+		{"ms-msdt", `{"redirect_uris":["ms-msdt:/id PCWDiagnostic"]}`, "invalid_redirect_uri", ""},
+		{"ms-officecmd", `{"redirect_uris":["ms-officecmd:x"]}`, "invalid_redirect_uri", ""},
+		{"search-ms", `{"redirect_uris":["search-ms:query=x&crumb=location:\\\\evil\\s"]}`, "invalid_redirect_uri", ""},
+		{"intent", `{"redirect_uris":["intent://x#Intent;end"]}`, "invalid_redirect_uri", ""},
+		{"blob", `{"redirect_uris":["blob:https://a.example/1"]}`, "invalid_redirect_uri", ""},
+		{"mailto", `{"redirect_uris":["mailto:a@example.com"]}`, "invalid_redirect_uri", ""},
+		{"one bad among good", `{"redirect_uris":["https://a.example/cb","ms-msdt:x"]}`, "invalid_redirect_uri", ""},
+		{"http on a LAN address", `{"redirect_uris":["http://192.168.1.2/cb"]}`, "invalid_redirect_uri", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg, meta, oe := parseRegistration([]byte(tc.body), now)
@@ -149,11 +171,16 @@ func TestRedirectURIMatches(t *testing.T) {
 		}
 	}
 	two := registration{RedirectURIs: []string{"https://a.example/1", "https://a.example/2"}}
-	if _, ok := resolveRedirectURI(two, ""); ok {
+	if _, _, ok := resolveRedirectURI(two, ""); ok {
 		t.Error("no redirect_uri with two registered must fail")
 	}
-	if got, ok := resolveRedirectURI(registration{RedirectURIs: []string{"https://a.example/1"}}, ""); !ok || got != "https://a.example/1" {
+	if _, got, ok := resolveRedirectURI(registration{RedirectURIs: []string{"https://a.example/1"}}, ""); !ok || got != "https://a.example/1" {
 		t.Errorf("the only registered redirect URI: got %q, %t", got, ok)
+	}
+	// The registered entry a loopback URI matched, without the port the request chose: consent is remembered for it.
+	vscode := registration{RedirectURIs: []string{"https://vscode.dev/redirect", "http://127.0.0.1/", "http://127.0.0.1:33418/"}}
+	if reg, got, ok := resolveRedirectURI(vscode, "http://127.0.0.1:51000/"); !ok || reg != "http://127.0.0.1/" || got != "http://127.0.0.1:51000/" {
+		t.Errorf("loopback on another port: got %q %q %t", reg, got, ok)
 	}
 }
 
@@ -169,6 +196,14 @@ func TestCheckAuthorizeParams(t *testing.T) {
 		"plain":          func(q url.Values) { q.Set("code_challenge_method", "plain") },
 		"no method":      func(q url.Values) { q.Del("code_challenge_method") },
 		"repeated state": func(q url.Values) { q["state"] = []string{"a", "b"} },
+		"request object": func(q url.Values) { q.Set("request", "eyJ.x.y") },
+		"request_uri":    func(q url.Values) { q.Set("request_uri", "https://evil.example/r") },
+		"rich authorization": func(q url.Values) {
+			q.Set("authorization_details", `[{"type":"payment"}]`)
+		},
+		"claims":        func(q url.Values) { q.Set("claims", "{}") },
+		"audience":      func(q url.Values) { q.Set("audience", "https://graph.example.com/") },
+		"fragment mode": func(q url.Values) { q.Set("response_mode", "fragment") },
 	} {
 		q := url.Values{}
 		for k, v := range good {
@@ -225,8 +260,12 @@ func TestClientRedirectURL(t *testing.T) {
 			url.Values{"code": {"wrapped"}, "state": {"s1"}, "iss": {"https://gw.example"}}},
 		{"keeps the uri's query, replaces forged params", "https://app.example/cb?tenant=a&code=old&iss=x", "", callbackParams{Code: "c"},
 			url.Values{"tenant": {"a"}, "code": {"c"}, "iss": {"https://gw.example"}}},
-		{"error", "http://127.0.0.1:9/cb", "s2", callbackParams{Error: "access_denied", ErrorDescription: "no", ErrorURI: "https://as/e"},
-			url.Values{"error": {"access_denied"}, "error_description": {"no"}, "error_uri": {"https://as/e"}, "state": {"s2"}, "iss": {"https://gw.example"}}},
+		{"error", "http://127.0.0.1:9/cb", "s2", callbackParams{Error: "access_denied", ErrorDescription: "no"},
+			url.Values{"error": {"access_denied"}, "error_description": {"no"}, "state": {"s2"}, "iss": {"https://gw.example"}}},
+		{"error description kept to RFC 6749 characters and length", "http://127.0.0.1:9/cb", "", callbackParams{Error: "x\"y", ErrorDescription: "a\nb\"c" + strings.Repeat("d", 300)},
+			url.Values{"error": {"server_error"}, "error_description": {"a b c" + strings.Repeat("d", maxErrorDescription-5)}, "iss": {"https://gw.example"}}},
+		{"no error_uri, even from the redirect URI", "https://app.example/cb?error_uri=https://evil.example", "", callbackParams{Error: "e"},
+			url.Values{"error": {"e"}, "iss": {"https://gw.example"}}},
 	} {
 		got := clientRedirectURL(tc.uri, tc.state, "https://gw.example", tc.p)
 		u, _ := url.Parse(got)
@@ -298,12 +337,14 @@ func TestParseTokenRequest(t *testing.T) {
 func TestUpstreamTokenRequest(t *testing.T) {
 	t.Parallel()
 	cb := "https://gw.example/callback"
+	res := "https://gw.example/mcp"
 	pub := upstreamClient{ID: "client_UP", Callback: cb}
 	basicC := upstreamClient{ID: "client_UP", Secret: "sec ret", AuthMethod: "client_secret_basic", Callback: cb}
 	postC := upstreamClient{ID: "client_UP", Secret: "sec", AuthMethod: "client_secret_post", Callback: cb}
 	code := url.Values{"grant_type": {"authorization_code"}, "code": {"wrapped"}, "redirect_uri": {"http://127.0.0.1:9/cb"},
-		"code_verifier": {"v"}, "resource": {"https://gw.example/mcp"}, "client_assertion": {"x"}}
-	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"r"}, "scope": {"openid"}, "resource": {"https://gw.example/mcp"}}
+		"code_verifier": {"v"}, "resource": {res}, "client_assertion": {"x"}, "audience": {"https://graph.example.com/"},
+		"authorization_details": {"[]"}}
+	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"r"}, "scope": {"openid"}}
 	cc := url.Values{"grant_type": {"client_credentials"}, "scope": {"x"}}
 	for _, tc := range []struct {
 		name     string
@@ -314,19 +355,19 @@ func TestUpstreamTokenRequest(t *testing.T) {
 		wantPass string
 	}{
 		{"code, public", code, pub, url.Values{"grant_type": {"authorization_code"}, "code": {"UPCODE"}, "redirect_uri": {cb},
-			"code_verifier": {"v"}, "resource": {"https://gw.example/mcp"}, "client_id": {"client_UP"}}, "", ""},
+			"code_verifier": {"v"}, "resource": {res}, "client_id": {"client_UP"}}, "", ""},
 		{"code, basic", code, basicC, url.Values{"grant_type": {"authorization_code"}, "code": {"UPCODE"}, "redirect_uri": {cb},
-			"code_verifier": {"v"}, "resource": {"https://gw.example/mcp"}}, "client_UP", "sec+ret"},
+			"code_verifier": {"v"}, "resource": {res}}, "client_UP", "sec+ret"},
 		{"code, post", code, postC, url.Values{"grant_type": {"authorization_code"}, "code": {"UPCODE"}, "redirect_uri": {cb},
-			"code_verifier": {"v"}, "resource": {"https://gw.example/mcp"}, "client_id": {"client_UP"}, "client_secret": {"sec"}}, "", ""},
-		{"refresh, post", refresh, postC, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"r"}, "scope": {"openid"},
-			"resource": {"https://gw.example/mcp"}, "client_id": {"client_UP"}, "client_secret": {"sec"}}, "", ""},
+			"code_verifier": {"v"}, "resource": {res}, "client_id": {"client_UP"}, "client_secret": {"sec"}}, "", ""},
+		{"refresh without resource gets the gateway's, post", refresh, postC, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"r"}, "scope": {"openid"},
+			"resource": {res}, "client_id": {"client_UP"}, "client_secret": {"sec"}}, "", ""},
 		{"refresh, basic", refresh, basicC, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"r"}, "scope": {"openid"},
-			"resource": {"https://gw.example/mcp"}}, "client_UP", "sec+ret"},
-		{"client_credentials never gets the secret (post)", cc, postC, url.Values{"grant_type": {"client_credentials"}, "scope": {"x"}, "client_id": {"client_UP"}}, "", ""},
-		{"client_credentials never gets the secret (basic)", cc, basicC, url.Values{"grant_type": {"client_credentials"}, "scope": {"x"}, "client_id": {"client_UP"}}, "", ""},
+			"resource": {res}}, "client_UP", "sec+ret"},
+		{"client_credentials never gets the secret (post)", cc, postC, url.Values{"grant_type": {"client_credentials"}, "scope": {"x"}, "resource": {res}, "client_id": {"client_UP"}}, "", ""},
+		{"client_credentials never gets the secret (basic)", cc, basicC, url.Values{"grant_type": {"client_credentials"}, "scope": {"x"}, "resource": {res}, "client_id": {"client_UP"}}, "", ""},
 	} {
-		form, user, pass := upstreamTokenRequest(tc.in, "UPCODE", tc.c)
+		form, user, pass := upstreamTokenRequest(tc.in, "UPCODE", res, tc.c)
 		if form.Encode() != tc.want.Encode() || user != tc.wantUser || pass != tc.wantPass {
 			t.Errorf("%s:\n got %s user=%q pass=%q\nwant %s user=%q pass=%q", tc.name, form.Encode(), user, pass, tc.want.Encode(), tc.wantUser, tc.wantPass)
 		}
@@ -336,32 +377,171 @@ func TestUpstreamTokenRequest(t *testing.T) {
 	}
 }
 
-func TestConsentAndUsedSet(t *testing.T) {
+func TestConsentSet(t *testing.T) {
 	t.Parallel()
 	var set []string
 	for i := range maxRemembered + 5 {
-		set = withConsent(set, "client"+string(rune('a'+i)))
+		set = withConsent(set, consentDigest("client"+string(rune('a'+i)), "http://127.0.0.1/cb"))
 	}
-	if len(set) != maxRemembered || set[len(set)-1] != clientDigest("client"+string(rune('a'+maxRemembered+4))) {
+	last := consentDigest("client"+string(rune('a'+maxRemembered+4)), "http://127.0.0.1/cb")
+	if len(set) != maxRemembered || set[len(set)-1] != last {
 		t.Errorf("consent set: %d entries", len(set))
 	}
-	if again := withConsent(set, "client"+string(rune('a'+maxRemembered+4))); len(again) != maxRemembered {
+	if again := withConsent(set, last); len(again) != maxRemembered {
 		t.Errorf("a repeated consent grew the set to %d", len(again))
 	}
-
-	u := newUsedSet(2)
-	if fresh, _ := u.use("a", 10, 0); !fresh {
-		t.Error("a: not fresh")
+	if consentDigest("c", "http://127.0.0.1/cb") == consentDigest("c", "https://attacker.example/steal") ||
+		consentDigest("c", "https://a.example/cb") == consentDigest("c"+"\x00https://a.example", "/cb") {
+		t.Error("consent for one redirect URI covers another")
 	}
-	if fresh, _ := u.use("a", 10, 0); fresh {
+}
+
+// TestUsedSetNeverRefuses: a full replay memory forgets its oldest ids instead of refusing new ones.
+func TestUsedSetNeverRefuses(t *testing.T) {
+	t.Parallel()
+	u := newUsedSet(3)
+	for _, id := range []string{"a", "b", "c"} {
+		if !u.use(id) {
+			t.Fatalf("%s: not fresh", id)
+		}
+	}
+	if u.use("a") {
 		t.Error("a: replay accepted")
 	}
-	u.use("b", 20, 0)
-	if fresh, full := u.use("c", 30, 5); fresh || !full {
-		t.Errorf("full set: got fresh=%t full=%t", fresh, full)
+	for i := range 10_000 {
+		if !u.use(strconv.Itoa(i)) {
+			t.Fatalf("id %d refused in a full set", i)
+		}
 	}
-	if fresh, full := u.use("c", 30, 15); !fresh || full {
-		t.Errorf("after expiry: got fresh=%t full=%t", fresh, full)
+	if !u.use("a") {
+		t.Error("the oldest id was not forgotten")
+	}
+	if u.use("9999") {
+		t.Error("the newest id was forgotten")
+	}
+	if len(u.ids) != 3 || len(u.ring) != 3 {
+		t.Errorf("the set grew: %d ids, %d in ring", len(u.ids), len(u.ring))
+	}
+}
+
+// TestRateLimiter: a key is limited per minute; the window starts over; a full limiter lets new keys through rather
+// than refusing them.
+func TestRateLimiter(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_020, 0) // 20 s into a minute
+	l := newRateLimiter(2, 3)
+	for i := range 2 {
+		if ok, _ := l.allow("a", now); !ok {
+			t.Fatalf("event %d refused", i)
+		}
+	}
+	ok, wait := l.allow("a", now)
+	if ok || wait != 40*time.Second {
+		t.Errorf("third event: got %t %s, want refused for 40s", ok, wait)
+	}
+	if ok, _ := l.allow("b", now); !ok {
+		t.Error("another key was limited")
+	}
+	l.allow("c", now)
+	for i := range 100 {
+		if ok, _ := l.allow("new"+strconv.Itoa(i), now); !ok {
+			t.Fatal("a full limiter refused a new key")
+		}
+	}
+	if len(l.counts) != 3 {
+		t.Errorf("the limiter grew to %d keys", len(l.counts))
+	}
+	if ok, _ := l.allow("a", now.Add(40*time.Second)); !ok {
+		t.Error("the next minute is still limited")
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	t.Parallel()
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	for _, tc := range []struct {
+		name, remote string
+		xff          []string
+		trusted      []netip.Prefix
+		want         string
+	}{
+		{"peer", "203.0.113.7:5555", nil, nil, "203.0.113.7"},
+		{"forwarded-for ignored without trusted proxies", "203.0.113.7:5555", []string{"198.51.100.1"}, nil, "203.0.113.7"},
+		{"forwarded-for ignored from an untrusted peer", "203.0.113.7:5555", []string{"198.51.100.1"}, trusted, "203.0.113.7"},
+		{"right-most untrusted hop", "10.1.2.3:5555", []string{"198.51.100.9, 198.51.100.1, 10.9.9.9"}, trusted, "198.51.100.1"},
+		{"several headers", "10.1.2.3:5555", []string{"198.51.100.9", "198.51.100.2"}, trusted, "198.51.100.2"},
+		{"garbage stops the walk", "10.1.2.3:5555", []string{"198.51.100.9, junk"}, trusted, "10.1.2.3"},
+		{"IPv6 by /64", "[2001:db8:1:2:3:4:5:6]:443", nil, nil, "2001:db8:1:2::/64"},
+		{"IPv4-mapped", "[::ffff:203.0.113.7]:1", nil, nil, "203.0.113.7"},
+		{"trusted IPv6 peer", "[::1]:1", []string{"203.0.113.8"}, trusted, "203.0.113.8"},
+	} {
+		r := httptest.NewRequest("GET", "/authorize", nil)
+		r.RemoteAddr = tc.remote
+		r.Header["X-Forwarded-For"] = tc.xff
+		if got := clientAddr(r, tc.trusted); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestScopePolicy(t *testing.T) {
+	t.Parallel()
+	open := scopePolicy{fallback: []string{"openid", "profile"}}
+	listed := scopePolicy{allowed: []string{"openid", "profile", "email", "offline_access"}, fallback: []string{"openid"}}
+	for _, tc := range []struct {
+		name    string
+		p       scopePolicy
+		in      string
+		want    []string
+		wantErr string
+	}{
+		{"none: the default", open, "", []string{"openid", "profile"}, ""},
+		{"none, white space: the default", listed, "  ", []string{"openid"}, ""},
+		{"no allow-list: passed on", open, "openid custom:thing", []string{"openid", "custom:thing"}, ""},
+		{"allowed", listed, "openid offline_access", []string{"openid", "offline_access"}, ""},
+		{"not allowed", listed, "openid Mail.ReadWrite", nil, "invalid_scope"},
+		{"not allowed, Graph", listed, "Directory.ReadWrite.All", nil, "invalid_scope"},
+		{"malformed", open, "openid a\"b", nil, "invalid_scope"},
+		{"too many", open, strings.Repeat("s ", maxScopes+1), nil, "invalid_scope"},
+		{"too long", open, strings.Repeat("s", maxScopeToken+1), nil, "invalid_scope"},
+	} {
+		got, oe := tc.p.settle(tc.in)
+		if tc.wantErr != "" {
+			if oe == nil || oe.Code != tc.wantErr {
+				t.Errorf("%s: got %v %v, want %s", tc.name, got, oe, tc.wantErr)
+			}
+			continue
+		}
+		if oe != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v %v, want %v", tc.name, got, oe, tc.want)
+		}
+	}
+	if got := resourceScopes([]string{"email", "offline_access", "openid"}, []string{"mcp:tools", "openid"}); !slices.Equal(got, []string{"email", "openid", "mcp:tools"}) {
+		t.Errorf("resourceScopes: %v", got)
+	}
+}
+
+func TestCheckResource(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		resource string
+		in       []string
+		ok       bool
+	}{
+		{"https://mcp.example.com/mcp", nil, true},
+		{"https://mcp.example.com/mcp", []string{"https://mcp.example.com/mcp"}, true},
+		{"https://mcp.example.com/mcp", []string{"https://mcp.example.com/mcp", "https://mcp.example.com/mcp"}, true},
+		{"https://mcp.example.com/mcp", []string{"https://graph.example.com/"}, false},
+		{"https://mcp.example.com/mcp", []string{"https://mcp.example.com/mcp", "https://graph.example.com/"}, false},
+		{"https://mcp.example.com/mcp", []string{"https://mcp.example.com/mcp/"}, false},
+		{"https://mcp.example.com/mcp", []string{""}, false},
+		{"https://mcp.example.com", []string{"https://mcp.example.com/"}, true},
+		{"https://mcp.example.com", []string{"https://mcp.example.com/x"}, false},
+	} {
+		oe := checkResource(tc.in, tc.resource)
+		if (oe == nil) != tc.ok || (oe != nil && oe.Code != "invalid_target") {
+			t.Errorf("checkResource(%q, %q): got %v, want ok=%t", tc.in, tc.resource, oe, tc.ok)
+		}
 	}
 }
 
@@ -430,8 +610,11 @@ func FuzzTokenRewrite(f *testing.F) {
 		if post {
 			c.AuthMethod = "client_secret_post"
 		}
-		form, user, pass := upstreamTokenRequest(tr.Params, "UPCODE", c)
+		form, user, pass := upstreamTokenRequest(tr.Params, "UPCODE", "https://gw.example/mcp", c)
 		grant := tr.Params.Get("grant_type")
+		if !slices.Equal(form["resource"], []string{"https://gw.example/mcp"}) {
+			t.Fatalf("resource not pinned: %v", form)
+		}
 		secretGrant := grant == "authorization_code" || grant == "refresh_token"
 		if form.Has("client_assertion") || (form.Has("client_secret") && !(secretGrant && post)) {
 			t.Fatalf("client credentials forwarded: %v", form)
@@ -451,12 +634,16 @@ func FuzzTokenRewrite(f *testing.F) {
 		}
 		for k, vs := range tr.Params {
 			switch k {
-			case "client_id", "client_secret", "client_assertion", "client_assertion_type":
-				continue
 			case "code", "redirect_uri":
 				if grant == "authorization_code" {
 					continue
 				}
+			}
+			if !slices.Contains(tokenParams, k) {
+				if k != "client_id" && k != "client_secret" && k != "resource" && form.Has(k) {
+					t.Fatalf("parameter %q passed on: %v", k, form)
+				}
+				continue
 			}
 			if !slices.Equal(form[k], vs) {
 				t.Fatalf("parameter %q: got %q, want %q", k, form[k], vs)

@@ -356,13 +356,34 @@ func (g *Gateway) routes() http.Handler {
 	if g.facade != nil {
 		issuer = g.facade.issuer
 	}
-	prm := metadata.ProtectedResourceHandler(metadata.ProtectedResource{
-		Resource:               g.cfg.Resource,
-		AuthorizationServers:   []string{issuer},
-		ScopesSupported:        g.scopes,
-		BearerMethodsSupported: []string{"header"},
-		ResourceName:           g.cfg.ResourceName,
-	})
+	prmFor := func(scopes []string) http.Handler {
+		return metadata.ProtectedResourceHandler(metadata.ProtectedResource{
+			Resource:               g.cfg.Resource,
+			AuthorizationServers:   []string{issuer},
+			ScopesSupported:        scopes,
+			BearerMethodsSupported: []string{"header"},
+			ResourceName:           g.cfg.ResourceName,
+		})
+	}
+	prm := prmFor(g.scopes)
+	if f := g.facade; f != nil {
+		// Option B: scopes_supported are the facade's (GATEWAY_FACADE_SCOPES, else the authorization server's, known once
+		// discovery has run), so that clients that take their scope from here ask for one.
+		type built struct {
+			as *metadata.AuthServer
+			h  http.Handler
+		}
+		var cur atomic.Pointer[built]
+		prm = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			as := g.upstreamAS.Load()
+			b := cur.Load()
+			if b == nil || b.as != as {
+				b = &built{as: as, h: prmFor(f.resourceScopes(as))}
+				cur.Store(b)
+			}
+			b.h.ServeHTTP(w, r)
+		})
+	}
 	r.Handle("/.well-known/oauth-protected-resource", routeName("prm", prm))
 	if g.cfg.MCPPath != "/" {
 		r.Handle("/.well-known/oauth-protected-resource"+g.cfg.MCPPath, routeName("prm", prm))

@@ -82,6 +82,12 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // lines returns the lines logged so far, decoded.
 func (b *logBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()

@@ -169,8 +169,35 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 		if cfg.SessionSecret == "" && cfg.IdentitySecret == "" {
 			note = "; set GATEWAY_SESSION_SECRET (or GATEWAY_IDENTITY_SECRET), or registrations end with the process"
 		}
-		pass("static client id", "%s is set (%s, %s): Option B, the gateway is the authorization server MCP clients see; register %s as the client's redirect URI at the authorization server%s",
-			name, id, kind, cfg.CallbackURL(), note)
+		var upstreamScopes []string
+		if doc != nil {
+			upstreamScopes = doc.ScopesSupported
+		}
+		advertised, _, fallback := cfg.FacadeScopesFor(upstreamScopes)
+		scopes := "scopes: any the client asks for (GATEWAY_FACADE_SCOPES unset)"
+		if len(cfg.FacadeScopeList) > 0 {
+			scopes = "scopes: only " + strings.Join(cfg.FacadeScopeList, " ") + " (GATEWAY_FACADE_SCOPES)"
+		}
+		switch {
+		case len(advertised) == 0:
+			scopes += ", none advertised"
+		case len(cfg.FacadeScopeList) == 0:
+			scopes += ", advertised: the authorization server's " + strings.Join(advertised, " ")
+		}
+		switch {
+		case len(cfg.FacadeDefaultScopeList) > 0:
+			scopes += "; sent when a client sends none: " + strings.Join(fallback, " ") + " (GATEWAY_FACADE_DEFAULT_SCOPE)"
+		case len(fallback) > 0:
+			scopes += "; sent when a client sends none: " + strings.Join(fallback, " ") + " (what the protected resource metadata advertises)"
+		default:
+			scopes += "; a client that sends no scope sends none upstream (set GATEWAY_FACADE_DEFAULT_SCOPE if the authorization server needs one)"
+		}
+		addrs := "per-address limits count the TCP peer (set GATEWAY_TRUSTED_PROXIES behind a reverse proxy)"
+		if len(cfg.TrustedProxyList) > 0 {
+			addrs = fmt.Sprintf("per-address limits count the X-Forwarded-For address from %v (GATEWAY_TRUSTED_PROXIES)", cfg.TrustedProxyList)
+		}
+		pass("static client id", "%s is set (%s, %s): Option B, the gateway is the authorization server MCP clients see; register %s as the client's redirect URI at the authorization server; resource pinned to %s; %s; %s%s",
+			name, id, kind, cfg.CallbackURL(), cfg.Resource, scopes, addrs, note)
 	} else {
 		pass("static client id", "none set; clients register themselves")
 	}

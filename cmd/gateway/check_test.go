@@ -137,6 +137,15 @@ func TestCheck(t *testing.T) {
 			skip: []string{"issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE", "static client id", "audience", "upstream"}},
 		{name: "https public URL", env: map[string]string{"GATEWAY_PUBLIC_URL": "https://mcp.example.com"}, failed: []string{"audience"}, output: "✓ public URL: https://mcp.example.com uses https"},
 		{name: "static client id", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, output: "register http://localhost:3000/callback as the client's redirect URI"},
+		{name: "static client id, scopes from the authorization server", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"},
+			issuer: checkIssuer{doc: func(b string) map[string]any {
+				d := goodDoc(b)
+				d["scopes_supported"] = []string{"email", "offline_access", "openid", "profile"}
+				return d
+			}}, output: "advertised: the authorization server's email offline_access openid profile; sent when a client sends none: email openid profile (what the protected resource metadata advertises); per-address limits count the TCP peer"},
+		{name: "static client id, facade scopes", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC",
+			"GATEWAY_FACADE_SCOPES": "openid email", "GATEWAY_FACADE_DEFAULT_SCOPE": "openid", "GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8"},
+			output: "resource pinned to http://localhost:3000/mcp; scopes: only openid email (GATEWAY_FACADE_SCOPES); sent when a client sends none: openid (GATEWAY_FACADE_DEFAULT_SCOPE); per-address limits count the X-Forwarded-For address from [10.0.0.0/8]"},
 		{name: "static client id without registration", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, issuer: checkIssuer{doc: func(b string) map[string]any {
 			d := goodDoc(b)
 			delete(d, "registration_endpoint")

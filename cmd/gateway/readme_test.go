@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcp-gateway/gateway/proxy"
 )
 
 // quickStart is what the README's first code block must say: the two commands a newcomer needs.
@@ -99,5 +101,25 @@ func TestReadmeDocumentsDevAndCheck(t *testing.T) {
 	first, _, _ := strings.Cut(trouble, "\n\n")
 	if !strings.Contains(first, "go run ./cmd/gateway --check") {
 		t.Errorf("README.md's troubleshooting does not start with go run ./cmd/gateway --check; it starts with:\n%s", first)
+	}
+}
+
+// TestReadmeDocumentsEveryVariable checks that README.md's configuration table has a row for every variable the
+// gateway reads.
+func TestReadmeDocumentsEveryVariable(t *testing.T) {
+	md := readme(t)
+	_, table, ok := strings.Cut(md, "\n## Configuration")
+	if !ok {
+		t.Fatal("README.md has no Configuration section")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	for f := range reflect.TypeFor[proxy.Config]().Fields() {
+		name := f.Tag.Get("env")
+		if name == "" || name == "-" {
+			continue
+		}
+		if !strings.Contains(table, "`"+name+"`") {
+			t.Errorf("README.md's Configuration section does not document %s", name)
+		}
 	}
 }

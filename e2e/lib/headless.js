@@ -63,8 +63,21 @@ function pathMatches(requestPath, cookiePath) {
  *   in Option B) with this decision, as a person would; without it, such a page is an error
  * @returns {Promise<URLSearchParams>}
  */
-export async function followToRedirect(authorizationURL, redirectURI, { jar = new CookieJar(), trail = [], consent } = {}) {
+export async function followToRedirect(authorizationURL, redirectURI, opts = {}) {
   const target = new URL(redirectURI);
+  const url = await followUntil(authorizationURL, (u) => u.origin === target.origin && u.pathname === target.pathname, opts);
+  return url.searchParams;
+}
+
+/**
+ * Like followToRedirect, but stops before requesting the first URL for which stop returns true, and returns that URL.
+ * A test uses it to hold a sign-in's callback URL without opening it, e.g. to open it in another browser.
+ *
+ * @param {string|URL} authorizationURL
+ * @param {(url: URL) => boolean} stop
+ * @returns {Promise<URL>}
+ */
+export async function followUntil(authorizationURL, stop, { jar = new CookieJar(), trail = [], consent } = {}) {
   let url = new URL(authorizationURL);
   let post; // the consent form to send instead of a GET
   for (let hops = 0; hops < 20; hops++) {
@@ -94,9 +107,7 @@ export async function followToRedirect(authorizationURL, redirectURI, { jar = ne
     }
     await response.body?.cancel();
     url = new URL(location, url);
-    if (url.origin === target.origin && url.pathname === target.pathname) {
-      return url.searchParams;
-    }
+    if (stop(url)) return url;
   }
   throw new Error(`more than 20 redirects from ${authorizationURL}`);
 }

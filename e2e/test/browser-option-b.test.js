@@ -2,7 +2,8 @@
 // allows, passes the authorization server (oidc-provider, registration off, signing a fixed user in) and the gateway's
 // /callback, and lands at the test's loopback redirect URI with a code the gateway's /token turns into a token the
 // gateway accepts. A second sign-in of the same client skips the consent page (remembered in a cookie); Deny sends
-// access_denied. Screenshots in artifacts/screenshots/option-b-*.png.
+// access_denied. A callback that another browser started ends on the gateway's page, never at a redirect URI.
+// Screenshots in artifacts/screenshots/option-b-*.png.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import { chromium } from 'playwright-core';
 
 import { defaultUser as alice } from '../lib/authserver.js';
 import { chromiumArgs, chromiumPath, screenshots, startCallbackServer } from '../lib/browser.js';
+import { followUntil } from '../lib/headless.js';
 import { authorizationURL, discover, exchangeCode, initialize, jwtClaims, pkce, register } from '../lib/oauth.js';
 import { startOptionB, upstreamClientID } from '../lib/optionb.js';
 
@@ -45,7 +47,7 @@ describe('a browser signs in through the gateway consent page (Option B)', () =>
 
   /** Opens an authorization request for client in a new page; returns the page. */
   async function open(client, state, challenge) {
-    const url = authorizationURL(meta, { clientId: client.client_id, redirectURI: callback.redirectURI, challenge, state, resource, scope: 'openid offline_access' });
+    const url = authorizationURL(meta, { clientId: client.client_id, redirectURI: callback.redirectURI, challenge, state, resource });
     const page = await context.newPage();
     await page.goto(url.href);
     return page;
@@ -60,6 +62,8 @@ describe('a browser signs in through the gateway consent page (Option B)', () =>
     const text = await page.textContent('body');
     assert.ok(text.includes(callback.redirectURI), 'the consent page names the redirect URI');
     assert.ok(text.includes(env.as.issuer), 'and the authorization server');
+    const listed = await page.locator('#scopes li').allTextContents();
+    assert.deepEqual(listed, ['openid', 'profile', 'email'], 'and the scopes it will ask for (the default: the client sent none)');
     await page.screenshot({ path: path.join(screenshots, 'option-b-1-consent.png'), fullPage: true });
 
     await Promise.all([
@@ -89,7 +93,7 @@ describe('a browser signs in through the gateway consent page (Option B)', () =>
     again.on('framenavigated', (f) => seen.push(f.url()));
     await Promise.all([
       again.waitForURL((u) => u.href.startsWith(callback.redirectURI)),
-      again.goto(authorizationURL(meta, { clientId: client.client_id, redirectURI: callback.redirectURI, challenge: second.challenge, state: 'optb-state-2', resource, scope: 'openid offline_access' }).href),
+      again.goto(authorizationURL(meta, { clientId: client.client_id, redirectURI: callback.redirectURI, challenge: second.challenge, state: 'optb-state-2', resource }).href),
     ]);
     await again.screenshot({ path: path.join(screenshots, 'option-b-3-remembered.png'), fullPage: true });
     await again.close();
@@ -117,6 +121,33 @@ describe('a browser signs in through the gateway consent page (Option B)', () =>
     assert.equal(query.get('error'), 'access_denied');
     assert.equal(query.get('state'), 'optb-state-3');
     assert.equal(query.get('code'), null);
+  });
+
+  test("a sign-in started in another browser ends on a page when its callback is opened here", async () => {
+    // The other browser (headless, with its own cookies) registers its client, allows it and signs in, and stops at
+    // the gateway's callback URL, which it then gets this browser to open, with an error of its choosing.
+    const client = await register(meta, callback.redirectURI, 'Someone else');
+    const { challenge } = pkce();
+    const url = authorizationURL(meta, { clientId: client.client_id, redirectURI: callback.redirectURI, challenge, state: 'elsewhere', resource });
+    const cb = await followUntil(url, (u) => u.origin === env.gw.url && u.pathname === '/callback', { consent: 'allow' });
+    const lure = new URL(cb);
+    lure.searchParams.delete('code');
+    lure.searchParams.set('error', 'access_denied');
+    lure.searchParams.set('error_description', 'Your session expired: call +1 555 0100');
+    lure.searchParams.set('error_uri', 'https://attacker.example/help');
+    const before = callback.received.length;
+    for (const [i, target] of [cb, lure].entries()) {
+      const page = await context.newPage();
+      const response = await page.goto(target.href);
+      assert.equal(response.status(), 400);
+      assert.equal(new URL(page.url()).origin + new URL(page.url()).pathname, `${env.gw.url}/callback`, 'no redirect');
+      await page.getByRole('heading', { name: 'Sign-in started elsewhere' }).waitFor();
+      const text = await page.textContent('body');
+      assert.ok(!text.includes('555') && !text.includes('attacker'), text);
+      if (i === 0) await page.screenshot({ path: path.join(screenshots, 'option-b-5-other-browser.png'), fullPage: true });
+      await page.close();
+    }
+    assert.equal(callback.received.length, before, 'the redirect URI was never reached');
   });
 
   test('the consent page cannot be framed', async () => {

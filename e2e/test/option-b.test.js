@@ -11,13 +11,16 @@ import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 import { defaultUser as alice, scopes } from '../lib/authserver.js';
-import { followToRedirect } from '../lib/headless.js';
+import { CookieJar, followToRedirect, followUntil } from '../lib/headless.js';
 import { authorizationURL, discover, exchangeCode, initialize, jwtClaims, pkce, register, tokenRequest } from '../lib/oauth.js';
 import { startOptionB, upstreamClientID } from '../lib/optionb.js';
 
 const redirectURI = 'http://127.0.0.1:8977/callback';
 
-/** An OAuthClientProvider kept in memory whose user allows the consent page and signs in headlessly. */
+/**
+ * An OAuthClientProvider kept in memory whose user allows the consent page and signs in headlessly. Its client
+ * metadata names no scope, as most clients' do: the SDK then takes the scope from the protected resource metadata.
+ */
 class ConsentingProvider {
   redirectUrl = redirectURI;
   clientMetadata = {
@@ -26,7 +29,6 @@ class ConsentingProvider {
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'none',
-    scope: scopes.join(' '),
   };
   client;
   saved = [];
@@ -107,6 +109,9 @@ describe('Option B: the TypeScript SDK client with a pre-registered client (clie
 
     const prm = await (await fetch(`${gw.url}/.well-known/oauth-protected-resource/mcp`)).json();
     assert.deepEqual(prm.authorization_servers, [gw.url], 'the PRM names the gateway');
+    assert.deepEqual(prm.scopes_supported, scopes.filter((s) => s !== 'offline_access'), "the PRM advertises the authorization server's scopes");
+    const asMeta = await (await fetch(`${gw.url}/.well-known/oauth-authorization-server`)).json();
+    assert.deepEqual(asMeta.scopes_supported, scopes, "and so does the gateway's authorization server metadata");
     const dcr = exchanges.find((e) => e.url === `${gw.url}/register`);
     assert.equal(dcr?.status, 201, 'the client registered with the gateway');
     assert.deepEqual(as.registrations, [], 'nothing registered at the authorization server');
@@ -126,6 +131,7 @@ describe('Option B: the TypeScript SDK client with a pre-registered client (clie
     assert.equal(upstream.searchParams.get('redirect_uri'), `${gw.url}/callback`);
     assert.equal(upstream.searchParams.get('resource'), gw.mcpURL, 'resource kept');
     assert.equal(upstream.searchParams.get('code_challenge'), authz.searchParams.get('code_challenge'), 'PKCE kept');
+    assert.equal(authz.searchParams.get('scope'), prm.scopes_supported.join(' '), 'the SDK took its scope from the PRM');
     assert.equal(upstream.searchParams.get('scope'), authz.searchParams.get('scope'), 'scope kept');
     assert.ok(trail.some((s) => new URL(s.url).pathname === '/callback' && s.status === 302), 'through the gateway callback');
 
@@ -195,7 +201,7 @@ for (const upstreamAuthMethod of ['client_secret_basic', 'client_secret_post']) 
       assert.equal(res.status, 201);
       const reg = await res.json();
       const { verifier, challenge } = pkce();
-      const url = authorizationURL(meta, { clientId: reg.client_id, redirectURI, challenge, state: 'st', resource: env.gw.mcpURL, scope: 'openid offline_access' });
+      const url = authorizationURL(meta, { clientId: reg.client_id, redirectURI, challenge, state: 'st', resource: env.gw.mcpURL });
       const cb = await followToRedirect(url, redirectURI, { consent: 'allow' });
       assert.equal(cb.get('iss'), env.gw.url);
       return { reg, verifier, code: cb.get('code') };
@@ -249,14 +255,82 @@ for (const upstreamAuthMethod of ['client_secret_basic', 'client_secret_post']) 
       assert.equal((await res.json()).error, 'invalid_grant');
     });
 
-    test('client_credentials is passed on without the pre-registered secret, so the authorization server refuses it', async () => {
+    test('client_credentials is refused by the gateway, never passed on', async () => {
       const reg = await register(meta, redirectURI, 'client credentials');
       const before = env.as.grants.length;
       const res = await tokenRequest(meta, { grant: { grant_type: 'client_credentials' }, clientId: reg.client_id });
-      const body = await res.json();
-      assert.ok(res.status === 400 || res.status === 401, `status ${res.status}`);
-      assert.ok(body.error, JSON.stringify(body));
+      assert.equal(res.status, 400);
+      assert.equal((await res.json()).error, 'unsupported_grant_type');
       assert.equal(env.as.grants.length, before);
+    });
+
+    test('a client that sends no scope and no resource signs in with the default scope, for this MCP server only', async () => {
+      const reg = await register(meta, redirectURI, 'no scope');
+      const { verifier, challenge } = pkce();
+      const trail = [];
+      const cb = await followToRedirect(authorizationURL(meta, { clientId: reg.client_id, redirectURI, challenge, state: 'ns' }), redirectURI, { consent: 'allow', trail });
+      assert.ok(cb.get('code'), `the authorization server refused: ${cb}`);
+      const upstream = new URL(trail.find((s) => s.url.startsWith(`${env.as.issuer}/oauth2/authorize`)).url);
+      assert.equal(upstream.searchParams.get('scope'), 'openid profile email', 'the default scope went upstream');
+      assert.equal(upstream.searchParams.get('resource'), env.gw.mcpURL, "and the gateway's resource");
+      const tok = await exchangeCode(meta, { clientId: reg.client_id, redirectURI, code: cb.get('code'), verifier });
+      assert.deepEqual([jwtClaims(tok.access_token).aud].flat(), [env.gw.mcpURL]);
+      const res = await initialize(env.gw.mcpURL, tok.access_token);
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    });
+
+    test('a token for another resource is refused at /authorize and /token', async () => {
+      const reg = await register(meta, redirectURI, 'another resource');
+      const { challenge } = pkce();
+      const url = authorizationURL(meta, { clientId: reg.client_id, redirectURI, challenge, state: 'g', resource: 'https://graph.example.com/', scope: 'Mail.ReadWrite' });
+      const res = await fetch(url, { redirect: 'manual' });
+      assert.equal(res.status, 400);
+      assert.equal(res.headers.get('location'), null);
+      assert.match(await res.text(), /issues tokens for resource/);
+      const before = env.as.grants.length;
+      const tok = await tokenRequest(meta, {
+        grant: { grant_type: 'refresh_token', refresh_token: 'x', resource: 'https://graph.example.com/' },
+        clientId: reg.client_id,
+      });
+      assert.equal(tok.status, 400);
+      assert.equal((await tok.json()).error, 'invalid_target');
+      assert.equal(env.as.grants.length, before);
+    });
+
+    test('a callback opened without the browser that started the sign-in stops on a page', async () => {
+      const reg = await register(meta, redirectURI, 'bound state');
+      const { challenge } = pkce();
+      const url = authorizationURL(meta, { clientId: reg.client_id, redirectURI, challenge, state: 'b' });
+      const cb = await followUntil(url, (u) => u.origin === env.gw.url && u.pathname === '/callback', { consent: 'allow' });
+      cb.searchParams.set('error', 'access_denied');
+      cb.searchParams.set('error_uri', 'https://attacker.example/');
+      const res = await fetch(cb, { redirect: 'manual' });
+      assert.equal(res.status, 400);
+      assert.equal(res.headers.get('location'), null);
+      assert.match(await res.text(), /another browser/);
+    });
+
+    test('registration refuses redirect URIs a browser or the system would run, and keeps private-use ones', async () => {
+      for (const uri of ['javascript:alert(1)', 'data:text/html,x', 'ms-msdt:/id x', 'file:///etc/passwd', 'http://192.0.2.1/cb']) {
+        const res = await fetch(meta.registration_endpoint, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ redirect_uris: [uri], token_endpoint_auth_method: 'none' }),
+        });
+        assert.equal(res.status, 400, uri);
+        assert.equal((await res.json()).error, 'invalid_redirect_uri', uri);
+      }
+      const res = await fetch(meta.registration_endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          redirect_uris: ['cursor://anysphere.cursor-mcp/oauth/callback', 'com.example.app:/cb', 'https://vscode.dev/redirect', 'http://127.0.0.1:33418/'],
+          token_endpoint_auth_method: 'none',
+        }),
+      });
+      assert.equal(res.status, 201);
+      await res.body?.cancel();
     });
 
     test('a wrong redirect URI, a forged client id and a replayed state stop with a page, not a redirect', async () => {
@@ -274,9 +348,10 @@ for (const upstreamAuthMethod of ['client_secret_basic', 'client_secret_post']) 
       assert.match(await res.text(), /Unknown application/);
 
       const trail = [];
-      await followToRedirect(authorizationURL(meta, { clientId: reg.client_id, redirectURI, challenge, state: 's' }), redirectURI, { consent: 'allow', trail });
+      const jar = new CookieJar();
+      await followToRedirect(authorizationURL(meta, { clientId: reg.client_id, redirectURI, challenge, state: 's' }), redirectURI, { consent: 'allow', trail, jar });
       const callback = trail.find((s) => new URL(s.url).pathname === '/callback');
-      res = await fetch(callback.url, { redirect: 'manual' });
+      res = await fetch(callback.url, { redirect: 'manual', headers: { cookie: jar.header(callback.url) } });
       assert.equal(res.status, 400, 'the same callback a second time');
       assert.match(await res.text(), /already used/);
     });

@@ -115,8 +115,14 @@ func authorizationResult(resp *http.Response) (*auth.AuthorizationResult, error)
 }
 
 // connectWithOAuth connects a go-sdk client to mcpURL, letting it discover the authorization server, register,
-// and authorize with PKCE by itself; fetch plays the browser.
+// and authorize with PKCE by itself; fetch plays the browser. The client asks for its default protocol version.
 func connectWithOAuth(t *testing.T, ctx context.Context, mcpURL string, fetch auth.AuthorizationCodeFetcher) *mcp.ClientSession {
+	t.Helper()
+	return connectWithOAuthAt(t, ctx, mcpURL, fetch, "")
+}
+
+// connectWithOAuthAt is connectWithOAuth with a client that asks for protocolVersion ("" for its default).
+func connectWithOAuthAt(t *testing.T, ctx context.Context, mcpURL string, fetch auth.AuthorizationCodeFetcher, protocolVersion string) *mcp.ClientSession {
 	t.Helper()
 	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
 		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
@@ -132,7 +138,7 @@ func connectWithOAuth(t *testing.T, ctx context.Context, mcpURL string, fetch au
 		t.Fatal(err)
 	}
 	c := mcp.NewClient(&mcp.Implementation{Name: "go-client", Version: "1"}, nil)
-	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: mcpURL, OAuthHandler: h}, nil)
+	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: mcpURL, OAuthHandler: h}, &mcp.ClientSessionOptions{ProtocolVersion: protocolVersion})
 	if err != nil {
 		t.Fatalf("connect with OAuth: %v", err)
 	}
@@ -187,6 +193,19 @@ func TestDevGoClient(t *testing.T) {
 		"map[email:admin@example.com name:Ada Admin organizationId:org_dev_acme userId:user_dev_admin]",
 		"map[permissions:[users:read users:write billing:manage] roles:[admin] scopes:[offline_access]]", // the go-sdk asks for offline_access only
 		"admin@example.com")
+
+	// The go-sdk 1.8 client's default, 2026-07-28, is served without a session: the tools above went that way.
+	if v, id := s.InitializeResult().ProtocolVersion, s.ID(); v != "2026-07-28" || id != "" {
+		t.Errorf("default client: protocol %q, session %q; want 2026-07-28 without a session", v, id)
+	}
+	// A client that starts with a 2025-06-18 initialize is served too.
+	legacy := connectWithOAuthAt(t, ctx, mcpURL, autoLogin, "2025-06-18")
+	if v := legacy.InitializeResult().ProtocolVersion; v != "2025-06-18" {
+		t.Errorf("2025-06-18 client: negotiated %q", v)
+	}
+	if res, err := legacy.CallTool(ctx, &mcp.CallToolParams{Name: "get-user-info"}); err != nil || structured(t, res)["userId"] != "user_dev_admin" {
+		t.Errorf("2025-06-18 client: get-user-info: %v", err)
+	}
 
 	for _, want := range []string{mcpURL, "claude mcp add --transport http gateway-dev " + mcpURL, "npx @modelcontextprotocol/inspector",
 		"user_dev_admin", "user_dev_member", "Signed in automatically as user_dev_admin"} {

@@ -43,8 +43,11 @@ type config struct {
 	// Default 60s. Longer tolerates more clock skew and widens the window in which captured headers can be replayed.
 	IdentityMaxAge time.Duration `env:"TOOLS_IDENTITY_MAX_AGE" envDefault:"60s"`
 
-	// Stateless serves MCP without sessions (go-sdk StreamableHTTPOptions.Stateless). Default false.
-	Stateless bool `env:"TOOLS_STATELESS" envDefault:"false"`
+	// Stateless serves MCP without sessions (go-sdk StreamableHTTPOptions.Stateless). Default true: every POST is
+	// served on its own, GET and DELETE answer 405, and every protocol version the go-sdk knows is served, 2026-07-28
+	// included. false keeps sessions (and standalone GET streams), refuses 2026-07-28 requests (400, -32022), and with
+	// several replicas needs requests routed by Mcp-Session-Id.
+	Stateless bool `env:"TOOLS_STATELESS" envDefault:"true"`
 
 	// JSONResponse answers POSTs with application/json instead of an event stream (go-sdk
 	// StreamableHTTPOptions.JSONResponse). Default false.

@@ -13,6 +13,7 @@ func TestLoadConfig(t *testing.T) {
 		ListenAddr:     "127.0.0.1:3001",
 		WorkOSAPIURL:   "https://api.workos.com",
 		IdentityMaxAge: 60 * time.Second,
+		Stateless:      true,
 		LogLevel:       "info",
 	}
 	secret := strings.Repeat("s", minSecretLen)
@@ -31,13 +32,13 @@ func TestLoadConfig(t *testing.T) {
 				"MCP_USE_OAUTH_WORKOS_API_KEY": "sk_primary",
 				"GATEWAY_IDENTITY_SECRET":      secret,
 				"TOOLS_IDENTITY_MAX_AGE":       "2m",
-				"TOOLS_STATELESS":              "true",
+				"TOOLS_STATELESS":              "false",
 				"TOOLS_JSON_RESPONSE":          "1",
 				"TOOLS_LOG_LEVEL":              "DEBUG",
 			},
 			want: config{
 				ListenAddr: ":8080", WorkOSAPIURL: "http://127.0.0.1:9999/workos", WorkOSAPIKey: "sk_primary",
-				IdentitySecret: secret, IdentityMaxAge: 2 * time.Minute, Stateless: true, JSONResponse: true, LogLevel: "DEBUG",
+				IdentitySecret: secret, IdentityMaxAge: 2 * time.Minute, Stateless: false, JSONResponse: true, LogLevel: "DEBUG",
 			},
 			wantAPIKey: "sk_primary",
 		},

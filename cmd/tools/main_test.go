@@ -89,14 +89,15 @@ func (s signingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return s.base.RoundTrip(req)
 }
 
-// TestRunServesAndShutsDown runs the binary's run on a free port, calls a tool through it as the gateway would,
-// holds a standalone event stream open, and checks that cancelling ctx shuts down cleanly and well before the
+// TestRunServesAndShutsDown runs the binary's run on a free port with sessions, calls a tool through it as the gateway
+// would, holds a standalone event stream open, and checks that cancelling ctx shuts down cleanly and well before the
 // shutdown timeout, the stream included.
 func TestRunServesAndShutsDown(t *testing.T) {
 	t.Parallel()
 	secret := strings.Repeat("k", minSecretLen)
 	addr, cancel, done, logs := startRun(t, map[string]string{
 		"TOOLS_LISTEN_ADDR":       "127.0.0.1:0",
+		"TOOLS_STATELESS":         "false", // standalone event streams exist only with sessions
 		"GATEWAY_IDENTITY_SECRET": secret,
 		"WORKOS_API_KEY":          "sk_test_never_logged",
 	})
@@ -180,6 +181,46 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		if strings.Contains(log, secretValue) {
 			t.Errorf("log contains a secret:\n%s", log)
 		}
+	}
+}
+
+// TestRunSpeaksEveryProtocolVersionByDefault connects go-sdk clients to the service run with its defaults: one at the
+// go-sdk client's default, 2026-07-28 (server/discover, then sessionless requests), and one at 2025-06-18 (initialize).
+// Both call a tool.
+func TestRunSpeaksEveryProtocolVersionByDefault(t *testing.T) {
+	t.Parallel()
+	secret := strings.Repeat("k", minSecretLen)
+	addr, _, _, logs := startRun(t, map[string]string{"TOOLS_LISTEN_ADDR": "127.0.0.1:0", "GATEWAY_IDENTITY_SECRET": secret})
+	conns := &http.Transport{}
+	t.Cleanup(conns.CloseIdleConnections)
+	gateway := signingTransport{base: conns, id: identity.Identity{UserID: "user_alice"}, secret: []byte(secret)}
+
+	for _, tt := range []struct {
+		ask, want string
+	}{
+		{ask: "", want: "2026-07-28"},
+		{ask: "2025-06-18", want: "2025-06-18"},
+	} {
+		client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
+		cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{
+			Endpoint:   "http://" + addr + "/mcp",
+			HTTPClient: &http.Client{Transport: gateway},
+			MaxRetries: -1,
+		}, &mcp.ClientSessionOptions{ProtocolVersion: tt.ask})
+		if err != nil {
+			t.Fatalf("connect asking for %q: %v\n%s", tt.ask, err, logs)
+		}
+		if got := cs.InitializeResult().ProtocolVersion; got != tt.want {
+			t.Errorf("asking for %q: negotiated %q, want %q", tt.ask, got, tt.want)
+		}
+		if id := cs.ID(); id != "" {
+			t.Errorf("asking for %q: session id %q, want none", tt.ask, id)
+		}
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "get-user-info"})
+		if err != nil || res.IsError {
+			t.Errorf("asking for %q: get-user-info: %v %+v", tt.ask, err, res)
+		}
+		cs.Close()
 	}
 }
 

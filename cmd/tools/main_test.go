@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -224,6 +225,34 @@ func TestRunSpeaksEveryProtocolVersionByDefault(t *testing.T) {
 	}
 }
 
+// TestRunWarnsOfUnknownVariables checks that a misspelt TOOLS_* variable is named at start, with the variable it is
+// closest to, and that the service starts anyway.
+func TestRunWarnsOfUnknownVariables(t *testing.T) {
+	t.Parallel()
+	_, cancel, done, logs := startRun(t, map[string]string{
+		"TOOLS_LISTEN_ADDR":   "127.0.0.1:0",
+		"TOOLS_JSON_RESPONCE": "true",
+		"GATEWAY_LOG_LEVEL":   "debug", // the gateway's, not checked here
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run = %v", err)
+	}
+	var warned []string
+	for line := range strings.Lines(logs.String()) {
+		var rec struct {
+			Level, Msg, Name string
+			Closest          string `json:"closest_known"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && strings.HasPrefix(rec.Msg, "unknown variable") {
+			warned = append(warned, rec.Level+" "+rec.Name+" → "+rec.Closest)
+		}
+	}
+	if want := []string{"WARN TOOLS_JSON_RESPONCE → TOOLS_JSON_RESPONSE"}; !slices.Equal(warned, want) {
+		t.Errorf("warnings = %q, want %q\n%s", warned, want, logs)
+	}
+}
+
 func equalJSON(a, b any) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
@@ -250,6 +279,11 @@ func TestRunFailsToStart(t *testing.T) {
 			want:    []string{"TOOLS_LOG_LEVEL", "WORKOS_API_URL"},
 		},
 		{name: "address in use", environ: map[string]string{"TOOLS_LISTEN_ADDR": busy.Addr().String()}, want: []string{"listen"}},
+		{
+			name:    "every interface without a secret",
+			environ: map[string]string{"TOOLS_LISTEN_ADDR": "0.0.0.0:0"},
+			want:    []string{"TOOLS_LISTEN_ADDR", "GATEWAY_IDENTITY_SECRET", "127.0.0.1"},
+		},
 		{name: "unexpected argument", args: []string{"serve"}, environ: map[string]string{}, want: []string{"unexpected arguments"}},
 		{name: "unknown flag", args: []string{"-port=1"}, environ: map[string]string{}, want: []string{"-port"}},
 	}
@@ -257,7 +291,10 @@ func TestRunFailsToStart(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stderr bytes.Buffer
-			err := run(t.Context(), append([]string{"tools"}, tt.args...), tt.environ, io.Discard, &stderr)
+			// Bounded, so that a run that starts serving when it should not fails the test instead of hanging it.
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			err := run(ctx, append([]string{"tools"}, tt.args...), tt.environ, io.Discard, &stderr)
 			if err == nil {
 				t.Fatal("run: got nil, want an error")
 			}
@@ -319,7 +356,9 @@ func TestHealthcheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stderr bytes.Buffer
-			err := run(t.Context(), []string{"tools", "--healthcheck"}, map[string]string{"TOOLS_LISTEN_ADDR": tt.addr}, io.Discard, &stderr)
+			// The service's own environment: a listen address beyond loopback comes with the secret.
+			environ := map[string]string{"TOOLS_LISTEN_ADDR": tt.addr, "GATEWAY_IDENTITY_SECRET": strings.Repeat("k", minSecretLen)}
+			err := run(t.Context(), []string{"tools", "--healthcheck"}, environ, io.Discard, &stderr)
 			switch {
 			case tt.wantErr == nil && err != nil:
 				t.Errorf("--healthcheck against %s: got %v, want nil", tt.addr, err)

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,8 +37,10 @@ type Config struct {
 	Host       string `env:"HOST"`
 	Port       string `env:"PORT"`
 
-	// PublicURL is the origin clients use to reach the gateway (default http://localhost:3000; alias MCP_URL). Every URL
-	// the gateway advertises is built from it, never from Host or X-Forwarded-* headers. Must be https except on loopback.
+	// PublicURL is the origin clients use to reach the gateway (alias MCP_URL). Default http://localhost and the port of
+	// ListenAddr (http://localhost:3000 by default); there is none when that port is 0 or not a number, and then it must
+	// be set. Every URL the gateway advertises is built from it, never from Host or X-Forwarded-* headers. Must be https
+	// except on loopback.
 	PublicURL      string `env:"GATEWAY_PUBLIC_URL"`
 	PublicURLAlias string `env:"MCP_URL"`
 
@@ -208,12 +211,22 @@ func (c *Config) validate(failed map[string]bool) error {
 	if public == "" && c.PublicURLAlias != "" {
 		public, publicName = c.PublicURLAlias, "MCP_URL"
 	}
-	if public == "" {
-		public = "http://localhost:3000"
+	var publicErr error
+	switch {
+	case public != "":
+		if publicErr = checkBaseURL(public, false); publicErr != nil {
+			bad(publicName, "%v", publicErr)
+		}
+	default:
+		listen := listenAddr(c.ListenAddr, c.Host, c.Port)
+		if _, _, publicErr = net.SplitHostPort(listen); publicErr != nil {
+			break // reported below as GATEWAY_LISTEN_ADDR's: the default needs its port
+		}
+		if public, publicErr = defaultPublicURL(listen); publicErr != nil {
+			bad(publicName, "%v", publicErr)
+		}
 	}
-	if err := checkBaseURL(public, false); err != nil {
-		bad(publicName, "%v", err)
-	} else {
+	if publicErr == nil {
 		u, _ := url.Parse(public)
 		if u.Path != "" && u.Path != "/" {
 			bad(publicName, "must be an origin without a path (got path %q); set the endpoint path with GATEWAY_MCP_PATH", u.Path)
@@ -250,9 +263,7 @@ func (c *Config) validate(failed map[string]bool) error {
 	}
 
 	// Listener.
-	if c.ListenAddr == "" {
-		c.ListenAddr = net.JoinHostPort(c.Host, cmp.Or(c.Port, "3000"))
-	}
+	c.ListenAddr = listenAddr(c.ListenAddr, c.Host, c.Port)
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		bad("GATEWAY_LISTEN_ADDR", "must be host:port or :port (got %q)", c.ListenAddr)
 	}
@@ -351,6 +362,37 @@ func (c *Config) validate(failed map[string]bool) error {
 		bad("GATEWAY_READ_HEADER_TIMEOUT", "must be positive (got %s)", c.ReadHeaderTimeout)
 	}
 	return errors.Join(errs...)
+}
+
+// listenAddr is the address of the public listener: GATEWAY_LISTEN_ADDR when set, else HOST and PORT, PORT being 3000
+// when unset.
+func listenAddr(listen, host, port string) string {
+	if listen != "" {
+		return listen
+	}
+	return net.JoinHostPort(host, cmp.Or(port, "3000"))
+}
+
+// DefaultPublicURL returns the public URL the gateway uses when environ sets neither GATEWAY_PUBLIC_URL nor MCP_URL:
+// http://localhost and the port it listens on (GATEWAY_LISTEN_ADDR, else HOST and PORT; :3000 by default). There is
+// none, and an error says why, when that port is 0 (known only once bound) or not a number.
+func DefaultPublicURL(environ map[string]string) (string, error) {
+	addr := listenAddr(environ["GATEWAY_LISTEN_ADDR"], environ["HOST"], environ["PORT"])
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("must be set: the listen address %q is not host:port, so there is no default", addr)
+	}
+	return defaultPublicURL(addr)
+}
+
+// defaultPublicURL is DefaultPublicURL for the listen address addr, which is host:port.
+func defaultPublicURL(addr string) (string, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return "", fmt.Errorf("must be set: the listen address %q (GATEWAY_LISTEN_ADDR, or HOST and PORT) has no fixed port "+
+			"number, so there is no default http://localhost:<port>; set the origin clients use, e.g. http://localhost:3000", addr)
+	}
+	return "http://localhost:" + strconv.FormatUint(n, 10), nil
 }
 
 // OptionB reports whether a pre-registered client is configured, making the gateway an authorization-server facade.

@@ -201,8 +201,14 @@ func checkPublicURL(env map[string]string) (detail, fix string) {
 	if raw == "" && env["MCP_URL"] != "" {
 		name, raw = "MCP_URL", env["MCP_URL"]
 	}
+	note := ""
 	if raw == "" {
-		raw = "http://localhost:3000"
+		def, err := proxy.DefaultPublicURL(env)
+		if err != nil {
+			return fmt.Sprintf("%s %v", name, err),
+				"set " + name + " to the origin clients connect to (e.g. http://localhost:3000 on this machine), or listen on a fixed port"
+		}
+		raw, note = def, " (GATEWAY_PUBLIC_URL is not set: http://localhost and the listen port)"
 	}
 	u, err := url.Parse(raw)
 	switch {
@@ -211,7 +217,7 @@ func checkPublicURL(env map[string]string) (detail, fix string) {
 	case u.Scheme == "https":
 		return raw + " uses https", ""
 	case u.Scheme == "http" && proxy.IsLoopbackHost(u.Hostname()):
-		return raw + " is loopback (plain http is fine on this machine only)", ""
+		return raw + note + " is loopback (plain http is fine on this machine only)", ""
 	default:
 		return fmt.Sprintf("%s is %s: neither https nor loopback, so tokens would cross the network in the clear", name, raw),
 			"serve the gateway behind TLS and set " + name + " to its https:// origin, exactly the URL clients connect to"

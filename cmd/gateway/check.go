@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -78,6 +79,15 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 		pass("public URL", "%s", detail)
 	} else {
 		fail("public URL", detail, fix)
+	}
+
+	if unknown := proxy.UnknownVariables(env); len(unknown) == 0 {
+		pass("variables", "every GATEWAY_* variable set is one the gateway reads")
+	} else {
+		for _, u := range unknown {
+			fail("variables", fmt.Sprintf("%s is not a variable the gateway reads, so its value is ignored; the closest one it reads is %s", u.Name, u.Suggestion),
+				unknownVariableFix(u))
+		}
 	}
 
 	cfg, err := proxy.LoadConfig(env)
@@ -222,6 +232,17 @@ func checkPublicURL(env map[string]string) (detail, fix string) {
 		return fmt.Sprintf("%s is %s: neither https nor loopback, so tokens would cross the network in the clear", name, raw),
 			"serve the gateway behind TLS and set " + name + " to its https:// origin, exactly the URL clients connect to"
 	}
+}
+
+// unknownVariableFix says what to do about a GATEWAY_* variable the gateway does not read.
+func unknownVariableFix(u proxy.UnknownVariable) string {
+	// Kubernetes (service links) and Docker (links) set <SERVICE>_PORT, <SERVICE>_PORT_3000_TCP, <SERVICE>_SERVICE_HOST…
+	// for a service named gateway.
+	if regexp.MustCompile(`^GATEWAY_(SERVICE_(HOST|PORT)(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?)?)$`).MatchString(u.Name) {
+		return "it looks set by a Kubernetes Service or a Docker link named gateway: set enableServiceLinks: false on the pod " +
+			"(or rename the service), or remove it"
+	}
+	return fmt.Sprintf("rename %s to %s if that is what you meant, otherwise remove it", u.Name, u.Suggestion)
 }
 
 // isAuthKit reports whether the issuer is WorkOS AuthKit, to word fixes for its dashboard.

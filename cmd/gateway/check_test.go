@@ -96,9 +96,13 @@ func TestCheck(t *testing.T) {
 		failed []string
 		skip   []string
 		output string // a piece of the output
-		lines  int    // check lines printed; 0 means 10
+		lines  int    // check lines printed; 0 means 11
 	}{
-		{name: "good", output: "all 10 checks passed"},
+		{name: "good", output: "all 11 checks passed"},
+		{name: "misspelt variable", env: map[string]string{"GATEWAY_REQUIRED_SCOPE": "admin"}, failed: []string{"variables"},
+			output: "✗ variables: GATEWAY_REQUIRED_SCOPE is not a variable the gateway reads, so its value is ignored; the closest one it reads is GATEWAY_REQUIRED_SCOPES"},
+		{name: "two unknown variables", env: map[string]string{"GATEWAY_LOGLEVEL": "debug", "GATEWAY_PORT": "tcp://10.0.0.1:3000"},
+			failed: []string{"variables", "variables"}, lines: 12, output: "enableServiceLinks: false"},
 		{name: "public URL follows the listen port", env: map[string]string{"GATEWAY_LISTEN_ADDR": "127.0.0.1:8080"},
 			output: "✓ public URL: http://localhost:8080 (GATEWAY_PUBLIC_URL is not set: http://localhost and the listen port) is loopback"},
 		{name: "listen port 0 without a public URL", env: map[string]string{"GATEWAY_LISTEN_ADDR": "127.0.0.1:0"}, failed: []string{"public URL", "configuration"},
@@ -186,7 +190,7 @@ func TestCheck(t *testing.T) {
 			}
 			want := tc.lines
 			if want == 0 {
-				want = 10
+				want = 11
 			}
 			if n := len(marks["✓"]) + len(marks["✗"]) + len(marks["-"]); n != want {
 				t.Errorf("got %d check lines, want %d\n%s", n, want, out)

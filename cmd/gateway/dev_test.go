@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
+
+	"github.com/mcp-gateway/gateway/proxy"
 )
 
 // devEnv is the environment of a development-mode gateway on free loopback ports.
@@ -232,11 +235,18 @@ func TestDevSignInThroughPages(t *testing.T) {
 }
 
 // TestDevEnvironmentVariable starts development mode with GATEWAY_DEV=true instead of the flag, and checks what a
-// browser client needs: MCP Inspector's origin allowed, the issuer's metadata readable cross-origin.
+// browser client needs: MCP Inspector's origin allowed, the issuer's metadata readable cross-origin. A misspelt
+// variable beside it is named in a warning, with the one it is closest to.
 func TestDevEnvironmentVariable(t *testing.T) {
-	mcpURL, banner, _ := startDev(t, nil, devEnv(map[string]string{"GATEWAY_DEV": "true"}))
+	mcpURL, banner, logs := startDev(t, nil, devEnv(map[string]string{"GATEWAY_DEV": "true", "GATEWAY_DEV_AUTOLOGN": "admin@example.com"}))
 	if !strings.Contains(banner.String(), "choose one on the sign-in page") {
 		t.Errorf("banner without autologin should point to the sign-in page:\n%s", banner)
+	}
+	if got := waitFor(t, logs, "unknown variable: the gateway does not read it, so its value is ignored", "closest_known"); got != "GATEWAY_DEV_AUTOLOGIN" {
+		t.Errorf("the warning about GATEWAY_DEV_AUTOLOGN names %q, want GATEWAY_DEV_AUTOLOGIN", got)
+	}
+	if strings.Contains(logs.String(), "GATEWAY_IDENTITY_SECRET is not set") {
+		t.Error("development mode warns of a missing identity secret, but sets a random one")
 	}
 	req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{}`))
 	req.Header.Set("Origin", "http://localhost:6274")
@@ -247,6 +257,21 @@ func TestDevEnvironmentVariable(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
 		t.Errorf("MCP Inspector's origin: got %d %v, want 401 readable by the browser", resp.StatusCode, resp.Header)
+	}
+}
+
+// TestDevVariablesAreKnown checks that proxy.UnknownVariables, which knows the gateway's variables outside
+// proxy.Config by name, knows every variable development mode reads.
+func TestDevVariablesAreKnown(t *testing.T) {
+	t.Parallel()
+	environ := map[string]string{"GATEWAY_DEV": "true"}
+	for f := range reflect.TypeFor[devConfig]().Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" {
+			environ[name] = "x"
+		}
+	}
+	if got := proxy.UnknownVariables(environ); len(got) != 0 {
+		t.Errorf("proxy.UnknownVariables reports variables development mode reads: %+v", got)
 	}
 }
 

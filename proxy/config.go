@@ -10,10 +10,13 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/mcp-gateway/gateway/internal/envname"
 )
 
 // Config is the gateway's configuration, read from the environment by LoadConfig. Variable names from the mcp-use
@@ -37,8 +40,10 @@ type Config struct {
 	Host       string `env:"HOST"`
 	Port       string `env:"PORT"`
 
-	// PublicURL is the origin clients use to reach the gateway (default http://localhost:3000; alias MCP_URL). Every URL
-	// the gateway advertises is built from it, never from Host or X-Forwarded-* headers. Must be https except on loopback.
+	// PublicURL is the origin clients use to reach the gateway (alias MCP_URL). Default http://localhost and the port of
+	// ListenAddr (http://localhost:3000 by default); there is none when that port is 0 or not a number, and then it must
+	// be set. Every URL the gateway advertises is built from it, never from Host or X-Forwarded-* headers. Must be https
+	// except on loopback.
 	PublicURL      string `env:"GATEWAY_PUBLIC_URL"`
 	PublicURLAlias string `env:"MCP_URL"`
 
@@ -254,12 +259,22 @@ func (c *Config) validate(failed map[string]bool) error {
 	if public == "" && c.PublicURLAlias != "" {
 		public, publicName = c.PublicURLAlias, "MCP_URL"
 	}
-	if public == "" {
-		public = "http://localhost:3000"
+	var publicErr error
+	switch {
+	case public != "":
+		if publicErr = checkBaseURL(public, false); publicErr != nil {
+			bad(publicName, "%v", publicErr)
+		}
+	default:
+		listen := listenAddr(c.ListenAddr, c.Host, c.Port)
+		if _, _, publicErr = net.SplitHostPort(listen); publicErr != nil {
+			break // reported below as GATEWAY_LISTEN_ADDR's: the default needs its port
+		}
+		if public, publicErr = defaultPublicURL(listen); publicErr != nil {
+			bad(publicName, "%v", publicErr)
+		}
 	}
-	if err := checkBaseURL(public, false); err != nil {
-		bad(publicName, "%v", err)
-	} else {
+	if publicErr == nil {
 		u, _ := url.Parse(public)
 		if u.Path != "" && u.Path != "/" {
 			bad(publicName, "must be an origin without a path (got path %q); set the endpoint path with GATEWAY_MCP_PATH", u.Path)
@@ -296,9 +311,7 @@ func (c *Config) validate(failed map[string]bool) error {
 	}
 
 	// Listener.
-	if c.ListenAddr == "" {
-		c.ListenAddr = net.JoinHostPort(c.Host, cmp.Or(c.Port, "3000"))
-	}
+	c.ListenAddr = listenAddr(c.ListenAddr, c.Host, c.Port)
 	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		bad("GATEWAY_LISTEN_ADDR", "must be host:port or :port (got %q)", c.ListenAddr)
 	}
@@ -444,6 +457,74 @@ func (c *Config) validate(failed map[string]bool) error {
 		bad("GATEWAY_UPSTREAM_TIMEOUT", "must be positive (got %s)", c.UpstreamTimeout)
 	}
 	return errors.Join(errs...)
+}
+
+// listenAddr is the address of the public listener: GATEWAY_LISTEN_ADDR when set, else HOST and PORT, PORT being 3000
+// when unset.
+func listenAddr(listen, host, port string) string {
+	if listen != "" {
+		return listen
+	}
+	return net.JoinHostPort(host, cmp.Or(port, "3000"))
+}
+
+// DefaultPublicURL returns the public URL the gateway uses when environ sets neither GATEWAY_PUBLIC_URL nor MCP_URL:
+// http://localhost and the port it listens on (GATEWAY_LISTEN_ADDR, else HOST and PORT; :3000 by default). There is
+// none, and an error says why, when that port is 0 (known only once bound) or not a number.
+func DefaultPublicURL(environ map[string]string) (string, error) {
+	addr := listenAddr(environ["GATEWAY_LISTEN_ADDR"], environ["HOST"], environ["PORT"])
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("must be set: the listen address %q is not host:port, so there is no default", addr)
+	}
+	return defaultPublicURL(addr)
+}
+
+// defaultPublicURL is DefaultPublicURL for the listen address addr, which is host:port.
+func defaultPublicURL(addr string) (string, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return "", fmt.Errorf("must be set: the listen address %q (GATEWAY_LISTEN_ADDR, or HOST and PORT) has no fixed port "+
+			"number, so there is no default http://localhost:<port>; set the origin clients use, e.g. http://localhost:3000", addr)
+	}
+	return "http://localhost:" + strconv.FormatUint(n, 10), nil
+}
+
+// UnknownVariable is an environment variable named like the gateway's (GATEWAY_*) that the gateway does not read, so
+// that its value is ignored: most often a misspelling that leaves a setting at its default.
+type UnknownVariable struct {
+	// Name is the variable as set.
+	Name string
+	// Suggestion is the variable the gateway reads whose name is closest to Name.
+	Suggestion string
+}
+
+// UnknownVariables returns, sorted by name, every variable in environ whose name starts with GATEWAY_ (in any letter
+// case) and that the gateway does not read, each with the closest name it does read. The known names are the env tags
+// of Config and the variables cmd/gateway reads outside it (development mode's). Other names are not checked: the
+// gateway shares its environment with the mcp-use example's and the tool service's variables.
+func UnknownVariables(environ map[string]string) []UnknownVariable {
+	known := append(envname.Tags(reflect.TypeFor[Config]()),
+		"GATEWAY_DEV", "GATEWAY_DEV_ISSUER_ADDR", "GATEWAY_DEV_TOOLS_ADDR", "GATEWAY_DEV_AUTOLOGIN")
+	var out []UnknownVariable
+	for _, u := range envname.Find(environ, []string{"GATEWAY_"}, known) {
+		out = append(out, UnknownVariable{Name: u.Name, Suggestion: u.Suggestion})
+	}
+	return out
+}
+
+// LogWarnings logs, once at start, what in the configuration works but is unsafe or most likely a mistake: every
+// unknown GATEWAY_* variable in environ (see UnknownVariables), and identity headers forwarded without a signature
+// when GATEWAY_IDENTITY_SECRET is not set. Neither stops the gateway.
+func (c *Config) LogWarnings(log *slog.Logger, environ map[string]string) {
+	for _, u := range UnknownVariables(environ) {
+		log.Warn("unknown variable: the gateway does not read it, so its value is ignored", "name", u.Name, "closest_known", u.Suggestion)
+	}
+	if c.IdentitySecret == "" {
+		log.Warn("GATEWAY_IDENTITY_SECRET is not set: identity headers are forwarded unsigned, so the upstream cannot tell " +
+			"them from forged ones and must be reachable from the gateway alone; set the same secret on the gateway and " +
+			"the upstream (openssl rand -base64 32)")
+	}
 }
 
 // OptionB reports whether a pre-registered client is configured, making the gateway an authorization-server facade.

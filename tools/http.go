@@ -25,7 +25,7 @@ func Handler(opts Options) http.Handler {
 	opts = opts.withDefaults()
 	server := NewServer(opts)
 	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
-		Stateless:    opts.Stateless,
+		Stateless:    !opts.Stateful,
 		JSONResponse: opts.JSONResponse,
 		Logger:       opts.Logger,
 	})

@@ -65,10 +65,15 @@ type Options struct {
 	// A longer age allows more clock skew and a longer replay window for captured headers.
 	IdentityMaxAge time.Duration
 
-	// Stateless and JSONResponse are passed to the go-sdk's [mcp.StreamableHTTPOptions]: Stateless serves every request
-	// without an Mcp-Session-Id, JSONResponse answers POSTs with application/json instead of an event stream.
-	// Both default to false.
-	Stateless    bool
+	// Stateful keeps MCP sessions: initialize opens one (Mcp-Session-Id), and GET opens a standalone event stream.
+	// Default false: the go-sdk's stateless mode ([mcp.StreamableHTTPOptions.Stateless]), in which every POST is served
+	// on its own, GET and DELETE answer 405, and every protocol version the go-sdk knows is served, 2026-07-28 included.
+	// The tools keep nothing per session, so they lose nothing without one; a stateful handler refuses 2026-07-28
+	// requests (400, -32022), and with several replicas a session lives on one of them only.
+	Stateful bool
+
+	// JSONResponse answers POSTs with application/json instead of an event stream (go-sdk
+	// [mcp.StreamableHTTPOptions.JSONResponse]). Default false.
 	JSONResponse bool
 }
 

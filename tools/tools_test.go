@@ -178,8 +178,8 @@ var transportModes = []struct {
 	opts   Options
 	signed bool
 }{
-	{name: "stateful"},
-	{name: "stateless", opts: Options{Stateless: true}},
+	{name: "stateless"},
+	{name: "stateful", opts: Options{Stateful: true}},
 	{name: "json response", opts: Options{JSONResponse: true}},
 	{name: "signed", opts: Options{IdentitySecret: testSecret}, signed: true},
 }

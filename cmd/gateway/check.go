@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -78,6 +79,15 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 		pass("public URL", "%s", detail)
 	} else {
 		fail("public URL", detail, fix)
+	}
+
+	if unknown := proxy.UnknownVariables(env); len(unknown) == 0 {
+		pass("variables", "every GATEWAY_* variable set is one the gateway reads")
+	} else {
+		for _, u := range unknown {
+			fail("variables", fmt.Sprintf("%s is not a variable the gateway reads, so its value is ignored; the closest one it reads is %s", u.Name, u.Suggestion),
+				unknownVariableFix(u))
+		}
 	}
 
 	cfg, err := proxy.LoadConfig(env)
@@ -228,8 +238,14 @@ func checkPublicURL(env map[string]string) (detail, fix string) {
 	if raw == "" && env["MCP_URL"] != "" {
 		name, raw = "MCP_URL", env["MCP_URL"]
 	}
+	note := ""
 	if raw == "" {
-		raw = "http://localhost:3000"
+		def, err := proxy.DefaultPublicURL(env)
+		if err != nil {
+			return fmt.Sprintf("%s %v", name, err),
+				"set " + name + " to the origin clients connect to (e.g. http://localhost:3000 on this machine), or listen on a fixed port"
+		}
+		raw, note = def, " (GATEWAY_PUBLIC_URL is not set: http://localhost and the listen port)"
 	}
 	u, err := url.Parse(raw)
 	switch {
@@ -238,11 +254,22 @@ func checkPublicURL(env map[string]string) (detail, fix string) {
 	case u.Scheme == "https":
 		return raw + " uses https", ""
 	case u.Scheme == "http" && proxy.IsLoopbackHost(u.Hostname()):
-		return raw + " is loopback (plain http is fine on this machine only)", ""
+		return raw + note + " is loopback (plain http is fine on this machine only)", ""
 	default:
 		return fmt.Sprintf("%s is %s: neither https nor loopback, so tokens would cross the network in the clear", name, raw),
 			"serve the gateway behind TLS and set " + name + " to its https:// origin, exactly the URL clients connect to"
 	}
+}
+
+// unknownVariableFix says what to do about a GATEWAY_* variable the gateway does not read.
+func unknownVariableFix(u proxy.UnknownVariable) string {
+	// Kubernetes (service links) and Docker (links) set <SERVICE>_PORT, <SERVICE>_PORT_3000_TCP, <SERVICE>_SERVICE_HOST…
+	// for a service named gateway.
+	if regexp.MustCompile(`^GATEWAY_(SERVICE_(HOST|PORT)(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?)?)$`).MatchString(u.Name) {
+		return "it looks set by a Kubernetes Service or a Docker link named gateway: set enableServiceLinks: false on the pod " +
+			"(or rename the service), or remove it"
+	}
+	return fmt.Sprintf("rename %s to %s if that is what you meant, otherwise remove it", u.Name, u.Suggestion)
 }
 
 // isAuthKit reports whether the issuer is WorkOS AuthKit, to word fixes for its dashboard.

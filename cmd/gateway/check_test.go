@@ -96,8 +96,18 @@ func TestCheck(t *testing.T) {
 		failed []string
 		skip   []string
 		output string // a piece of the output
+		lines  int    // check lines printed; 0 means 11
 	}{
-		{name: "good", output: "all 10 checks passed"},
+		{name: "good", output: "all 11 checks passed"},
+		{name: "misspelt variable", env: map[string]string{"GATEWAY_REQUIRED_SCOPE": "admin"}, failed: []string{"variables"},
+			output: "✗ variables: GATEWAY_REQUIRED_SCOPE is not a variable the gateway reads, so its value is ignored; the closest one it reads is GATEWAY_REQUIRED_SCOPES"},
+		{name: "two unknown variables", env: map[string]string{"GATEWAY_LOGLEVEL": "debug", "GATEWAY_PORT": "tcp://10.0.0.1:3000"},
+			failed: []string{"variables", "variables"}, lines: 12, output: "enableServiceLinks: false"},
+		{name: "public URL follows the listen port", env: map[string]string{"GATEWAY_LISTEN_ADDR": "127.0.0.1:8080"},
+			output: "✓ public URL: http://localhost:8080 (GATEWAY_PUBLIC_URL is not set: http://localhost and the listen port) is loopback"},
+		{name: "listen port 0 without a public URL", env: map[string]string{"GATEWAY_LISTEN_ADDR": "127.0.0.1:0"}, failed: []string{"public URL", "configuration"},
+			skip:   []string{"issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE", "static client id", "audience", "upstream"},
+			output: "GATEWAY_PUBLIC_URL must be set"},
 		{name: "no registration endpoint", issuer: checkIssuer{doc: func(b string) map[string]any {
 			d := goodDoc(b)
 			delete(d, "registration_endpoint")
@@ -187,8 +197,12 @@ func TestCheck(t *testing.T) {
 			if got := marks["-"]; !slices.Equal(got, tc.skip) {
 				t.Errorf("skipped checks: got %q, want %q\n%s", got, tc.skip, out)
 			}
-			if n := len(marks["✓"]) + len(marks["✗"]) + len(marks["-"]); n != 10 {
-				t.Errorf("got %d check lines, want 10\n%s", n, out)
+			want := tc.lines
+			if want == 0 {
+				want = 11
+			}
+			if n := len(marks["✓"]) + len(marks["✗"]) + len(marks["-"]); n != want {
+				t.Errorf("got %d check lines, want %d\n%s", n, want, out)
 			}
 			if (err != nil) != (len(tc.failed) > 0) {
 				t.Errorf("run: got %v, want an error exactly when a check fails", err)

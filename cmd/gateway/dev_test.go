@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
+
+	"github.com/mcp-gateway/gateway/proxy"
 )
 
 // devEnv is the environment of a development-mode gateway on free loopback ports.
@@ -115,8 +118,14 @@ func authorizationResult(resp *http.Response) (*auth.AuthorizationResult, error)
 }
 
 // connectWithOAuth connects a go-sdk client to mcpURL, letting it discover the authorization server, register,
-// and authorize with PKCE by itself; fetch plays the browser.
+// and authorize with PKCE by itself; fetch plays the browser. The client asks for its default protocol version.
 func connectWithOAuth(t *testing.T, ctx context.Context, mcpURL string, fetch auth.AuthorizationCodeFetcher) *mcp.ClientSession {
+	t.Helper()
+	return connectWithOAuthAt(t, ctx, mcpURL, fetch, "")
+}
+
+// connectWithOAuthAt is connectWithOAuth with a client that asks for protocolVersion ("" for its default).
+func connectWithOAuthAt(t *testing.T, ctx context.Context, mcpURL string, fetch auth.AuthorizationCodeFetcher, protocolVersion string) *mcp.ClientSession {
 	t.Helper()
 	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
 		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
@@ -132,7 +141,7 @@ func connectWithOAuth(t *testing.T, ctx context.Context, mcpURL string, fetch au
 		t.Fatal(err)
 	}
 	c := mcp.NewClient(&mcp.Implementation{Name: "go-client", Version: "1"}, nil)
-	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: mcpURL, OAuthHandler: h}, nil)
+	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: mcpURL, OAuthHandler: h}, &mcp.ClientSessionOptions{ProtocolVersion: protocolVersion})
 	if err != nil {
 		t.Fatalf("connect with OAuth: %v", err)
 	}
@@ -188,6 +197,19 @@ func TestDevGoClient(t *testing.T) {
 		"map[permissions:[users:read users:write billing:manage] roles:[admin] scopes:[offline_access]]", // the go-sdk asks for offline_access only
 		"admin@example.com")
 
+	// The go-sdk 1.8 client's default, 2026-07-28, is served without a session: the tools above went that way.
+	if v, id := s.InitializeResult().ProtocolVersion, s.ID(); v != "2026-07-28" || id != "" {
+		t.Errorf("default client: protocol %q, session %q; want 2026-07-28 without a session", v, id)
+	}
+	// A client that starts with a 2025-06-18 initialize is served too.
+	legacy := connectWithOAuthAt(t, ctx, mcpURL, autoLogin, "2025-06-18")
+	if v := legacy.InitializeResult().ProtocolVersion; v != "2025-06-18" {
+		t.Errorf("2025-06-18 client: negotiated %q", v)
+	}
+	if res, err := legacy.CallTool(ctx, &mcp.CallToolParams{Name: "get-user-info"}); err != nil || structured(t, res)["userId"] != "user_dev_admin" {
+		t.Errorf("2025-06-18 client: get-user-info: %v", err)
+	}
+
 	for _, want := range []string{mcpURL, "claude mcp add --transport http gateway-dev " + mcpURL, "npx @modelcontextprotocol/inspector",
 		"user_dev_admin", "user_dev_member", "Signed in automatically as user_dev_admin"} {
 		if !strings.Contains(banner.String(), want) {
@@ -213,11 +235,18 @@ func TestDevSignInThroughPages(t *testing.T) {
 }
 
 // TestDevEnvironmentVariable starts development mode with GATEWAY_DEV=true instead of the flag, and checks what a
-// browser client needs: MCP Inspector's origin allowed, the issuer's metadata readable cross-origin.
+// browser client needs: MCP Inspector's origin allowed, the issuer's metadata readable cross-origin. A misspelt
+// variable beside it is named in a warning, with the one it is closest to.
 func TestDevEnvironmentVariable(t *testing.T) {
-	mcpURL, banner, _ := startDev(t, nil, devEnv(map[string]string{"GATEWAY_DEV": "true"}))
+	mcpURL, banner, logs := startDev(t, nil, devEnv(map[string]string{"GATEWAY_DEV": "true", "GATEWAY_DEV_AUTOLOGN": "admin@example.com"}))
 	if !strings.Contains(banner.String(), "choose one on the sign-in page") {
 		t.Errorf("banner without autologin should point to the sign-in page:\n%s", banner)
+	}
+	if got := waitFor(t, logs, "unknown variable: the gateway does not read it, so its value is ignored", "closest_known"); got != "GATEWAY_DEV_AUTOLOGIN" {
+		t.Errorf("the warning about GATEWAY_DEV_AUTOLOGN names %q, want GATEWAY_DEV_AUTOLOGIN", got)
+	}
+	if strings.Contains(logs.String(), "GATEWAY_IDENTITY_SECRET is not set") {
+		t.Error("development mode warns of a missing identity secret, but sets a random one")
 	}
 	req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{}`))
 	req.Header.Set("Origin", "http://localhost:6274")
@@ -228,6 +257,21 @@ func TestDevEnvironmentVariable(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
 		t.Errorf("MCP Inspector's origin: got %d %v, want 401 readable by the browser", resp.StatusCode, resp.Header)
+	}
+}
+
+// TestDevVariablesAreKnown checks that proxy.UnknownVariables, which knows the gateway's variables outside
+// proxy.Config by name, knows every variable development mode reads.
+func TestDevVariablesAreKnown(t *testing.T) {
+	t.Parallel()
+	environ := map[string]string{"GATEWAY_DEV": "true"}
+	for f := range reflect.TypeFor[devConfig]().Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" {
+			environ[name] = "x"
+		}
+	}
+	if got := proxy.UnknownVariables(environ); len(got) != 0 {
+		t.Errorf("proxy.UnknownVariables reports variables development mode reads: %+v", got)
 	}
 }
 

@@ -232,7 +232,8 @@ func TestEndToEnd(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]any{"object": "user", "id": id, "email": id + "@example.com", "first_name": "Test"})
 	}))
 	t.Cleanup(workos.Close)
-	up := httptest.NewServer(tools.Handler(tools.Options{WorkOSBaseURL: workos.URL, WorkOSAPIKey: "sk_test_e2e", IdentitySecret: []byte(secret)}))
+	// With sessions, so that the gateway's binding of session ids to users is exercised too.
+	up := httptest.NewServer(tools.Handler(tools.Options{WorkOSBaseURL: workos.URL, WorkOSAPIKey: "sk_test_e2e", IdentitySecret: []byte(secret), Stateful: true}))
 	t.Cleanup(up.Close) // after the gateway and the sessions: Close waits for open streams
 	base, logs := startGateway(t, map[string]string{
 		"GATEWAY_ISSUER_URL":      is.URL,

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/mcp-gateway/gateway/internal/envname"
 )
 
 // minSecretLen is the shortest GATEWAY_IDENTITY_SECRET accepted: 32 bytes, the size of an HMAC-SHA256 key.
@@ -19,8 +21,9 @@ const minSecretLen = 32
 // config is the tool service's configuration, read from the environment.
 type config struct {
 	// ListenAddr is the host:port the service listens on; the MCP endpoint is /mcp. Default 127.0.0.1:3001, which
-	// only a gateway on the same host can reach. Listening on other interfaces without GATEWAY_IDENTITY_SECRET lets
-	// anyone who reaches the port claim any identity.
+	// only a gateway on the same host can reach. Any host but localhost or a loopback IP address (an empty host and
+	// 0.0.0.0 included) needs GATEWAY_IDENTITY_SECRET: without it anyone who reaches the port could claim any identity,
+	// so the service refuses to start.
 	ListenAddr string `env:"TOOLS_LISTEN_ADDR" envDefault:"127.0.0.1:3001"`
 
 	// WorkOSAPIURL is the base URL of the WorkOS API, used by get-workos-user. Default https://api.workos.com.
@@ -43,8 +46,11 @@ type config struct {
 	// Default 60s. Longer tolerates more clock skew and widens the window in which captured headers can be replayed.
 	IdentityMaxAge time.Duration `env:"TOOLS_IDENTITY_MAX_AGE" envDefault:"60s"`
 
-	// Stateless serves MCP without sessions (go-sdk StreamableHTTPOptions.Stateless). Default false.
-	Stateless bool `env:"TOOLS_STATELESS" envDefault:"false"`
+	// Stateless serves MCP without sessions (go-sdk StreamableHTTPOptions.Stateless). Default true: every POST is
+	// served on its own, GET and DELETE answer 405, and every protocol version the go-sdk knows is served, 2026-07-28
+	// included. false keeps sessions (and standalone GET streams), refuses 2026-07-28 requests (400, -32022), and with
+	// several replicas needs requests routed by Mcp-Session-Id.
+	Stateless bool `env:"TOOLS_STATELESS" envDefault:"true"`
 
 	// JSONResponse answers POSTs with application/json instead of an event stream (go-sdk
 	// StreamableHTTPOptions.JSONResponse). Default false.
@@ -128,8 +134,12 @@ func (c config) Validate() error {
 		errs = append(errs, &varError{name: name, problem: problem, err: err})
 	}
 
-	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+	if host, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
 		bad("TOOLS_LISTEN_ADDR", "must be host:port", err)
+	} else if c.IdentitySecret == "" && !isLoopbackHost(host) {
+		bad("TOOLS_LISTEN_ADDR", fmt.Sprintf("%q is not a loopback address, and GATEWAY_IDENTITY_SECRET is not set: anyone "+
+			"who reaches the port could call the tools as any user. Set GATEWAY_IDENTITY_SECRET to the gateway's value "+
+			"(the same on both; generate one with: openssl rand -base64 32), or listen on 127.0.0.1", c.ListenAddr), nil)
 	}
 	if u, err := url.Parse(c.WorkOSAPIURL); err != nil {
 		bad("WORKOS_API_URL", "must be an absolute http or https URL", nil) // err repeats the value, maybe a password
@@ -148,6 +158,23 @@ func (c config) Validate() error {
 		bad("TOOLS_LOG_LEVEL", "must be debug, info, warn or error", nil)
 	}
 	return errors.Join(errs...)
+}
+
+// isLoopbackHost reports whether the listen host is localhost or a loopback IP address. An empty host and 0.0.0.0
+// listen on every interface; a host name other than localhost may resolve to any address.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// unknownVariables returns, sorted by name, the TOOLS_* variables in environ that config does not read, each with
+// the closest name it does read. Other names are not checked: the service shares GATEWAY_IDENTITY_SECRET with the
+// gateway, and its WorkOS names with the mcp-use example.
+func unknownVariables(environ map[string]string) []envname.Unknown {
+	return envname.Find(environ, []string{"TOOLS_"}, envname.Tags(reflect.TypeFor[config]()))
 }
 
 // apiKey returns the WorkOS API key: MCP_USE_OAUTH_WORKOS_API_KEY, else WORKOS_API_KEY, else "".

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcp-gateway/gateway/internal/envname"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -13,6 +15,7 @@ func TestLoadConfig(t *testing.T) {
 		ListenAddr:     "127.0.0.1:3001",
 		WorkOSAPIURL:   "https://api.workos.com",
 		IdentityMaxAge: 60 * time.Second,
+		Stateless:      true,
 		LogLevel:       "info",
 	}
 	secret := strings.Repeat("s", minSecretLen)
@@ -31,13 +34,13 @@ func TestLoadConfig(t *testing.T) {
 				"MCP_USE_OAUTH_WORKOS_API_KEY": "sk_primary",
 				"GATEWAY_IDENTITY_SECRET":      secret,
 				"TOOLS_IDENTITY_MAX_AGE":       "2m",
-				"TOOLS_STATELESS":              "true",
+				"TOOLS_STATELESS":              "false",
 				"TOOLS_JSON_RESPONSE":          "1",
 				"TOOLS_LOG_LEVEL":              "DEBUG",
 			},
 			want: config{
 				ListenAddr: ":8080", WorkOSAPIURL: "http://127.0.0.1:9999/workos", WorkOSAPIKey: "sk_primary",
-				IdentitySecret: secret, IdentityMaxAge: 2 * time.Minute, Stateless: true, JSONResponse: true, LogLevel: "DEBUG",
+				IdentitySecret: secret, IdentityMaxAge: 2 * time.Minute, Stateless: false, JSONResponse: true, LogLevel: "DEBUG",
 			},
 			wantAPIKey: "sk_primary",
 		},
@@ -145,6 +148,86 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 				t.Errorf("error repeats the secret:\n%s", msg)
 			}
 		})
+	}
+}
+
+// TestListenBeyondLoopbackNeedsSecret checks that the service refuses to listen beyond loopback unless identity
+// signatures are checked, naming both variables.
+func TestListenBeyondLoopbackNeedsSecret(t *testing.T) {
+	t.Parallel()
+	secret := strings.Repeat("s", minSecretLen)
+	for _, tt := range []struct {
+		addr     string
+		loopback bool
+	}{
+		{"127.0.0.1:3001", true},
+		{"127.0.0.2:0", true},
+		{"localhost:3001", true},
+		{"LocalHost:3001", true},
+		{"[::1]:3001", true},
+		{":3001", false},
+		{"0.0.0.0:3001", false},
+		{"[::]:3001", false},
+		{"192.0.2.10:3001", false},
+		{"tools:3001", false},
+		{"localhost.example.com:3001", false},
+	} {
+		t.Run(tt.addr, func(t *testing.T) {
+			t.Parallel()
+			_, err := loadConfig(map[string]string{"TOOLS_LISTEN_ADDR": tt.addr})
+			switch {
+			case tt.loopback && err != nil:
+				t.Errorf("without a secret: got %v, want nil", err)
+			case !tt.loopback && err == nil:
+				t.Error("without a secret: got nil, want an error")
+			case !tt.loopback:
+				msg := err.Error()
+				if !strings.HasPrefix(msg, "TOOLS_LISTEN_ADDR: ") || !strings.Contains(msg, "GATEWAY_IDENTITY_SECRET") ||
+					!strings.Contains(msg, "127.0.0.1") || strings.Contains(msg, "\n") {
+					t.Errorf("without a secret: got %q, want one problem naming TOOLS_LISTEN_ADDR and GATEWAY_IDENTITY_SECRET and both fixes", msg)
+				}
+			}
+			if _, err := loadConfig(map[string]string{"TOOLS_LISTEN_ADDR": tt.addr, "GATEWAY_IDENTITY_SECRET": secret}); err != nil {
+				t.Errorf("with a secret: got %v, want nil", err)
+			}
+		})
+	}
+	// A secret that is set but too short is reported as such, not as a missing one.
+	_, err := loadConfig(map[string]string{"TOOLS_LISTEN_ADDR": ":3001", "GATEWAY_IDENTITY_SECRET": "short"})
+	if err == nil || strings.Contains(err.Error(), "TOOLS_LISTEN_ADDR") || !strings.Contains(err.Error(), "GATEWAY_IDENTITY_SECRET") {
+		t.Errorf("short secret: got %v, want one problem naming GATEWAY_IDENTITY_SECRET", err)
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	t.Parallel()
+	environ := map[string]string{
+		"TOOLS_LOG_LEVL":               "debug",
+		"TOOLS_STATELES":               "false",
+		"TOOLS_LISTEN_ADDR":            "127.0.0.1:3001",
+		"GATEWAY_IDENTITY_SECRET":      "read by the gateway too",
+		"GATEWAY_ANYTHING":             "the gateway's business",
+		"MCP_USE_OAUTH_WORKOS_API_KEY": "sk",
+		"WORKOS_API_URL":               "https://api.workos.com",
+		"HOME":                         "/root",
+	}
+	got := unknownVariables(environ)
+	want := []envname.Unknown{
+		{Name: "TOOLS_LOG_LEVL", Suggestion: "TOOLS_LOG_LEVEL"},
+		{Name: "TOOLS_STATELES", Suggestion: "TOOLS_STATELESS"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("unknownVariables = %+v, want %+v", got, want)
+	}
+	// Every name config reads is known.
+	all := map[string]string{}
+	for f := range reflect.TypeFor[config]().Fields() {
+		if name := envName(f.Name); name != "" {
+			all[name] = "x"
+		}
+	}
+	if got := unknownVariables(all); len(got) != 0 {
+		t.Errorf("unknownVariables of config's own names = %+v, want none", got)
 	}
 }
 

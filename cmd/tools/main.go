@@ -87,6 +87,10 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	level, _ := parseLevel(cfg.LogLevel) // Validate checked it
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	warnInsecure(logger, cfg)
+	for _, u := range unknownVariables(environ) {
+		logger.Warn("unknown variable: the tool service does not read it, so its value is ignored",
+			"name", u.Name, "closest_known", u.Suggestion)
+	}
 
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
@@ -105,7 +109,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 			WorkOSAPIKey:   cfg.apiKey(),
 			IdentitySecret: []byte(cfg.IdentitySecret),
 			IdentityMaxAge: cfg.IdentityMaxAge,
-			Stateless:      cfg.Stateless,
+			Stateful:       !cfg.Stateless,
 			JSONResponse:   cfg.JSONResponse,
 		})),
 		ReadHeaderTimeout: readHeaderTimeout,

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -89,14 +90,15 @@ func (s signingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return s.base.RoundTrip(req)
 }
 
-// TestRunServesAndShutsDown runs the binary's run on a free port, calls a tool through it as the gateway would,
-// holds a standalone event stream open, and checks that cancelling ctx shuts down cleanly and well before the
+// TestRunServesAndShutsDown runs the binary's run on a free port with sessions, calls a tool through it as the gateway
+// would, holds a standalone event stream open, and checks that cancelling ctx shuts down cleanly and well before the
 // shutdown timeout, the stream included.
 func TestRunServesAndShutsDown(t *testing.T) {
 	t.Parallel()
 	secret := strings.Repeat("k", minSecretLen)
 	addr, cancel, done, logs := startRun(t, map[string]string{
 		"TOOLS_LISTEN_ADDR":       "127.0.0.1:0",
+		"TOOLS_STATELESS":         "false", // standalone event streams exist only with sessions
 		"GATEWAY_IDENTITY_SECRET": secret,
 		"WORKOS_API_KEY":          "sk_test_never_logged",
 	})
@@ -183,6 +185,74 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 }
 
+// TestRunSpeaksEveryProtocolVersionByDefault connects go-sdk clients to the service run with its defaults: one at the
+// go-sdk client's default, 2026-07-28 (server/discover, then sessionless requests), and one at 2025-06-18 (initialize).
+// Both call a tool.
+func TestRunSpeaksEveryProtocolVersionByDefault(t *testing.T) {
+	t.Parallel()
+	secret := strings.Repeat("k", minSecretLen)
+	addr, _, _, logs := startRun(t, map[string]string{"TOOLS_LISTEN_ADDR": "127.0.0.1:0", "GATEWAY_IDENTITY_SECRET": secret})
+	conns := &http.Transport{}
+	t.Cleanup(conns.CloseIdleConnections)
+	gateway := signingTransport{base: conns, id: identity.Identity{UserID: "user_alice"}, secret: []byte(secret)}
+
+	for _, tt := range []struct {
+		ask, want string
+	}{
+		{ask: "", want: "2026-07-28"},
+		{ask: "2025-06-18", want: "2025-06-18"},
+	} {
+		client := mcp.NewClient(&mcp.Implementation{Name: "test-client", Version: "1"}, nil)
+		cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{
+			Endpoint:   "http://" + addr + "/mcp",
+			HTTPClient: &http.Client{Transport: gateway},
+			MaxRetries: -1,
+		}, &mcp.ClientSessionOptions{ProtocolVersion: tt.ask})
+		if err != nil {
+			t.Fatalf("connect asking for %q: %v\n%s", tt.ask, err, logs)
+		}
+		if got := cs.InitializeResult().ProtocolVersion; got != tt.want {
+			t.Errorf("asking for %q: negotiated %q, want %q", tt.ask, got, tt.want)
+		}
+		if id := cs.ID(); id != "" {
+			t.Errorf("asking for %q: session id %q, want none", tt.ask, id)
+		}
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "get-user-info"})
+		if err != nil || res.IsError {
+			t.Errorf("asking for %q: get-user-info: %v %+v", tt.ask, err, res)
+		}
+		cs.Close()
+	}
+}
+
+// TestRunWarnsOfUnknownVariables checks that a misspelt TOOLS_* variable is named at start, with the variable it is
+// closest to, and that the service starts anyway.
+func TestRunWarnsOfUnknownVariables(t *testing.T) {
+	t.Parallel()
+	_, cancel, done, logs := startRun(t, map[string]string{
+		"TOOLS_LISTEN_ADDR":   "127.0.0.1:0",
+		"TOOLS_JSON_RESPONCE": "true",
+		"GATEWAY_LOG_LEVEL":   "debug", // the gateway's, not checked here
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run = %v", err)
+	}
+	var warned []string
+	for line := range strings.Lines(logs.String()) {
+		var rec struct {
+			Level, Msg, Name string
+			Closest          string `json:"closest_known"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && strings.HasPrefix(rec.Msg, "unknown variable") {
+			warned = append(warned, rec.Level+" "+rec.Name+" → "+rec.Closest)
+		}
+	}
+	if want := []string{"WARN TOOLS_JSON_RESPONCE → TOOLS_JSON_RESPONSE"}; !slices.Equal(warned, want) {
+		t.Errorf("warnings = %q, want %q\n%s", warned, want, logs)
+	}
+}
+
 func equalJSON(a, b any) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
@@ -209,6 +279,11 @@ func TestRunFailsToStart(t *testing.T) {
 			want:    []string{"TOOLS_LOG_LEVEL", "WORKOS_API_URL"},
 		},
 		{name: "address in use", environ: map[string]string{"TOOLS_LISTEN_ADDR": busy.Addr().String()}, want: []string{"listen"}},
+		{
+			name:    "every interface without a secret",
+			environ: map[string]string{"TOOLS_LISTEN_ADDR": "0.0.0.0:0"},
+			want:    []string{"TOOLS_LISTEN_ADDR", "GATEWAY_IDENTITY_SECRET", "127.0.0.1"},
+		},
 		{name: "unexpected argument", args: []string{"serve"}, environ: map[string]string{}, want: []string{"unexpected arguments"}},
 		{name: "unknown flag", args: []string{"-port=1"}, environ: map[string]string{}, want: []string{"-port"}},
 	}
@@ -216,7 +291,10 @@ func TestRunFailsToStart(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stderr bytes.Buffer
-			err := run(t.Context(), append([]string{"tools"}, tt.args...), tt.environ, io.Discard, &stderr)
+			// Bounded, so that a run that starts serving when it should not fails the test instead of hanging it.
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			err := run(ctx, append([]string{"tools"}, tt.args...), tt.environ, io.Discard, &stderr)
 			if err == nil {
 				t.Fatal("run: got nil, want an error")
 			}
@@ -278,7 +356,9 @@ func TestHealthcheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stderr bytes.Buffer
-			err := run(t.Context(), []string{"tools", "--healthcheck"}, map[string]string{"TOOLS_LISTEN_ADDR": tt.addr}, io.Discard, &stderr)
+			// The service's own environment: a listen address beyond loopback comes with the secret.
+			environ := map[string]string{"TOOLS_LISTEN_ADDR": tt.addr, "GATEWAY_IDENTITY_SECRET": strings.Repeat("k", minSecretLen)}
+			err := run(t.Context(), []string{"tools", "--healthcheck"}, environ, io.Discard, &stderr)
 			switch {
 			case tt.wantErr == nil && err != nil:
 				t.Errorf("--healthcheck against %s: got %v, want nil", tt.addr, err)

@@ -113,6 +113,9 @@ describe('TypeScript SDK client through the gateway with oidc-provider tokens', 
     workos = await startFakeWorkOS(workosAPIKey, { [alice.id]: aliceAtWorkOS });
     as = await startAuthServer({ accessTokenTTL });
     tools = await startTools('sdk-tools', {
+      // With sessions (the default is stateless): this test also checks that the gateway relays the tool service's
+      // Mcp-Session-Id and its standalone GET stream.
+      TOOLS_STATELESS: 'false',
       GATEWAY_IDENTITY_SECRET: identitySecret,
       WORKOS_API_URL: workos.url,
       MCP_USE_OAUTH_WORKOS_API_KEY: workosAPIKey,

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
-
-	"github.com/mcp-gateway/gateway/internal/envname"
 )
 
 // Config is the gateway's configuration, read from the environment by LoadConfig. Variable names from the mcp-use
@@ -488,43 +486,6 @@ func defaultPublicURL(addr string) (string, error) {
 			"number, so there is no default http://localhost:<port>; set the origin clients use, e.g. http://localhost:3000", addr)
 	}
 	return "http://localhost:" + strconv.FormatUint(n, 10), nil
-}
-
-// UnknownVariable is an environment variable named like the gateway's (GATEWAY_*) that the gateway does not read, so
-// that its value is ignored: most often a misspelling that leaves a setting at its default.
-type UnknownVariable struct {
-	// Name is the variable as set.
-	Name string
-	// Suggestion is the variable the gateway reads whose name is closest to Name.
-	Suggestion string
-}
-
-// UnknownVariables returns, sorted by name, every variable in environ whose name starts with GATEWAY_ (in any letter
-// case) and that the gateway does not read, each with the closest name it does read. The known names are the env tags
-// of Config and the variables cmd/gateway reads outside it (development mode's). Other names are not checked: the
-// gateway shares its environment with the mcp-use example's and the tool service's variables.
-func UnknownVariables(environ map[string]string) []UnknownVariable {
-	known := append(envname.Tags(reflect.TypeFor[Config]()),
-		"GATEWAY_DEV", "GATEWAY_DEV_ISSUER_ADDR", "GATEWAY_DEV_TOOLS_ADDR", "GATEWAY_DEV_AUTOLOGIN")
-	var out []UnknownVariable
-	for _, u := range envname.Find(environ, []string{"GATEWAY_"}, known) {
-		out = append(out, UnknownVariable{Name: u.Name, Suggestion: u.Suggestion})
-	}
-	return out
-}
-
-// LogWarnings logs, once at start, what in the configuration works but is unsafe or most likely a mistake: every
-// unknown GATEWAY_* variable in environ (see UnknownVariables), and identity headers forwarded without a signature
-// when GATEWAY_IDENTITY_SECRET is not set. Neither stops the gateway.
-func (c *Config) LogWarnings(log *slog.Logger, environ map[string]string) {
-	for _, u := range UnknownVariables(environ) {
-		log.Warn("unknown variable: the gateway does not read it, so its value is ignored", "name", u.Name, "closest_known", u.Suggestion)
-	}
-	if c.IdentitySecret == "" {
-		log.Warn("GATEWAY_IDENTITY_SECRET is not set: identity headers are forwarded unsigned, so the upstream cannot tell " +
-			"them from forged ones and must be reachable from the gateway alone; set the same secret on the gateway and " +
-			"the upstream (openssl rand -base64 32)")
-	}
 }
 
 // OptionB reports whether a pre-registered client is configured, making the gateway an authorization-server facade.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/mcp-gateway/gateway/cmd/internal/envname"
 	"github.com/mcp-gateway/gateway/metadata"
 	"github.com/mcp-gateway/gateway/proxy"
 	"github.com/mcp-gateway/gateway/proxy/identity"
@@ -81,7 +82,7 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 		fail("public URL", detail, fix)
 	}
 
-	if unknown := proxy.UnknownVariables(env); len(unknown) == 0 {
+	if unknown := unknownVariables(env); len(unknown) == 0 {
 		pass("variables", "every GATEWAY_* variable set is one the gateway reads")
 	} else {
 		for _, u := range unknown {
@@ -262,7 +263,7 @@ func checkPublicURL(env map[string]string) (detail, fix string) {
 }
 
 // unknownVariableFix says what to do about a GATEWAY_* variable the gateway does not read.
-func unknownVariableFix(u proxy.UnknownVariable) string {
+func unknownVariableFix(u envname.Unknown) string {
 	// Kubernetes (service links) and Docker (links) set <SERVICE>_PORT, <SERVICE>_PORT_3000_TCP, <SERVICE>_SERVICE_HOST…
 	// for a service named gateway.
 	if regexp.MustCompile(`^GATEWAY_(SERVICE_(HOST|PORT)(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?)?)$`).MatchString(u.Name) {

@@ -218,7 +218,7 @@ func runDev(ctx context.Context, environ map[string]string, stdout, stderr io.Wr
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	log := newLogger(cfg, stderr)
-	cfg.LogWarnings(log, environ)
+	logWarnings(log, cfg, environ)
 	if len(ignored) > 0 {
 		log.Warn("development mode uses its own authorization server; ignoring these variables", "ignored", ignored)
 	}

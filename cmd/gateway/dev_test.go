@@ -21,8 +21,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
-
-	"github.com/mcp-gateway/gateway/proxy"
 )
 
 // devEnv is the environment of a development-mode gateway on free loopback ports.
@@ -270,7 +268,7 @@ func TestDevVariablesAreKnown(t *testing.T) {
 			environ[name] = "x"
 		}
 	}
-	if got := proxy.UnknownVariables(environ); len(got) != 0 {
+	if got := unknownVariables(environ); len(got) != 0 {
 		t.Errorf("proxy.UnknownVariables reports variables development mode reads: %+v", got)
 	}
 }

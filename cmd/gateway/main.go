@@ -101,6 +101,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	logOut := newLineBatcher(stderr)
 	defer logOut.Close()
 	log := newLogger(cfg, logOut)
+	logWarnings(log, cfg, env)
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("GATEWAY_LISTEN_ADDR: %w", err)
@@ -185,15 +186,6 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 		"audiences", cfg.AudienceList, "required_scopes", cfg.ScopeList, "allowed_origins", cfg.OriginList,
 		"identity_signature", cfg.IdentitySecret != "", "max_connections", maxConns,
 		"read_timeout", cfg.ReadTimeout.String(), "upstream_timeout", cfg.UpstreamTimeout.String())
-	if cfg.IdentitySecret == "" {
-		log.Warn("GATEWAY_IDENTITY_SECRET is not set: the identity headers are forwarded unsigned, so anyone who can reach the "+
-			"MCP server directly can claim any identity; keep it on loopback, or set the same secret on the gateway and the server",
-			"upstream", cfg.Upstream.Redacted())
-	}
-	if cfg.AllowUpgrade {
-		log.Warn("GATEWAY_ALLOW_UPGRADE is true: an authenticated request that upgrades becomes a two-way tunnel the gateway no longer inspects (not even expiry)")
-	}
-
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})

@@ -12,7 +12,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/mcp-gateway/gateway/internal/envname"
+	"github.com/mcp-gateway/gateway/cmd/internal/envname"
 )
 
 // minSecretLen is the shortest GATEWAY_IDENTITY_SECRET accepted: 32 bytes, the size of an HMAC-SHA256 key.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcp-gateway/gateway/internal/envname"
+	"github.com/mcp-gateway/gateway/cmd/internal/envname"
 )
 
 func TestLoadConfig(t *testing.T) {

@@ -221,6 +221,8 @@ var omittedFromCompose = map[string]string{
 	"WORKOS_CLIENT_ID":                   "alias of MCP_USE_OAUTH_WORKOS_CLIENT_ID",
 	"MCP_USE_OAUTH_WORKOS_CLIENT_SECRET": "Option B only, with MCP_USE_OAUTH_WORKOS_CLIENT_ID",
 	"GATEWAY_CLIENT_AUTH_METHOD":         "Option B only, with MCP_USE_OAUTH_WORKOS_CLIENT_SECRET",
+	"GATEWAY_FACADE_SCOPES":              "Option B only, with MCP_USE_OAUTH_WORKOS_CLIENT_ID",
+	"GATEWAY_FACADE_DEFAULT_SCOPE":       "Option B only, with MCP_USE_OAUTH_WORKOS_CLIENT_ID",
 	"WORKOS_API_KEY":                     "alias of MCP_USE_OAUTH_WORKOS_API_KEY",
 	"GATEWAY_DEV":                        "dev mode is the dev profile's gateway-dev service",
 }

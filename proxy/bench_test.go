@@ -144,7 +144,7 @@ func BenchmarkBareProxy(b *testing.B) {
 	}))
 	defer up.Close()
 	target, _ := url.Parse(up.URL)
-	rp := &httputil.ReverseProxy{Transport: newUpstreamTransport(upstreamDialer(), 0), Rewrite: func(pr *httputil.ProxyRequest) {
+	rp := &httputil.ReverseProxy{Transport: newUpstreamTransport(upstreamDialer().DialContext, 0), Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(target)
 		pr.Out.Header.Set("X-Auth-User-Id", "user_1")
 	}}

@@ -105,13 +105,19 @@ type Config struct {
 	// (event streams) are not cut. Default 30s. Longer lets slow clients hold a connection longer.
 	ReadTimeout time.Duration `env:"GATEWAY_READ_TIMEOUT" envDefault:"30s"`
 
+	// WriteTimeout bounds how long a client may take to take each part of a response: a client that stops reading
+	// cannot hold a connection by it. An idle event stream is not cut: only bytes waiting to be taken count.
+	// Default 30s.
+	WriteTimeout time.Duration `env:"GATEWAY_WRITE_TIMEOUT" envDefault:"30s"`
+
 	// MaxConnections caps the client connections open at once; further connections wait to be accepted. Default 0:
 	// half of what the open-file limit leaves after 64 descriptors for the gateway's own use (each proxied request
 	// may hold a client and an upstream connection). Negative: no cap.
 	MaxConnections int `env:"GATEWAY_MAX_CONNECTIONS" envDefault:"0"`
 
 	// UpstreamTimeout bounds the wait for the upstream's response head (status and headers) once the request is
-	// sent; past it the client gets 504. A response body, such as an event stream, is not bounded by it. Default 30s.
+	// sent, and how long the upstream may take to take each part of the request; past it the client gets 504. A
+	// response body, such as an event stream, is not bounded by it. Default 30s.
 	UpstreamTimeout time.Duration `env:"GATEWAY_UPSTREAM_TIMEOUT" envDefault:"30s"`
 
 	// AllowUpgrade forwards protocol upgrades (Upgrade: websocket, h2c, …) to the upstream, which turns an
@@ -450,6 +456,9 @@ func (c *Config) validate(failed map[string]bool) error {
 	}
 	if c.ReadTimeout <= 0 {
 		bad("GATEWAY_READ_TIMEOUT", "must be positive (got %s)", c.ReadTimeout)
+	}
+	if c.WriteTimeout <= 0 {
+		bad("GATEWAY_WRITE_TIMEOUT", "must be positive (got %s)", c.WriteTimeout)
 	}
 	if c.UpstreamTimeout <= 0 {
 		bad("GATEWAY_UPSTREAM_TIMEOUT", "must be positive (got %s)", c.UpstreamTimeout)

@@ -177,12 +177,12 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 	g.dialer = upstreamDialer()
 	transport := o.UpstreamTransport
 	if transport == nil {
-		transport = newUpstreamTransport(g.dialer, cfg.UpstreamTimeout)
+		transport = newUpstreamTransport(g.dial, cfg.UpstreamTimeout)
 		g.relay = cfg.Upstream.Scheme == "http"
 	}
 	g.probe = &http.Client{
 		Timeout:       time.Second,
-		Transport:     &http.Transport{DialContext: g.dialer.DialContext, DisableKeepAlives: true, DisableCompression: true},
+		Transport:     &http.Transport{DialContext: g.dial, DisableKeepAlives: true, DisableCompression: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	if o.UpstreamTransport != nil {
@@ -196,8 +196,10 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		Transport:      transport,
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.upstreamError,
-		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
-		BufferPool:     g.buffers,
+		// Debug: what it reports (an upstream body cut halfway) concerns one request, whose access line says how it
+		// ended; a line of its own per request would let an upstream multiply the log.
+		ErrorLog:   slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		BufferPool: g.buffers,
 		// FlushInterval 0: text/event-stream and unknown-length responses are flushed after every write anyway.
 	}
 	g.handler = g.routes()
@@ -219,13 +221,39 @@ func upstreamDialer() *net.Dialer {
 	return &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 }
 
+// dial connects to the upstream. Each write on the connection must be taken within GATEWAY_UPSTREAM_TIMEOUT, so that
+// an upstream that stops reading a request body cannot hold the request (the transport's response-header timeout only
+// starts once the body is written).
+func (g *Gateway) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := g.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &writeBoundConn{Conn: c, timeout: g.cfg.UpstreamTimeout}, nil
+}
+
+// writeBoundConn gives each write timeout to complete; reads are not bounded by it.
+type writeBoundConn struct {
+	net.Conn
+	timeout time.Duration
+	until   time.Time // the write deadline last set; writes come from one goroutine at a time
+}
+
+func (c *writeBoundConn) Write(p []byte) (int, error) {
+	if now := time.Now(); c.until.Sub(now) < c.timeout/2 {
+		c.until = now.Add(c.timeout)
+		c.Conn.SetWriteDeadline(c.until)
+	}
+	return c.Conn.Write(p)
+}
+
 // newUpstreamTransport returns a transport for a single upstream: many idle connections, no compression (so that
 // event streams are never buffered), the response head within headTimeout (a body, such as an event stream, may take
 // as long as it likes), HTTP/1.1.
-func newUpstreamTransport(d *net.Dialer, headTimeout time.Duration) *http.Transport {
+func newUpstreamTransport(dial func(context.Context, string, string) (net.Conn, error), headTimeout time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil,
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,
@@ -325,7 +353,8 @@ func (g *Gateway) upstreamReachable(ctx context.Context) bool {
 	if !g.readyAt.IsZero() && now.Sub(g.readyAt) < time.Second {
 		return g.upstreamOK
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	// Not the caller's context: a caller that hangs up must not decide what the next second's probes say.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
 	ok := false
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, g.cfg.Upstream.String(), nil)

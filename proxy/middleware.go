@@ -62,13 +62,38 @@ func routeName(name string, next http.Handler) http.Handler {
 }
 
 // statusWriter records the status and size of a response. It passes Flush through (event streams) and exposes the
-// underlying writer to http.ResponseController. A response that starts before the request body was read says
-// Connection: close (see started).
+// underlying writer to http.ResponseController. Each write must be taken by the client within the write timeout
+// (see extendWrite), and a response that starts before the request body was read says Connection: close (see
+// started).
 type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
 	st     *reqState
+
+	conn         connDeadlines // the connection's deadlines; nil when the writer has none (a test recorder)
+	writeTimeout time.Duration
+	writeUntil   time.Time // the write deadline last set
+}
+
+// connDeadlines is what the server's response writer offers to bound the connection's reads and writes.
+type connDeadlines interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// extendWrite moves the connection's write deadline to writeTimeout from now when less than half of it is left, so
+// that a client that stops reading cannot hold a handler blocked in Write (and its connection) for ever, while an
+// event stream may stay idle as long as it likes: the deadline only bounds bytes waiting to be taken. It also bounds
+// what the server writes for the request after the handler (the final flush).
+func (w *statusWriter) extendWrite() {
+	if w.conn == nil {
+		return
+	}
+	if now := time.Now(); w.writeUntil.Sub(now) < w.writeTimeout/2 {
+		w.writeUntil = now.Add(w.writeTimeout)
+		w.conn.SetWriteDeadline(w.writeUntil)
+	}
 }
 
 // started is called once, before the response head is written. When the request body has not been read (the
@@ -86,6 +111,7 @@ func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 {
 		w.started(code)
 	}
+	w.extendWrite()
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -93,6 +119,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.started(http.StatusOK)
 	}
+	w.extendWrite()
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
 	return n, err
@@ -102,6 +129,7 @@ func (w *statusWriter) Flush() {
 	if w.status == 0 {
 		w.started(http.StatusOK)
 	}
+	w.extendWrite()
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
@@ -118,13 +146,16 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		defer g.inflight.Add(-1)
 		st := &reqState{reqID: g.reqIDs.next(), route: "other", start: g.now()}
 		w.Header().Set("X-Request-Id", st.reqID)
-		sw := &statusWriter{ResponseWriter: w, st: st}
+		sw := &statusWriter{ResponseWriter: w, st: st, writeTimeout: g.cfg.WriteTimeout}
+		sw.conn, _ = w.(connDeadlines)
+		sw.extendWrite() // from the start: the server may write before the handler does (100 Continue)
 		defer func() {
 			if b := st.body; b != nil && !b.done.Load() {
 				// Answered without reading the body (a refusal, mostly): the response said Connection: close, and
 				// the server, which reads an unread body before it closes, gets no time to wait for it.
-				b.rc.SetReadDeadline(time.Now())
+				b.conn.SetReadDeadline(time.Now())
 			}
+			sw.extendWrite() // the server's final flush of the response
 			if st.relayed {
 				return // the relayed stream records the request when it ends
 			}
@@ -329,27 +360,21 @@ func (g *Gateway) originAllowed(origin string) bool {
 // errBodyTimeout reports a request body that did not arrive within the read timeout.
 var errBodyTimeout = errors.New("the request body did not arrive in time")
 
-// boundBody gives a client timeout to send each part of its request body: the connection's read deadline is set when
-// the handler starts, moved on whenever a part arrives, and cleared once the body is read, so that the response (an
-// event stream, say) is not cut by it. Without it a client that declares a body and sends none holds a connection, a
-// goroutine and a file descriptor for as long as it likes. A request without a body is not touched.
+// boundBody gives a client timeout to send each part of its request body: every read of the body must complete
+// within it, and the read deadline is cleared once the body is read, so that the response (an event stream, say) is
+// not cut by it. Without it a client that declares a body and sends none holds a connection, a goroutine and a file
+// descriptor for as long as it likes. Only the gateway's own reads count: while it waits for the upstream to take
+// what it read, the client is not blamed. A request without a body is not touched.
 func boundBody(timeout time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-				next.ServeHTTP(w, r)
+			sw, ok := w.(*statusWriter)
+			if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || !ok || sw.conn == nil {
+				next.ServeHTTP(w, r) // no body, or a connection without deadlines (a test recorder)
 				return
 			}
-			rc := http.NewResponseController(w)
-			if rc.SetReadDeadline(time.Now().Add(timeout)) != nil {
-				next.ServeHTTP(w, r) // a connection without deadlines (a test recorder): nothing to bound
-				return
-			}
-			st := stateOf(r.Context())
-			b := &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: timeout, left: r.ContentLength, st: st}
-			if st != nil {
-				st.body = b
-			}
+			b := &deadlineBody{ReadCloser: r.Body, conn: sw.conn, timeout: timeout, left: r.ContentLength, st: sw.st}
+			sw.st.body = b
 			r.Body = b
 			next.ServeHTTP(w, r)
 		})
@@ -359,35 +384,36 @@ func boundBody(timeout time.Duration) func(http.Handler) http.Handler {
 // deadlineBody is a request body under boundBody's deadline.
 type deadlineBody struct {
 	io.ReadCloser
-	rc      *http.ResponseController
+	conn    connDeadlines
 	timeout time.Duration
+	until   time.Time   // the read deadline last set
 	left    int64       // bytes still to come when the length is known; -1 when it is not
 	done    atomic.Bool // read to its end: the deadline is cleared
 	st      *reqState
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
 	if b.done.Load() {
-		return n, err
+		return b.ReadCloser.Read(p)
 	}
+	if now := time.Now(); b.until.Sub(now) < b.timeout/2 {
+		b.until = now.Add(b.timeout)
+		b.conn.SetReadDeadline(b.until)
+	}
+	n, err := b.ReadCloser.Read(p)
 	if b.left > 0 {
 		b.left -= int64(n)
 	}
 	switch {
 	case err == nil && b.left == 0, errors.Is(err, io.EOF):
 		b.done.Store(true)
-		b.rc.SetReadDeadline(time.Time{})
+		b.conn.SetReadDeadline(time.Time{})
 	case err != nil:
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
-			if b.st != nil {
-				b.st.bodyTimeout.Store(true) // the server cancels the request's context too: which error wins is a race
-			}
+			b.st.bodyTimeout.Store(true) // the server cancels the request's context too: which error wins is a race
 			return n, errBodyTimeout
 		}
-	case n > 0:
-		b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 	}
 	return n, err
 }

@@ -207,13 +207,16 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 	defer g.streams.end()
 	st := stateOf(r.Context())
 	out := g.outbound(r)
-	up, err := g.dialer.DialContext(r.Context(), "tcp", g.upstreamAddr)
+	up, err := g.dialer.DialContext(r.Context(), "tcp", g.upstreamAddr) // its one write, the request head, fits the socket buffer
 	if err != nil {
 		g.upstreamError(w, r, err)
 		return
 	}
-	// Until the tunnel owns it, the connection is closed if the client goes away, which ends a wait for the head.
+	// Until the tunnel owns it, the connection is closed if the client goes away or a shutdown starts, which ends a
+	// wait for the head.
 	stop := context.AfterFunc(r.Context(), func() { up.Close() })
+	stopAtShutdown := context.AfterFunc(g.closing, func() { up.Close() })
+	defer stopAtShutdown()
 	owned := false
 	defer func() {
 		if !owned {
@@ -306,6 +309,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 		t.close() // Shutdown has already closed the streams
 		return
 	}
+	client.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
 	if _, err := client.Write(head.Bytes()); err != nil || cbuf.Reader.Buffered() > 0 {
 		// A client that sent more on this connection gets no stream: it is closed, as announced.
 		t.close()
@@ -377,6 +381,7 @@ func (t *tunnel) pump() {
 			if t.left > 0 {
 				t.left -= int64(n)
 			}
+			t.client.SetWriteDeadline(time.Now().Add(t.g.cfg.WriteTimeout)) // a client that stops reading ends its stream
 			if _, werr := t.client.Write(p[:n]); werr != nil {
 				t.g.buffers.Put(buf)
 				return

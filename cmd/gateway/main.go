@@ -162,10 +162,14 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 		go func() { errc <- s.srv.Serve(s.ln) }()
 	}
 	maxConns := connectionCap(cfg.MaxConnections)
-	sem := make(chan struct{}, max(maxConns, 1)) // shared by every listener
+	var lim *connLimiter
+	if maxConns > 0 {
+		lim = newConnLimiter(maxConns)
+		srv.ConnState = lim.track
+	}
 	for _, ln := range lns {
-		if maxConns > 0 {
-			ln = newLimitListener(ln, sem)
+		if lim != nil {
+			ln = newLimitListener(ln, lim)
 		}
 		go func() { errc <- srv.Serve(ln) }()
 	}
@@ -244,31 +248,90 @@ func connectionCap(configured int) int {
 	return max(files-64, 32) / 2
 }
 
-// limitListener accepts a connection only while fewer than cap(sem) accepted ones are open; past that, Accept waits
-// for one to close, and new connections wait in the kernel's queue.
+// connLimiter holds the places under GATEWAY_MAX_CONNECTIONS, shared by every listener of the gateway, and knows
+// which connections are idle between requests: when a new client arrives and every place is taken, the connection
+// idle the longest is closed to make room, so that idle keep-alive connections cannot keep everybody else waiting.
+type connLimiter struct {
+	sem   chan struct{}
+	idled chan struct{} // a connection went idle
+	mu    sync.Mutex
+	idle  map[net.Conn]time.Time // keep-alive connections between requests, since when
+}
+
+func newConnLimiter(n int) *connLimiter {
+	return &connLimiter{sem: make(chan struct{}, n), idled: make(chan struct{}, 1), idle: make(map[net.Conn]time.Time)}
+}
+
+// track is the server's ConnState hook.
+func (l *connLimiter) track(c net.Conn, s http.ConnState) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s != http.StateIdle {
+		delete(l.idle, c)
+		return
+	}
+	l.idle[c] = time.Now()
+	select {
+	case l.idled <- struct{}{}:
+	default:
+	}
+}
+
+// shedIdle closes the connection idle the longest and reports whether there was one.
+func (l *connLimiter) shedIdle() bool {
+	l.mu.Lock()
+	var oldest net.Conn
+	var since time.Time
+	for c, t := range l.idle {
+		if oldest == nil || t.Before(since) {
+			oldest, since = c, t
+		}
+	}
+	delete(l.idle, oldest)
+	l.mu.Unlock()
+	if oldest == nil {
+		return false
+	}
+	oldest.Close() // gives its place back at once
+	return true
+}
+
+// limitListener gives each connection it accepts a place under its limiter. When there is none, it closes the
+// longest idle connection, or waits for a place; the clients behind it wait in the kernel's queue.
 type limitListener struct {
 	net.Listener
-	sem    chan struct{}
+	lim    *connLimiter
 	done   chan struct{}
 	closed sync.Once
 }
 
-func newLimitListener(ln net.Listener, sem chan struct{}) *limitListener {
-	return &limitListener{Listener: ln, sem: sem, done: make(chan struct{})}
+func newLimitListener(ln net.Listener, lim *connLimiter) *limitListener {
+	return &limitListener{Listener: ln, lim: lim, done: make(chan struct{})}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
+	c, err := l.Listener.Accept() // first a client, so that idle connections are closed only for one that waits
 	if err != nil {
-		<-l.sem
 		return nil, err
 	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+	for {
+		select {
+		case l.lim.sem <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.lim.sem }}, nil
+		default:
+		}
+		if l.lim.shedIdle() {
+			continue
+		}
+		select {
+		case l.lim.sem <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.lim.sem }}, nil
+		case <-l.lim.idled:
+		case <-l.done:
+			c.Close()
+			return nil, net.ErrClosed
+		}
+	}
 }
 
 func (l *limitListener) Close() error {

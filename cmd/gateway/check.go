@@ -99,7 +99,7 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 			"static client id", "audience", "upstream")
 		return out
 	}
-	pass("configuration", "loaded; issuer %s, MCP URL %s, upstream %s", cfg.Issuer, cfg.Resource, cfg.Upstream.Redacted())
+	pass("configuration", "loaded; issuer %s, MCP URL %s, upstream %s; %s", cfg.Issuer, cfg.Resource, cfg.Upstream.Redacted(), limitsSummary(cfg))
 	authKit := isAuthKit(cfg)
 
 	// The authorization server's metadata, checked exactly as the gateway checks it at start.
@@ -260,6 +260,25 @@ func checkPublicURL(env map[string]string) (detail, fix string) {
 		return fmt.Sprintf("%s is %s: neither https nor loopback, so tokens would cross the network in the clear", name, raw),
 			"serve the gateway behind TLS and set " + name + " to its https:// origin, exactly the URL clients connect to"
 	}
+}
+
+// limitsSummary says how the gateway bounds each phase of a request, whether it forwards upgrades and whether it
+// signs the identity it forwards.
+func limitsSummary(cfg *proxy.Config) string {
+	conns := "no connection cap"
+	if n := connectionCap(cfg.MaxConnections); n > 0 {
+		conns = fmt.Sprintf("at most %d connections", n)
+	}
+	upgrades := "upgrades dropped"
+	if cfg.AllowUpgrade {
+		upgrades = "upgrades forwarded as tunnels the gateway does not inspect (GATEWAY_ALLOW_UPGRADE)"
+	}
+	signed := "identity headers signed"
+	if cfg.IdentitySecret == "" {
+		signed = "identity headers unsigned (no GATEWAY_IDENTITY_SECRET: the upstream must be reachable from the gateway alone)"
+	}
+	return fmt.Sprintf("headers within %s, each body read within %s, each write within %s, upstream head within %s, %s, %s, %s",
+		cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.WriteTimeout, cfg.UpstreamTimeout, conns, upgrades, signed)
 }
 
 // unknownVariableFix says what to do about a GATEWAY_* variable the gateway does not read.

@@ -162,3 +162,50 @@ func BenchmarkBareProxy(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkChainLoopback is BenchmarkChain through real connections: a client keeps one connection to the gateway,
+// which keeps its connections to the upstream, so that the per-connection work (deadlines) is measured as served.
+func BenchmarkChainLoopback(b *testing.B) {
+	k := newKey(b, "k1", 0)
+	is := newTestIssuer(b, k)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}))
+	defer up.Close()
+	cfg, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newClock()
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	g, err := New(cfg, Options{Now: c.Now, ASClient: is.Client(), Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := g.discover(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Handler())
+	defer srv.Close()
+	tok := k.sign(b, is.claims(cfg.Resource, "user_1", c.Now()))
+	client := srv.Client()
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get-user-info"}}`
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequest("POST", srv.URL+"/mcp", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}

@@ -65,45 +65,25 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 func isGatewayHeader(name string) bool {
 	switch len(name) {
 	case len("cookie"):
-		return foldEqual(name, "cookie")
+		return identity.SameName(name, "cookie")
 	case len("forwarded"):
-		return foldEqual(name, "forwarded")
+		return identity.SameName(name, "forwarded")
 	case len("x-request-id"):
-		return foldEqual(name, "x-request-id")
+		return identity.SameName(name, "x-request-id")
 	case len("authorization"):
-		return foldEqual(name, "authorization")
+		return identity.SameName(name, "authorization")
 	case len("mcp-session-id"):
-		return foldEqual(name, "mcp-session-id")
+		return identity.SameName(name, "mcp-session-id")
 	case len("x-forwarded-for"):
-		return foldEqual(name, "x-forwarded-for")
+		return identity.SameName(name, "x-forwarded-for")
 	case len("x-forwarded-host"):
-		return foldEqual(name, "x-forwarded-host")
+		return identity.SameName(name, "x-forwarded-host")
 	case len("x-forwarded-proto"):
-		return foldEqual(name, "x-forwarded-proto")
+		return identity.SameName(name, "x-forwarded-proto")
 	case len("proxy-authorization"):
-		return foldEqual(name, "proxy-authorization")
+		return identity.SameName(name, "proxy-authorization")
 	}
 	return false
-}
-
-// foldEqual reports whether s equals the lower-case, '-'-separated want when letter case is ignored and '_' stands
-// for '-'.
-func foldEqual(s, want string) bool {
-	if len(s) != len(want) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		} else if c == '_' {
-			c = '-'
-		}
-		if c != want[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // errUpgrade refuses an upstream's 101 Switching Protocols: the gateway offered no upgrade.

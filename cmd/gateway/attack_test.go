@@ -2,11 +2,9 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,28 +12,14 @@ import (
 
 // Attacks on the served gateway's connection cap by anonymous parties.
 
-// capGateway runs the gateway with a connection cap of one and short read timeouts, and returns its address.
+// capGateway runs the gateway with a connection cap of one and short timeouts, and returns its address.
 func capGateway(t *testing.T) string {
 	t.Helper()
-	is := newIssuer(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	t.Cleanup(up.Close)
-	logs := &logBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, nil, map[string]string{
-			"GATEWAY_LISTEN_ADDR": "127.0.0.1:0", "GATEWAY_METRICS_ADDR": "off", "GATEWAY_PUBLIC_URL": publicURL,
-			"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp", "GATEWAY_MAX_CONNECTIONS": "1",
-			"GATEWAY_READ_HEADER_TIMEOUT": "200ms", "GATEWAY_READ_TIMEOUT": "200ms", "GATEWAY_WRITE_TIMEOUT": "200ms",
-			"GATEWAY_SHUTDOWN_TIMEOUT": "1s",
-		}, io.Discard, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
+	addr, _ := startPlain(t, map[string]string{
+		"GATEWAY_MAX_CONNECTIONS": "1", "GATEWAY_READ_HEADER_TIMEOUT": "200ms", "GATEWAY_READ_TIMEOUT": "200ms",
+		"GATEWAY_WRITE_TIMEOUT": "200ms", "GATEWAY_SHUTDOWN_TIMEOUT": "1s",
 	})
-	return waitFor(t, logs, "gateway listening", "addr")
+	return addr
 }
 
 // served reports whether a fresh client gets /healthz answered within d.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -12,28 +11,26 @@ import (
 	"time"
 )
 
+// startPlain runs the gateway (startGateway) with a test issuer, in front of an upstream that answers 200 to
+// everything, with env added to its configuration, and returns its host:port and its log.
+func startPlain(t *testing.T, env map[string]string) (string, *logBuffer) {
+	t.Helper()
+	is := newIssuer(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	m := map[string]string{"GATEWAY_METRICS_ADDR": "off", "GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"}
+	for k, v := range env {
+		m[k] = v
+	}
+	url, logs := startGateway(t, m)
+	return strings.TrimPrefix(url, "http://"), logs
+}
+
 // TestMaxConnections checks that GATEWAY_MAX_CONNECTIONS caps the connections the gateway holds: with two held open by
 // clients in the middle of a request, a third is not served until one of them goes, and is served then. It also
 // checks that the gateway warns when it runs without an identity secret.
 func TestMaxConnections(t *testing.T) {
-	is := newIssuer(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	t.Cleanup(up.Close)
-	logs := &logBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, nil, map[string]string{
-			"GATEWAY_LISTEN_ADDR": "127.0.0.1:0", "GATEWAY_METRICS_ADDR": "off", "GATEWAY_PUBLIC_URL": publicURL,
-			"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp", "GATEWAY_MAX_CONNECTIONS": "2",
-			"GATEWAY_READ_HEADER_TIMEOUT": "60s",
-		}, io.Discard, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	addr := waitFor(t, logs, "gateway listening", "addr")
+	addr, logs := startPlain(t, map[string]string{"GATEWAY_MAX_CONNECTIONS": "2", "GATEWAY_READ_HEADER_TIMEOUT": "60s"})
 	if !strings.Contains(logs.String(), `"max_connections":2`) {
 		t.Errorf("max_connections not logged as 2; logs:\n%s", logs)
 	}
@@ -107,23 +104,7 @@ func TestConnectionCap(t *testing.T) {
 // each declaring a request body it never sends: every one is refused and closed at once, so the connections under
 // the cap stay free and /healthz answers throughout.
 func TestSilentBodiesDoNotTakeTheGatewayOffline(t *testing.T) {
-	is := newIssuer(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	t.Cleanup(up.Close)
-	logs := &logBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, nil, map[string]string{
-			"GATEWAY_LISTEN_ADDR": "127.0.0.1:0", "GATEWAY_METRICS_ADDR": "off", "GATEWAY_PUBLIC_URL": publicURL,
-			"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp", "GATEWAY_MAX_CONNECTIONS": "50",
-		}, io.Discard, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	addr := waitFor(t, logs, "gateway listening", "addr")
+	addr, _ := startPlain(t, map[string]string{"GATEWAY_MAX_CONNECTIONS": "50"})
 	const attackers = 250
 	var conns []net.Conn
 	for range attackers {

@@ -185,27 +185,28 @@ func IsIdentityHeader(name string) bool {
 	if len(name) < 7 {
 		return false
 	}
-	if foldEqual(name[:7], "x-auth-") {
+	if SameName(name[:7], "x-auth-") {
 		return true
 	}
 	switch len(name) {
 	case len("x-forwarded-user"):
-		return foldEqual(name, "x-forwarded-user")
+		return SameName(name, "x-forwarded-user")
 	case len("x-forwarded-email"):
-		return foldEqual(name, "x-forwarded-email")
+		return SameName(name, "x-forwarded-email")
 	case len("x-forwarded-groups"):
-		return foldEqual(name, "x-forwarded-groups")
+		return SameName(name, "x-forwarded-groups")
 	case len("x-forwarded-preferred-username"):
-		return foldEqual(name, "x-forwarded-preferred-username")
+		return SameName(name, "x-forwarded-preferred-username")
 	case len("x-forwarded-access-token"):
-		return foldEqual(name, "x-forwarded-access-token")
+		return SameName(name, "x-forwarded-access-token")
 	}
 	return false
 }
 
-// foldEqual reports whether s equals the lower-case, '-'-separated want when letter case is ignored and '_' stands
-// for '-'. It allocates nothing: it runs for every header of every request.
-func foldEqual(s, want string) bool {
+// SameName reports whether the header name s is want, a lower-case, '-'-separated name, as an upstream may read it:
+// with letter case ignored and '_' standing for '-' (PHP, WSGI and CGI fold both into one variable). It allocates
+// nothing: it runs for every header of every request.
+func SameName(s, want string) bool {
 	if len(s) != len(want) {
 		return false
 	}

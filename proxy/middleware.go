@@ -148,17 +148,19 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", st.reqID)
 		sw := &statusWriter{ResponseWriter: w, st: st, writeTimeout: g.cfg.WriteTimeout}
 		sw.conn, _ = w.(connDeadlines)
-		sw.extendWrite() // from the start: the server may write before the handler does (100 Continue)
+		if _, ok := r.Header["Expect"]; ok {
+			sw.extendWrite() // the server writes 100 Continue before the handler writes anything
+		}
 		defer func() {
 			if b := st.body; b != nil && !b.done.Load() {
 				// Answered without reading the body (a refusal, mostly): the response said Connection: close, and
 				// the server, which reads an unread body before it closes, gets no time to wait for it.
 				b.conn.SetReadDeadline(time.Now())
 			}
-			sw.extendWrite() // the server's final flush of the response
 			if st.relayed {
-				return // the relayed stream records the request when it ends
+				return // the relayed stream owns the connection and records the request when it ends
 			}
+			sw.extendWrite() // the server's final flush of the response
 			p := recover()
 			code := sw.status
 			switch {
@@ -207,7 +209,7 @@ func (g *Gateway) record(ctx context.Context, st *reqState, method, path string,
 			return
 		}
 	}
-	attrs := make([]slog.Attr, 0, 10+len(st.attrs))
+	attrs := make([]slog.Attr, 0, 16) // a constant size: the slice stays on the stack for most lines
 	attrs = append(attrs, slog.String("request_id", st.reqID), slog.String("method", method),
 		slog.String("route", st.route), slog.String("path", path), slog.Int("status", code),
 		slog.Int64("bytes", bytes), slog.Int64("duration_us", d.Microseconds()))

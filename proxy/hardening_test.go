@@ -446,3 +446,67 @@ func TestShutdownEndsStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowUpstreamIsNotTheClientsFault checks that time the gateway spends waiting for the upstream to take a request
+// body does not count against the client's read timeout: a client that sent its whole body at once is served, not
+// answered 408, when the upstream starts reading it only after several read timeouts.
+func TestSlowUpstreamIsNotTheClientsFault(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, map[string]string{"GATEWAY_READ_TIMEOUT": "200ms"}, true)
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(800 * time.Millisecond) // the slow upstream under test: four read timeouts before it reads
+		n, _ := io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"read":%d}`, n)
+	}
+	body := strings.Repeat("x", 4<<20-1) // more than the sockets between client, gateway and upstream hold
+	resp := h.do(t, "POST", "/mcp", h.token(t, "user_1"), map[string]string{"Content-Type": "application/json"}, body)
+	if got := readBody(t, resp); resp.StatusCode != 200 || got != fmt.Sprintf(`{"read":%d}`, len(body)) {
+		t.Errorf("got %d %.200s, want 200 and the whole body read", resp.StatusCode, got)
+	}
+}
+
+// TestShutdownEndsRelayWaitingForItsHead checks that a relayed GET whose upstream has not answered yet ends when a
+// shutdown starts, instead of holding the shutdown for GATEWAY_UPSTREAM_TIMEOUT, and is recorded.
+func TestShutdownEndsRelayWaitingForItsHead(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, true) // GATEWAY_UPSTREAM_TIMEOUT: 30s
+	arrived := make(chan struct{})
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-r.Context().Done() // never answers
+	}
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", h.srv.URL+"/mcp", nil)
+		req.Header.Set("Authorization", "Bearer "+h.token(t, "user_1"))
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := h.srv.Client().Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		got <- result{resp, err}
+	}()
+	<-arrived
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := h.gw.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v after %s", err, time.Since(start))
+	}
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("the client got no answer: %v", r.err)
+	}
+	if r.resp.StatusCode < 500 {
+		t.Errorf("status %d, want a 5xx: the upstream never answered", r.resp.StatusCode)
+	}
+	if n := len(h.logs.linesOf(t, r.resp.Header.Get("X-Request-Id"))); n != 1 {
+		t.Errorf("access lines: %d, want 1", n)
+	}
+}

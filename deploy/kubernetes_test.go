@@ -458,11 +458,11 @@ func TestKubernetesSelectors(t *testing.T) {
 	}
 }
 
-// TestReadmeSidecarRecipe follows the README's recipe for another MCP server in place of the tool service: a copy of
-// the example overlay with the README's line added to gateway.env and its patch added to kustomization.yaml. The
-// gateway must then forward to that server's loopback port.
+// TestReadmeSidecarRecipe follows the deployment guide's recipe (docs/deployment.md) for another MCP server in place
+// of the tool service: a copy of the example overlay with the guide's line added to gateway.env and its patch added to
+// kustomization.yaml. The gateway must then forward to that server's loopback port.
 func TestReadmeSidecarRecipe(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "deployment.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,7 +470,7 @@ func TestReadmeSidecarRecipe(t *testing.T) {
 	const marker, line = "# add to the overlay's kustomization.yaml\n", "GATEWAY_UPSTREAM_URL=http://127.0.0.1:8080/mcp"
 	_, rest, ok := strings.Cut(readme, marker)
 	if !ok || !strings.Contains(readme, "add `"+line+"` to\n`gateway.env`") {
-		t.Fatalf("README.md has no recipe: a block starting with %q and the line %s for gateway.env", marker, line)
+		t.Fatalf("docs/deployment.md has no recipe: a block starting with %q and the line %s for gateway.env", marker, line)
 	}
 	patch, _, _ := strings.Cut(rest, "```")
 	extra := map[string]string{}

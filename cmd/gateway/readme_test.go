@@ -123,3 +123,19 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeIsAFrontDoor checks that README.md stays a front door (at most 25 KiB; depth goes to docs/) and that every
+// docs/ page it links to exists.
+func TestReadmeIsAFrontDoor(t *testing.T) {
+	md := readme(t)
+	if len(md) > 25<<10 {
+		t.Errorf("README.md is %d bytes, over 25 KiB: move depth to docs/", len(md))
+	}
+	for _, part := range strings.Split(md, "](docs/")[1:] {
+		page, _, _ := strings.Cut(part, ")")
+		page, _, _ = strings.Cut(page, "#")
+		if _, err := os.Stat("../../docs/" + page); err != nil {
+			t.Errorf("README.md links to docs/%s: %v", page, err)
+		}
+	}
+}

@@ -29,13 +29,6 @@ type reqState struct {
 	relayed         bool // the response continues on a relayed stream, which records the request when it ends
 }
 
-func (s *reqState) id() string {
-	if s == nil {
-		return ""
-	}
-	return s.reqID
-}
-
 type stateKey struct{}
 
 func stateOf(ctx context.Context) *reqState {

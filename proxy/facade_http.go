@@ -300,7 +300,6 @@ func (f *facade) register(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	enc.Encode(meta)
-	// Debug: registration is open to anyone and keeps nothing, so at info level it would let anyone write to the log.
 	f.note(r, "client_name", reg.Name, "redirect_uris", reg.RedirectURIs, "auth_method", reg.AuthMethod)
 }
 

@@ -493,7 +493,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	var tooLarge *http.MaxBytesError
 	var timeout interface{ Timeout() bool }
 	switch {
-	case errors.Is(err, errBodyTimeout) || st != nil && st.bodyTimeout.Load(): // before the context, which the server cancels then
+	case errors.Is(err, errBodyTimeout) || st != nil && st.body != nil && st.body.timedOut.Load(): // before the context, which the server cancels then too
 		g.metrics.UpstreamErrors.WithLabelValues("body_timeout").Inc()
 		w.Header().Set("Connection", "close")
 		writeJSONError(w, http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time")

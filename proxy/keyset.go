@@ -248,7 +248,7 @@ func (ks *KeySet) Verify(ctx context.Context, jwt string) ([]byte, error) {
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	snap := ks.keys.Load()
-	if snap == nil || !hasKey(snap, kid) {
+	if !hasKey(snap, kid) {
 		if snap, err = ks.awaitKey(ctx, kid); err != nil {
 			return nil, err
 		}

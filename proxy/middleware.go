@@ -23,7 +23,6 @@ type reqState struct {
 	reason          Reason      // why the request was refused, if it was
 	attrs           []slog.Attr // what the access line says of a refusal or failure beyond its reason (fixed texts, causes)
 	canceled        bool
-	bodyTimeout     atomic.Bool   // the request body did not arrive within the read timeout (set by the body's reader)
 	body            *deadlineBody // the request body under the read timeout, if the request has one
 	start           time.Time
 	relayed         bool // the response continues on a relayed stream, which records the request when it ends
@@ -262,13 +261,9 @@ func (b *logBudget) take(key string, now time.Time) (ok bool, dropped map[string
 		return true, dropped
 	}
 	if b.dropped == nil {
-		b.dropped = make(map[string]int)
+		b.dropped = make(map[string]int) // keyed by reason or route name: a bounded set
 	}
-	if len(b.dropped) < 64 || b.dropped[key] > 0 { // keys are bounded already; this bounds them again
-		b.dropped[key]++
-	} else {
-		b.dropped["other"]++
-	}
+	b.dropped[key]++
 	return false, dropped
 }
 
@@ -368,7 +363,7 @@ func boundBody(timeout time.Duration) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r) // no body, or a connection without deadlines (a test recorder)
 				return
 			}
-			b := &deadlineBody{ReadCloser: r.Body, conn: sw.conn, timeout: timeout, left: r.ContentLength, st: sw.st}
+			b := &deadlineBody{ReadCloser: r.Body, conn: sw.conn, timeout: timeout, left: r.ContentLength}
 			sw.st.body = b
 			r.Body = b
 			next.ServeHTTP(w, r)
@@ -379,12 +374,12 @@ func boundBody(timeout time.Duration) func(http.Handler) http.Handler {
 // deadlineBody is a request body under boundBody's deadline.
 type deadlineBody struct {
 	io.ReadCloser
-	conn    connDeadlines
-	timeout time.Duration
-	until   time.Time   // the read deadline last set
-	left    int64       // bytes still to come when the length is known; -1 when it is not
-	done    atomic.Bool // read to its end: the deadline is cleared
-	st      *reqState
+	conn     connDeadlines
+	timeout  time.Duration
+	until    time.Time   // the read deadline last set
+	left     int64       // bytes still to come when the length is known; -1 when it is not
+	done     atomic.Bool // read to its end: the deadline is cleared
+	timedOut atomic.Bool // a read hit the deadline; the server then cancels the request's context too
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
@@ -406,7 +401,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	case err != nil:
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
-			b.st.bodyTimeout.Store(true) // the server cancels the request's context too: which error wins is a race
+			b.timedOut.Store(true)
 			return n, errBodyTimeout
 		}
 	}

@@ -531,9 +531,7 @@ type requestIDs struct {
 }
 
 func newRequestIDs() requestIDs {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return requestIDs{prefix: fmt.Sprintf("%x-", b), n: new(atomic.Uint64)}
+	return requestIDs{prefix: rand.Text()[:10] + "-", n: new(atomic.Uint64)}
 }
 
 func (r requestIDs) next() string {

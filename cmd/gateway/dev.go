@@ -185,34 +185,11 @@ func runDev(ctx context.Context, environ map[string]string, stdout, stderr io.Wr
 		}
 	}
 
-	// The gateway's configuration: the user's, with the development server as issuer and development defaults.
-	genv := maps.Clone(environ)
-	ignored := []string{}
-	for _, k := range []string{"GATEWAY_ISSUER_URL", "MCP_USE_OAUTH_WORKOS_SUBDOMAIN", "WORKOS_SUBDOMAIN", "MCP_USE_OAUTH_WORKOS_CLIENT_ID", "WORKOS_CLIENT_ID"} {
-		if genv[k] != "" {
-			ignored = append(ignored, k)
-		}
-		delete(genv, k)
-	}
-	genv["GATEWAY_ISSUER_URL"] = issuer
-	genv["GATEWAY_LISTEN_ADDR"] = gwLns[0].Addr().String()
-	genv["GATEWAY_METRICS_ADDR"] = dc.MetricsAddr
+	toolsURL := ""
 	if ownTools {
-		genv["GATEWAY_UPSTREAM_URL"] = "http://" + toolsLns[0].Addr().String() + tools.Path
+		toolsURL = "http://" + toolsLns[0].Addr().String() + tools.Path
 	}
-	setDefault := func(k, v string) {
-		if genv[k] == "" {
-			genv[k] = v
-		}
-	}
-	if dc.PublicURL == "" && dc.PublicAlias == "" {
-		genv["GATEWAY_PUBLIC_URL"] = "http://" + urlHost(dc.ListenAddr, gwLns[0])
-	}
-	public := cmp.Or(genv["GATEWAY_PUBLIC_URL"], genv["MCP_URL"])
-	setDefault("GATEWAY_ALLOWED_ORIGINS", strings.Join(append([]string{strings.TrimSuffix(public, "/")}, inspectorOrigins...), ","))
-	setDefault("GATEWAY_IDENTITY_SECRET", randomSecret())
-	setDefault("GATEWAY_SHUTDOWN_TIMEOUT", "2s")
-
+	genv, ignored := devGatewayEnv(environ, dc, issuer, gwLns[0], toolsURL)
 	cfg, err := proxy.LoadConfig(genv)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
@@ -249,6 +226,39 @@ func runDev(ctx context.Context, environ map[string]string, stdout, stderr io.Wr
 		"autologin", dc.AutoLogin, "note", "demo users sign in without passwords; for this machine only")
 	printBanner(stdout, cfg, as, ownTools)
 	return serve(ctx, cfg, log, gwLns, sidecars)
+}
+
+// devGatewayEnv is the gateway's configuration in development mode: the user's, with the development server as issuer,
+// the listener gwLn, the tool service at toolsURL when it is not empty, and development defaults. ignored lists the
+// user's variables that development mode replaces.
+func devGatewayEnv(environ map[string]string, dc devConfig, issuer string, gwLn net.Listener, toolsURL string) (genv map[string]string, ignored []string) {
+	genv = maps.Clone(environ)
+	ignored = []string{}
+	for _, k := range []string{"GATEWAY_ISSUER_URL", "MCP_USE_OAUTH_WORKOS_SUBDOMAIN", "WORKOS_SUBDOMAIN", "MCP_USE_OAUTH_WORKOS_CLIENT_ID", "WORKOS_CLIENT_ID"} {
+		if genv[k] != "" {
+			ignored = append(ignored, k)
+		}
+		delete(genv, k)
+	}
+	genv["GATEWAY_ISSUER_URL"] = issuer
+	genv["GATEWAY_LISTEN_ADDR"] = gwLn.Addr().String()
+	genv["GATEWAY_METRICS_ADDR"] = dc.MetricsAddr
+	if toolsURL != "" {
+		genv["GATEWAY_UPSTREAM_URL"] = toolsURL
+	}
+	setDefault := func(k, v string) {
+		if genv[k] == "" {
+			genv[k] = v
+		}
+	}
+	if dc.PublicURL == "" && dc.PublicAlias == "" {
+		genv["GATEWAY_PUBLIC_URL"] = "http://" + urlHost(dc.ListenAddr, gwLn)
+	}
+	public := cmp.Or(genv["GATEWAY_PUBLIC_URL"], genv["MCP_URL"])
+	setDefault("GATEWAY_ALLOWED_ORIGINS", strings.Join(append([]string{strings.TrimSuffix(public, "/")}, inspectorOrigins...), ","))
+	setDefault("GATEWAY_IDENTITY_SECRET", randomSecret())
+	setDefault("GATEWAY_SHUTDOWN_TIMEOUT", "2s")
+	return genv, ignored
 }
 
 // devServer is the HTTP server of a sidecar.

@@ -146,16 +146,7 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 		}
 	}
 
-	srv := &http.Server{
-		Handler:           gw.Handler(),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		// No ReadTimeout or WriteTimeout: they would cut event streams. The gateway bounds request bodies itself
-		// (GATEWAY_READ_TIMEOUT), and open streams end when a shutdown starts.
-	}
-	srv.RegisterOnShutdown(gw.EndStreams)
+	srv := gatewayServer(cfg, gw, log)
 	servers := []*http.Server{srv}
 	errc := make(chan error, len(lns)+len(sidecars)+1)
 	for _, s := range sidecars {
@@ -174,9 +165,7 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 		go func() { errc <- srv.Serve(ln) }()
 	}
 	if mln != nil {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		msrv := metricsServer(reg)
 		servers = append(servers, msrv)
 		go func() { errc <- msrv.Serve(mln) }()
 		log.Info("metrics listening", "addr", mln.Addr().String())
@@ -201,8 +190,41 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 	case serveErr = <-errc:
 	}
 	cancel()
+	shutdown(cfg, log, gw, servers)
+	<-done
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+// gatewayServer is the public server for gw.
+func gatewayServer(cfg *proxy.Config, gw *proxy.Gateway, log *slog.Logger) *http.Server {
+	srv := &http.Server{
+		Handler:           gw.Handler(),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// No ReadTimeout or WriteTimeout: they would cut event streams. The gateway bounds request bodies itself
+		// (GATEWAY_READ_TIMEOUT), and open streams end when a shutdown starts.
+	}
+	srv.RegisterOnShutdown(gw.EndStreams)
+	return srv
+}
+
+// metricsServer serves reg's /metrics.
+func metricsServer(reg *prometheus.Registry) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+}
+
+// shutdown stops servers within GATEWAY_SHUTDOWN_TIMEOUT, the gateway's first (servers[0]), and waits for the
+// gateway's own streams and access lines.
+func shutdown(cfg *proxy.Config, log *slog.Logger, gw *proxy.Gateway, servers []*http.Server) {
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	// A fresh context: ctx is already cancelled.
+	// A fresh context: the serving context is already cancelled.
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer scancel()
 	// The gateway first: its Shutdown ends the event streams (gw.EndStreams) and lets requests in flight finish.
@@ -224,11 +246,6 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 			wcancel()
 		}
 	}
-	<-done
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return serveErr
-	}
-	return nil
 }
 
 // connectionCap returns the number of client connections the gateway accepts at once for GATEWAY_MAX_CONNECTIONS

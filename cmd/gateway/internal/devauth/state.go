@@ -2,7 +2,6 @@ package devauth
 
 import (
 	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"time"
 )
@@ -130,8 +129,4 @@ func (st *state) revoke(family string) {
 
 // ulid returns 26 random characters from the base32 alphabet, the length of the ids in WorkOS's user_…, session_…
 // and client_… identifiers.
-func ulid() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)
-}
+func ulid() string { return rand.Text() }

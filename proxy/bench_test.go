@@ -10,59 +10,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mcp-gateway/gateway/proxy/token"
+	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
 )
-
-func BenchmarkParseBearer(b *testing.B) {
-	h := "Bearer " + strings.Repeat("abcdefghij", 80)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := ParseBearer(h); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func benchVerifier(b *testing.B) (*Verifier, *testIssuer, testKey, *fakeClock) {
-	k := newKey(b, "k1", 0)
-	is := newTestIssuer(b, k)
-	c := newClock()
-	ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: 10, Now: c.Now, Algs: []string{"RS256"}})
-	if err := ks.Refresh(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Skew: 30e9, Now: c.Now})
-	return v, is, k, c
-}
-
-// BenchmarkVerifyWarm is the per-request cost of a token seen before: a hash and a cache lookup.
-func BenchmarkVerifyWarm(b *testing.B) {
-	v, is, k, c := benchVerifier(b)
-	tok := k.sign(b, is.claims(testResource, "user_1", c.Now()))
-	ctx := context.Background()
-	if _, err := v.Verify(ctx, tok); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := v.Verify(ctx, tok); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkVerifyCold is the cost of a token seen for the first time: parse, RSA-2048 verify, claims.
-func BenchmarkVerifyCold(b *testing.B) {
-	v, is, k, c := benchVerifier(b)
-	tok := k.sign(b, is.claims(testResource, "user_1", c.Now()))
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		v.cache = tokenCache{max: 10, m: make(map[[32]byte]cacheEntry)}
-		if _, err := v.Verify(ctx, tok); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
 
 // BenchmarkSanitiseAndInject is the header work of one forwarded request, as the reverse proxy runs it: Rewrite strips
 // credentials and inbound identity headers and sets the verified identity.
@@ -75,10 +27,7 @@ func BenchmarkSanitiseAndInject(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := principal(&Claims{Subject: "user_1", Email: "a@example.com", OrgID: "org_1", SessionID: "s", ClientID: "c", Scope: "openid email"}, []byte(`{"sub":"user_1"}`), newClock().Now())
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := benchPrincipal(b)
 	in := httptest.NewRequest("POST", "/mcp", nil)
 	in.Header = http.Header{
 		"Authorization": {"Bearer x"}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"},
@@ -92,11 +41,31 @@ func BenchmarkSanitiseAndInject(b *testing.B) {
 	}
 }
 
+// benchPrincipal returns the principal of a token with the usual claims, as the token package verifies it.
+func benchPrincipal(b *testing.B) *token.Principal {
+	k := tokentest.NewKey(b, "k1", 0)
+	is := tokentest.NewIssuer(b, k)
+	c := tokentest.NewClock()
+	ks := token.NewKeySet(token.KeySetOptions{URL: is.JWKSURL(), Client: is.Client(), Now: c.Now, Algs: []string{"RS256"}})
+	if err := ks.Refresh(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	const aud = "https://mcp.example.com/mcp"
+	v := token.NewVerifier(token.VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{aud}, Now: c.Now})
+	p, err := v.Verify(context.Background(), k.Sign(b, map[string]any{"iss": is.URL, "aud": aud,
+		"exp": c.Now().Add(time.Hour).Unix(), "sub": "user_1", "email": "a@example.com", "org_id": "org_1", "sid": "s",
+		"client_id": "c", "scope": "openid email"}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
 // BenchmarkChain is the whole gateway in front of a no-op upstream: router, observe, origin, body limit, authenticate
 // (warm cache), session binding, reverse proxy to a loopback upstream.
 func BenchmarkChain(b *testing.B) {
-	k := newKey(b, "k1", 0)
-	is := newTestIssuer(b, k)
+	k := tokentest.NewKey(b, "k1", 0)
+	is := tokentest.NewIssuer(b, k)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
@@ -107,7 +76,7 @@ func BenchmarkChain(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := newClock()
+	c := tokentest.NewClock()
 	// Access logging on, as in production (JSON, info), into a discarding writer.
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	g, err := New(cfg, Options{Now: c.Now, ASClient: is.Client(), Logger: log})
@@ -117,7 +86,7 @@ func BenchmarkChain(b *testing.B) {
 	if err := g.discover(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	tok := k.sign(b, is.claims(cfg.Resource, "user_1", c.Now()))
+	tok := k.Sign(b, is.Claims(cfg.Resource, "user_1", c.Now()))
 	h := g.Handler()
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get-user-info"}}`
 	b.ReportAllocs()
@@ -166,8 +135,8 @@ func BenchmarkBareProxy(b *testing.B) {
 // BenchmarkChainLoopback is BenchmarkChain through real connections: a client keeps one connection to the gateway,
 // which keeps its connections to the upstream, so that the per-connection work (deadlines) is measured as served.
 func BenchmarkChainLoopback(b *testing.B) {
-	k := newKey(b, "k1", 0)
-	is := newTestIssuer(b, k)
+	k := tokentest.NewKey(b, "k1", 0)
+	is := tokentest.NewIssuer(b, k)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
@@ -178,7 +147,7 @@ func BenchmarkChainLoopback(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := newClock()
+	c := tokentest.NewClock()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	g, err := New(cfg, Options{Now: c.Now, ASClient: is.Client(), Logger: log})
 	if err != nil {
@@ -189,7 +158,7 @@ func BenchmarkChainLoopback(b *testing.B) {
 	}
 	srv := httptest.NewServer(g.Handler())
 	defer srv.Close()
-	tok := k.sign(b, is.claims(cfg.Resource, "user_1", c.Now()))
+	tok := k.Sign(b, is.Claims(cfg.Resource, "user_1", c.Now()))
 	client := srv.Client()
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get-user-info"}}`
 	b.ReportAllocs()

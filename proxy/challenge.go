@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
 // Challenge describes a WWW-Authenticate: Bearer challenge (RFC 6750 §3, RFC 9728 §5.1).
@@ -60,23 +62,29 @@ func quoteSafe(s string) string {
 	}, s)
 }
 
+// Reasons for refusing a request that are not about its bearer token (see token.Reason).
+const (
+	ReasonSession token.Reason = "session_mismatch" // Mcp-Session-Id unknown or owned by another user
+	ReasonOrigin  token.Reason = "origin"           // Origin header not allowed
+)
+
 // descriptions are the fixed, client-safe texts for each reason. They say what is wrong with the request, never how the
 // gateway is configured.
-var descriptions = map[Reason]string{
-	ReasonNoToken:         "authentication required: send an OAuth access token in the Authorization header",
-	ReasonMalformed:       "the access token is malformed",
-	ReasonSignature:       "the access token signature is invalid",
-	ReasonUnknownKey:      "the access token is signed with an unknown key",
-	ReasonExpired:         "the access token has expired",
-	ReasonNotYetValid:     "the access token is not valid yet",
-	ReasonIssuer:          "the access token was issued by another authorization server",
-	ReasonAudience:        "the access token was not issued for this resource",
-	ReasonMissingClaim:    "the access token lacks a required claim",
-	ReasonInvalidClaim:    "the access token has a role, permission or scope value that cannot be forwarded",
-	ReasonScope:           "the access token lacks a required scope",
-	ReasonKeysUnavailable: "the authorization server keys are not loaded yet, retry shortly",
-	ReasonSession:         "unknown session, or a session that belongs to another user: initialize a new session",
-	ReasonOrigin:          "origin not allowed",
+var descriptions = map[token.Reason]string{
+	token.ReasonNoToken:         "authentication required: send an OAuth access token in the Authorization header",
+	token.ReasonMalformed:       "the access token is malformed",
+	token.ReasonSignature:       "the access token signature is invalid",
+	token.ReasonUnknownKey:      "the access token is signed with an unknown key",
+	token.ReasonExpired:         "the access token has expired",
+	token.ReasonNotYetValid:     "the access token is not valid yet",
+	token.ReasonIssuer:          "the access token was issued by another authorization server",
+	token.ReasonAudience:        "the access token was not issued for this resource",
+	token.ReasonMissingClaim:    "the access token lacks a required claim",
+	token.ReasonInvalidClaim:    "the access token has a role, permission or scope value that cannot be forwarded",
+	token.ReasonScope:           "the access token lacks a required scope",
+	token.ReasonKeysUnavailable: "the authorization server keys are not loaded yet, retry shortly",
+	ReasonSession:               "unknown session, or a session that belongs to another user: initialize a new session",
+	ReasonOrigin:                "origin not allowed",
 }
 
 // errorBody is the JSON body of every error the gateway writes itself.
@@ -97,13 +105,13 @@ func writeJSONError(w http.ResponseWriter, status int, code, description string)
 
 // challengeFor maps an authentication failure to its status, challenge and body code. It is the one place that decides
 // what a client sees.
-func challengeFor(reason Reason, prm string, scopes []string) (status int, ch Challenge, code string) {
+func challengeFor(reason token.Reason, prm string, scopes []string) (status int, ch Challenge, code string) {
 	ch = Challenge{ResourceMetadata: prm, Scopes: scopes, Description: descriptions[reason]}
 	switch reason {
-	case ReasonNoToken:
+	case token.ReasonNoToken:
 		ch.Description = "" // RFC 6750 §3.1: no error code when the request carried no credentials
 		return http.StatusUnauthorized, ch, "unauthorized"
-	case ReasonScope:
+	case token.ReasonScope:
 		ch.Error = "insufficient_scope"
 		return http.StatusForbidden, ch, ch.Error
 	default:
@@ -113,7 +121,7 @@ func challengeFor(reason Reason, prm string, scopes []string) (status int, ch Ch
 }
 
 // writeChallenge answers a request that failed authentication.
-func writeChallenge(w http.ResponseWriter, reason Reason, prm string, scopes []string) {
+func writeChallenge(w http.ResponseWriter, reason token.Reason, prm string, scopes []string) {
 	status, ch, code := challengeFor(reason, prm, scopes)
 	w.Header().Set("WWW-Authenticate", ch.String())
 	writeJSONError(w, status, code, descriptions[reason])
@@ -122,5 +130,5 @@ func writeChallenge(w http.ResponseWriter, reason Reason, prm string, scopes []s
 // writeUnavailable answers 503 with Retry-After while the key set is not loaded.
 func writeUnavailable(w http.ResponseWriter, retryAfter int) {
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-	writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", descriptions[ReasonKeysUnavailable])
+	writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", descriptions[token.ReasonKeysUnavailable])
 }

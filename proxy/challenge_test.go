@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -39,16 +41,16 @@ func TestChallenges(t *testing.T) {
 	const prm = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
 	for _, tt := range []struct {
 		name   string
-		reason Reason
+		reason token.Reason
 		scopes []string
 	}{
-		{"no_token", ReasonNoToken, nil},
-		{"no_token_scopes", ReasonNoToken, []string{"mcp:tools", "mcp:read"}},
-		{"expired", ReasonExpired, nil},
-		{"wrong_audience", ReasonAudience, nil},
-		{"invalid_claim", ReasonInvalidClaim, nil},
-		{"malformed_scopes", ReasonMalformed, []string{"mcp:tools"}},
-		{"insufficient_scope", ReasonScope, []string{"mcp:tools", "mcp:read"}},
+		{"no_token", token.ReasonNoToken, nil},
+		{"no_token_scopes", token.ReasonNoToken, []string{"mcp:tools", "mcp:read"}},
+		{"expired", token.ReasonExpired, nil},
+		{"wrong_audience", token.ReasonAudience, nil},
+		{"invalid_claim", token.ReasonInvalidClaim, nil},
+		{"malformed_scopes", token.ReasonMalformed, []string{"mcp:tools"}},
+		{"insufficient_scope", token.ReasonScope, []string{"mcp:tools", "mcp:read"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()

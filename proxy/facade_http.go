@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcp-gateway/gateway/metadata"
+	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
 // facade serves the Option B endpoints. See facade.go.
@@ -195,7 +196,7 @@ func corsPreflight(w http.ResponseWriter, r *http.Request, methods string) {
 }
 
 // ReasonOAuth labels, in the access log, a request the authorization-server facade refused.
-const ReasonOAuth Reason = "oauth_refused"
+const ReasonOAuth token.Reason = "oauth_refused"
 
 // refused records a refusal for the access log and logs what was refused (fixed texts only).
 func (f *facade) refused(r *http.Request, attrs ...any) {

@@ -95,9 +95,9 @@ func newFacadeHarnessWith(t *testing.T, env map[string]string, meta map[string]a
 	h := &facadeHarness{harness: newHarness(t, m, false), tok: &tokenRecorder{status: 200, body: `{"access_token":"at","token_type":"Bearer"}`}}
 	tokSrv := httptest.NewServer(h.tok)
 	t.Cleanup(tokSrv.Close)
-	h.is.extraMeta = map[string]any{"token_endpoint": tokSrv.URL + "/oauth2/token"}
+	h.is.ExtraMetadata = map[string]any{"token_endpoint": tokSrv.URL + "/oauth2/token"}
 	for k, v := range meta {
-		h.is.extraMeta[k] = v
+		h.is.ExtraMetadata[k] = v
 	}
 	if err := h.gw.discover(context.Background()); err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// is added below, so that adding the identity does not grow it.
 	extra := 6
 	if st != nil && st.principal != nil {
-		extra += len(st.principal.hdr)
+		extra += len(st.principal.Headers())
 	}
 	h := make(http.Header, len(pr.Out.Header)+extra)
 	for k, v := range pr.Out.Header {
@@ -47,7 +47,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		return // unreachable: the handler chain authenticates first
 	}
 	h["X-Request-Id"] = []string{st.reqID}
-	for k, v := range st.principal.hdr {
+	for k, v := range st.principal.Headers() {
 		h[k] = v
 	}
 	if st.upstreamSession != "" {

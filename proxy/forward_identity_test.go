@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcp-gateway/gateway/proxy/identity"
+	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
 // TestForwardOnlyWhatTheTokenProves runs tokens through the gateway and checks what the upstream receives: no e-mail
@@ -45,7 +46,7 @@ func TestForwardOnlyWhatTheTokenProves(t *testing.T) {
 			}
 			if tt.wantStatus != http.StatusOK {
 				if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) ||
-					!strings.Contains(got, descriptions[ReasonInvalidClaim]) {
+					!strings.Contains(got, descriptions[token.ReasonInvalidClaim]) {
 					t.Errorf("WWW-Authenticate: got %s, want invalid_token with the invalid_claim description", got)
 				}
 				if n := h.up.count(); n != 0 {

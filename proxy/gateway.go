@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcp-gateway/gateway/metadata"
+	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
 // Options are the gateway's injected dependencies. Zero values are replaced by defaults.
@@ -54,8 +55,8 @@ type Gateway struct {
 	now      func() time.Time
 	asClient *http.Client
 
-	keys     *KeySet
-	verifier *Verifier
+	keys     *token.KeySet
+	verifier *token.Verifier
 	binder   sessionBinder
 	secret   []byte // identity signing key; nil: unsigned
 	proxy    *httputil.ReverseProxy
@@ -154,14 +155,14 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 			"client_id", cfg.StaticClientID, "callback", g.facade.client.Callback, "confidential", cfg.ClientSecret != "")
 	}
 
-	g.keys = NewKeySet(KeySetOptions{
+	g.keys = token.NewKeySet(token.KeySetOptions{
 		Client:   g.asClient,
 		Cooldown: cfg.JWKSRefetchCooldown,
 		Now:      g.now,
 		Algs:     cfg.AlgList,
 		OnFetch:  g.onKeyFetch,
 	})
-	g.verifier = NewVerifier(VerifierOptions{
+	g.verifier = token.NewVerifier(token.VerifierOptions{
 		Keys:      g.keys,
 		Issuer:    cfg.Issuer,
 		Audiences: cfg.AudienceList,

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mcp-gateway/gateway/proxy/identity"
+	"github.com/mcp-gateway/gateway/proxy/token"
+	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
 )
 
 // upstreamRecorder is an upstream that records what reached it.
@@ -58,13 +60,13 @@ func (u *upstreamRecorder) last(t *testing.T) *http.Request {
 }
 
 type harness struct {
-	is       *testIssuer
-	key      testKey
+	is       *tokentest.Issuer
+	key      tokentest.Key
 	up       *upstreamRecorder
 	upSrv    *httptest.Server
 	gw       *Gateway
 	srv      *httptest.Server
-	clock    *fakeClock
+	clock    *tokentest.Clock
 	reg      *prometheus.Registry
 	resource string
 	logs     *logBuffer
@@ -123,8 +125,8 @@ func (b *logBuffer) linesOf(t *testing.T, id string) []map[string]any {
 // configuration; discover loads the keys before returning.
 func newHarness(t *testing.T, env map[string]string, discover bool) *harness {
 	t.Helper()
-	h := &harness{key: newKey(t, "k1", 0), up: &upstreamRecorder{}, clock: newClock(), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
-	h.is = newTestIssuer(t, h.key)
+	h := &harness{key: tokentest.NewKey(t, "k1", 0), up: &upstreamRecorder{}, clock: tokentest.NewClock(), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
+	h.is = tokentest.NewIssuer(t, h.key)
 	h.upSrv = httptest.NewServer(h.up)
 	t.Cleanup(h.upSrv.Close)
 	var handler http.Handler
@@ -158,11 +160,11 @@ func newHarness(t *testing.T, env map[string]string, discover bool) *harness {
 }
 
 func (h *harness) token(t *testing.T, sub string, mod ...func(map[string]any)) string {
-	c := h.is.claims(h.resource, sub, h.clock.Now())
+	c := h.is.Claims(h.resource, sub, h.clock.Now())
 	for _, f := range mod {
 		f(c)
 	}
-	return h.key.sign(t, c)
+	return h.key.Sign(t, c)
 }
 
 func (h *harness) do(t *testing.T, method, path, token string, hdr map[string]string, body string) *http.Response {
@@ -352,16 +354,16 @@ func TestNotReadyAnswers503(t *testing.T) {
 func TestRunRetriesUntilIssuerAnswers(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil, false)
-	h.is.metaDown.Store(true)
+	h.is.MetadataDown.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
 	go func() { defer close(done); h.gw.Run(ctx) }()
 	// Run logs and backs off; once the issuer answers, keys load. Wait on the observable effect.
-	for h.is.metaHits.Load() < 1 {
+	for h.is.MetadataHits.Load() < 1 {
 		time.Sleep(time.Millisecond)
 	}
-	h.is.metaDown.Store(false)
+	h.is.MetadataDown.Store(false)
 	deadline := time.Now().Add(10 * time.Second)
 	for !h.gw.Ready() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -553,7 +555,7 @@ func TestMetricsAndAuthFailureReasons(t *testing.T) {
 	h.do(t, "POST", "/mcp", "", nil, "{}")
 	h.do(t, "POST", "/mcp", h.token(t, "u", func(m map[string]any) { m["aud"] = "x" }), nil, "{}")
 	h.do(t, "POST", "/mcp", h.token(t, "u"), nil, "{}")
-	for reason, want := range map[Reason]float64{ReasonNoToken: 1, ReasonAudience: 1, ReasonExpired: 0} {
+	for reason, want := range map[token.Reason]float64{token.ReasonNoToken: 1, token.ReasonAudience: 1, token.ReasonExpired: 0} {
 		if got := testutil.ToFloat64(h.gw.metrics.AuthFailures.WithLabelValues(string(reason))); got != want {
 			t.Errorf("auth failures %s: got %v, want %v", reason, got, want)
 		}

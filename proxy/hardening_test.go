@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
 // rawRequest sends req on a new connection to the harness's gateway and returns the connection and a reader of its
@@ -191,7 +193,7 @@ func TestOneLinePerRequest(t *testing.T) {
 	if len(lines) != 1 {
 		t.Fatalf("lines for a refused request: got %d, want 1: %v", len(lines), lines)
 	}
-	if l := lines[0]; l["reason"] != string(ReasonMalformed) || l["err"] == nil || l["status"] != float64(401) {
+	if l := lines[0]; l["reason"] != string(token.ReasonMalformed) || l["err"] == nil || l["status"] != float64(401) {
 		t.Errorf("the line lacks the reason, cause or status: %v", l)
 	}
 
@@ -205,7 +207,7 @@ func TestOneLinePerRequest(t *testing.T) {
 	if written > logBudgetLines {
 		t.Errorf("%d anonymous refusals wrote %d lines, want at most %d", flood, written, logBudgetLines)
 	}
-	if got := testutil.ToFloat64(h.gw.metrics.AuthFailures.WithLabelValues(string(ReasonNoToken))); got != flood {
+	if got := testutil.ToFloat64(h.gw.metrics.AuthFailures.WithLabelValues(string(token.ReasonNoToken))); got != flood {
 		t.Errorf("no_token refusals counted: got %v, want %d", got, flood)
 	}
 	// When the interval ends, one line sums up what was not written.

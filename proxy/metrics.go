@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
 // Metrics are the gateway's Prometheus collectors. Every label has a bounded set of values: route names, methods,
-// status codes and the fixed Reason values; never a path, subject or token.
+// status codes and the fixed token.Reason values; never a path, subject or token.
 type Metrics struct {
 	Requests       *prometheus.CounterVec
 	Duration       *prometheus.HistogramVec
@@ -44,8 +46,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.Requests, m.Duration, m.AuthFailures, m.JWKSFetches, m.KeysLoaded, m.UpstreamErrors, m.OpenStreams)
-	for _, r := range []Reason{ReasonNoToken, ReasonMalformed, ReasonSignature, ReasonUnknownKey, ReasonExpired,
-		ReasonNotYetValid, ReasonIssuer, ReasonAudience, ReasonMissingClaim, ReasonInvalidClaim, ReasonScope, ReasonKeysUnavailable,
+	for _, r := range []token.Reason{token.ReasonNoToken, token.ReasonMalformed, token.ReasonSignature,
+		token.ReasonUnknownKey, token.ReasonExpired, token.ReasonNotYetValid, token.ReasonIssuer, token.ReasonAudience,
+		token.ReasonMissingClaim, token.ReasonInvalidClaim, token.ReasonScope, token.ReasonKeysUnavailable,
 		ReasonSession, ReasonOrigin} {
 		m.AuthFailures.WithLabelValues(string(r))
 	}

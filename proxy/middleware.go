@@ -12,16 +12,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
 // reqState is what the gateway learns about one request as it passes the middleware. One is allocated per request.
 type reqState struct {
 	reqID           string
 	route           string
-	principal       *Principal
-	upstreamSession string      // the upstream's Mcp-Session-Id, after the binding was checked
-	reason          Reason      // why the request was refused, if it was
-	attrs           []slog.Attr // what the access line says of a refusal or failure beyond its reason (fixed texts, causes)
+	principal       *token.Principal
+	upstreamSession string       // the upstream's Mcp-Session-Id, after the binding was checked
+	reason          token.Reason // why the request was refused, if it was
+	attrs           []slog.Attr  // what the access line says of a refusal or failure beyond its reason (fixed texts, causes)
 	canceled        bool
 	body            *deadlineBody // the request body under the read timeout, if the request has one
 	start           time.Time
@@ -36,7 +38,7 @@ func stateOf(ctx context.Context) *reqState {
 }
 
 // PrincipalFromContext returns the verified caller of the request whose context ctx is, or nil.
-func PrincipalFromContext(ctx context.Context) *Principal {
+func PrincipalFromContext(ctx context.Context) *token.Principal {
 	if s := stateOf(ctx); s != nil {
 		return s.principal
 	}
@@ -184,7 +186,7 @@ func (g *Gateway) record(ctx context.Context, st *reqState, method, path string,
 	switch {
 	case code >= 500 && !st.canceled:
 		level = slog.LevelWarn
-	case st.reason != "" && st.reason != ReasonNoToken:
+	case st.reason != "" && st.reason != token.ReasonNoToken:
 		level = slog.LevelWarn
 	}
 	if !g.log.Enabled(ctx, level) {
@@ -426,40 +428,40 @@ func (g *Gateway) limitBody(next http.Handler) http.Handler {
 func (g *Gateway) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := stateOf(r.Context())
-		tok, err := BearerToken(r.Header)
+		tok, err := token.BearerToken(r.Header)
 		switch {
-		case errors.Is(err, ErrMultipleAuthorization):
-			g.refuse(r, ReasonMalformed, err)
+		case errors.Is(err, token.ErrMultipleAuthorization):
+			g.refuse(r, token.ReasonMalformed, err)
 			w.Header().Set("WWW-Authenticate", Challenge{Error: "invalid_request", Description: "send exactly one Authorization header", ResourceMetadata: g.prmURL}.String())
 			writeJSONError(w, http.StatusBadRequest, "invalid_request", "send exactly one Authorization header")
 			return
-		case errors.Is(err, ErrNoBearer):
-			g.refuse(r, ReasonNoToken, nil)
-			writeChallenge(w, ReasonNoToken, g.prmURL, g.scopes)
+		case errors.Is(err, token.ErrNoBearer):
+			g.refuse(r, token.ReasonNoToken, nil)
+			writeChallenge(w, token.ReasonNoToken, g.prmURL, g.scopes)
 			return
 		case err != nil:
-			g.refuse(r, ReasonMalformed, err)
-			writeChallenge(w, ReasonMalformed, g.prmURL, g.scopes)
+			g.refuse(r, token.ReasonMalformed, err)
+			writeChallenge(w, token.ReasonMalformed, g.prmURL, g.scopes)
 			return
 		}
 		p, err := g.verifier.Verify(r.Context(), tok)
 		if err != nil {
-			var ae *AuthError
+			var ae *token.AuthError
 			if !errors.As(err, &ae) {
-				ae = &AuthError{Reason: ReasonMalformed, Err: err}
+				ae = &token.AuthError{Reason: token.ReasonMalformed, Err: err}
 			}
 			g.refuse(r, ae.Reason, ae)
-			if ae.Reason == ReasonKeysUnavailable {
+			if ae.Reason == token.ReasonKeysUnavailable {
 				writeUnavailable(w, 5)
 				return
 			}
 			writeChallenge(w, ae.Reason, g.prmURL, g.scopes)
 			return
 		}
-		if missing := MissingScopes(p.Scopes, g.scopes); len(missing) > 0 {
+		if missing := token.MissingScopes(p.Scopes, g.scopes); len(missing) > 0 {
 			st.principal = p
-			g.refuse(r, ReasonScope, nil, slog.String("missing_scopes", strings.Join(missing, " ")))
-			writeChallenge(w, ReasonScope, g.prmURL, g.scopes)
+			g.refuse(r, token.ReasonScope, nil, slog.String("missing_scopes", strings.Join(missing, " ")))
+			writeChallenge(w, token.ReasonScope, g.prmURL, g.scopes)
 			return
 		}
 		st.principal = p
@@ -468,7 +470,7 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 }
 
 // refuse counts a refused request and notes, for its access line, why. The token is never logged.
-func (g *Gateway) refuse(r *http.Request, reason Reason, err error, extra ...slog.Attr) {
+func (g *Gateway) refuse(r *http.Request, reason token.Reason, err error, extra ...slog.Attr) {
 	st := stateOf(r.Context())
 	st.reason = reason
 	g.metrics.AuthFailures.WithLabelValues(string(reason)).Inc()
@@ -476,8 +478,8 @@ func (g *Gateway) refuse(r *http.Request, reason Reason, err error, extra ...slo
 	if err != nil {
 		st.attrs = append(st.attrs, slog.String("err", err.Error()))
 	}
-	var ae *AuthError
-	if errors.As(err, &ae) && ae.Reason == ReasonAudience {
+	var ae *token.AuthError
+	if errors.As(err, &ae) && ae.Reason == token.ReasonAudience {
 		st.attrs = append(st.attrs, slog.Any("token_aud", ae.TokenAudience), slog.Any("accepted", g.cfg.AudienceList),
 			slog.String("fix", "with WorkOS, add "+g.cfg.Resource+" as a Resource Indicator in the dashboard (Connect → Configuration) so "+
 				"tokens carry it as aud; otherwise set GATEWAY_AUDIENCES to the audience your authorization server issues for this resource"))

@@ -232,7 +232,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	return streamsBench(ctx, o, is, gatewayBin, stdout, stderr)
 }
 
-// identityHeaders returns the identity headers the gateway sets for the bench token tok (see proxy.principal), which
+// identityHeaders returns the identity headers the gateway sets for the bench token tok (see principal in proxy/token), which
 // carries every claim the gateway maps; the claims header is the token's payload as signed.
 func identityHeaders(tok string) (map[string]string, error) {
 	parts := strings.Split(tok, ".")

@@ -24,6 +24,7 @@ import (
 	"github.com/mcp-gateway/gateway/metadata"
 	"github.com/mcp-gateway/gateway/proxy"
 	"github.com/mcp-gateway/gateway/proxy/identity"
+	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
 // checkTimeout bounds each network request of gateway --check.
@@ -370,7 +371,7 @@ func metadataFailure(d *metadata.DiscoveryError, doc *metadata.AuthServer, issue
 
 // checkJWKS loads the key set with the gateway's own key set code, then describes it.
 func checkJWKS(ctx context.Context, client *http.Client, cfg *proxy.Config, jwksURI string) (string, error) {
-	ks := proxy.NewKeySet(proxy.KeySetOptions{URL: jwksURI, Client: client, Algs: cfg.AlgList})
+	ks := token.NewKeySet(token.KeySetOptions{URL: jwksURI, Client: client, Algs: cfg.AlgList})
 	if err := ks.Refresh(ctx); err != nil {
 		return "", err
 	}

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
 const resource = "http://localhost:3000/mcp"
@@ -205,13 +205,13 @@ func (s *testServer) autoCode(t *testing.T, params url.Values) string {
 }
 
 // verifier is the real gateway verifier, configured for s.
-func (s *testServer) verifier(t *testing.T, audiences ...string) *proxy.Verifier {
+func (s *testServer) verifier(t *testing.T, audiences ...string) *token.Verifier {
 	t.Helper()
-	ks := proxy.NewKeySet(proxy.KeySetOptions{URL: s.url + "/oauth2/jwks", Algs: []string{"RS256"}})
+	ks := token.NewKeySet(token.KeySetOptions{URL: s.url + "/oauth2/jwks", Algs: []string{"RS256"}})
 	if err := ks.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return proxy.NewVerifier(proxy.VerifierOptions{Keys: ks, Issuer: s.url, Audiences: audiences, Skew: time.Minute})
+	return token.NewVerifier(token.VerifierOptions{Keys: ks, Issuer: s.url, Audiences: audiences, Skew: time.Minute})
 }
 
 func TestNewRefusesNonLoopbackIssuer(t *testing.T) {

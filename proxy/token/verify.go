@@ -1,4 +1,9 @@
-package proxy
+// Package token verifies OAuth access tokens for the gateway: it parses the bearer header (BearerToken), checks
+// signatures against the authorization server's key set (KeySet, the only signature check), checks claims
+// (CheckClaims) and turns a verified token into a Principal with the identity headers to forward. Failures are
+// *AuthError values whose Reason is a fixed label. It has no HTTP handlers: mapping a failure to a response is the
+// caller's.
+package token
 
 import (
 	"cmp"
@@ -20,9 +25,10 @@ import (
 )
 
 // Reason is a fixed, bounded label for why a request was not authenticated. It is used in metrics and logs.
+// Callers that refuse requests for reasons of their own (a session, an origin) define further constants of this type.
 type Reason string
 
-// The reasons an authentication can fail.
+// The reasons a bearer token can fail.
 const (
 	ReasonNoToken         Reason = "no_token"
 	ReasonMalformed       Reason = "malformed"      // not a well-formed bearer header or JWT, or an algorithm off the allow-list
@@ -36,8 +42,6 @@ const (
 	ReasonInvalidClaim    Reason = "invalid_claim"  // a role, permission or scope that would not survive its header
 	ReasonScope           Reason = "insufficient_scope"
 	ReasonKeysUnavailable Reason = "keys_unavailable" // the key set has not been loaded yet
-	ReasonSession         Reason = "session_mismatch" // Mcp-Session-Id unknown or owned by another user
-	ReasonOrigin          Reason = "origin"           // Origin header not allowed
 )
 
 // AuthError is an authentication failure: Reason says which check failed, Err the cause (for logs only), and
@@ -48,6 +52,7 @@ type AuthError struct {
 	TokenAudience []string
 }
 
+// Error returns the reason, followed by the cause when there is one.
 func (e *AuthError) Error() string {
 	if e.Err == nil {
 		return string(e.Reason)
@@ -55,6 +60,7 @@ func (e *AuthError) Error() string {
 	return string(e.Reason) + ": " + e.Err.Error()
 }
 
+// Unwrap returns the cause.
 func (e *AuthError) Unwrap() error { return e.Err }
 
 func authErr(r Reason, format string, args ...any) *AuthError {
@@ -135,7 +141,8 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Principal is the verified caller of a request.
+// Principal is the verified caller of a request. The Verifier shares one Principal among the requests that carry the
+// same token: it is read-only.
 type Principal struct {
 	Subject  string
 	Scopes   []string
@@ -145,6 +152,11 @@ type Principal struct {
 	// hdr holds the identity headers, built once per verified token and shared, read-only, by its requests.
 	hdr http.Header
 }
+
+// Headers returns the identity headers to forward for p (identity.Identity.Set of p.Identity), built once when the
+// token was verified. The map is shared by every request with the same token: callers copy its entries and never
+// modify it or its values.
+func (p *Principal) Headers() http.Header { return p.hdr }
 
 // ClaimRules are what CheckClaims enforces.
 type ClaimRules struct {
@@ -318,10 +330,10 @@ type Verifier struct {
 
 // VerifierOptions configures NewVerifier.
 type VerifierOptions struct {
-	Keys      *KeySet
-	Issuer    string
-	Audiences []string
-	Skew      time.Duration
+	Keys      *KeySet          // checks the signatures; required
+	Issuer    string           // the iss every token must carry, compared byte for byte
+	Audiences []string         // aud must contain one of them; none: every token is refused
+	Skew      time.Duration    // tolerance on exp and nbf; zero: none
 	Now       func() time.Time // nil: time.Now
 	CacheSize int              // verified tokens kept; 0: 10000
 }

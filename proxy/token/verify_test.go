@@ -1,4 +1,4 @@
-package proxy
+package token
 
 import (
 	"context"
@@ -16,14 +16,16 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
 )
 
 const testResource = "https://mcp.example.com/mcp"
 
 // newTestVerifier returns a verifier over is's JWKS with the clock c, keys loaded.
-func newTestVerifier(t *testing.T, is *testIssuer, c *fakeClock) (*Verifier, *KeySet) {
+func newTestVerifier(t *testing.T, is *tokentest.Issuer, c *tokentest.Clock) (*Verifier, *KeySet) {
 	t.Helper()
-	ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: 10 * time.Second, Now: c.Now, Algs: []string{"RS256", "ES256"}})
+	ks := NewKeySet(KeySetOptions{URL: is.JWKSURL(), Client: is.Client(), Cooldown: 10 * time.Second, Now: c.Now, Algs: []string{"RS256", "ES256"}})
 	if err := ks.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -33,26 +35,26 @@ func newTestVerifier(t *testing.T, is *testIssuer, c *fakeClock) (*Verifier, *Ke
 
 func TestVerifier(t *testing.T) {
 	t.Parallel()
-	k1 := newKey(t, "k1", 0)
-	k2 := newKey(t, "k2", 1)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1 := tokentest.NewKey(t, "k1", 0)
+	k2 := tokentest.NewKey(t, "k2", 1)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	now := c.Now()
 	v, _ := newTestVerifier(t, is, c)
 
 	with := func(mod func(m map[string]any)) map[string]any {
-		m := is.claims(testResource, "user_1", now)
+		m := is.Claims(testResource, "user_1", now)
 		mod(m)
 		return m
 	}
 	hs := func(claims map[string]any) string {
 		// HS256 keyed with the RSA public key's bytes: the classic algorithm-confusion forgery.
-		der := x509.MarshalPKCS1PublicKey(&k1.priv.PublicKey)
-		return signWith(t, jose.SigningKey{Algorithm: jose.HS256, Key: der}, "k1", claims)
+		der := x509.MarshalPKCS1PublicKey(&k1.Private.PublicKey)
+		return tokentest.SignWith(t, jose.SigningKey{Algorithm: jose.HS256, Key: der}, "k1", claims)
 	}
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	none := func(claims map[string]any) string {
-		tok := k1.sign(t, claims)
+		tok := k1.Sign(t, claims)
 		parts := strings.Split(tok, ".")
 		hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","kid":"k1"}`))
 		return hdr + "." + parts[1] + "."
@@ -68,26 +70,26 @@ func TestVerifier(t *testing.T) {
 		token string
 		want  Reason // "" means accepted
 	}{
-		{"valid", k1.sign(t, with(func(map[string]any) {})), ""},
-		{"aud array", k1.sign(t, with(func(m map[string]any) { m["aud"] = []string{"other", testResource} })), ""},
-		{"within skew after exp", k1.sign(t, with(func(m map[string]any) { m["exp"] = now.Add(-20 * time.Second).Unix() })), ""},
-		{"within skew before nbf", k1.sign(t, with(func(m map[string]any) { m["nbf"] = now.Add(20 * time.Second).Unix() })), ""},
-		{"wrong issuer", k1.sign(t, with(func(m map[string]any) { m["iss"] = is.URL + "/other" })), ReasonIssuer},
-		{"issuer with trailing slash", k1.sign(t, with(func(m map[string]any) { m["iss"] = is.URL + "/" })), ReasonIssuer},
-		{"wrong audience", k1.sign(t, with(func(m map[string]any) { m["aud"] = "client_01ABC" })), ReasonAudience},
-		{"audience prefix", k1.sign(t, with(func(m map[string]any) { m["aud"] = "https://mcp.example.com" })), ReasonAudience},
-		{"no audience", k1.sign(t, with(func(m map[string]any) { delete(m, "aud") })), ReasonAudience},
-		{"expired", k1.sign(t, with(func(m map[string]any) { m["exp"] = now.Add(-time.Minute).Unix() })), ReasonExpired},
-		{"not yet valid", k1.sign(t, with(func(m map[string]any) { m["nbf"] = now.Add(time.Minute).Unix() })), ReasonNotYetValid},
-		{"missing exp", k1.sign(t, with(func(m map[string]any) { delete(m, "exp") })), ReasonMissingClaim},
-		{"missing sub", k1.sign(t, with(func(m map[string]any) { delete(m, "sub") })), ReasonMissingClaim},
-		{"exp not a number", k1.sign(t, with(func(m map[string]any) { m["exp"] = "tomorrow" })), ReasonMalformed},
+		{"valid", k1.Sign(t, with(func(map[string]any) {})), ""},
+		{"aud array", k1.Sign(t, with(func(m map[string]any) { m["aud"] = []string{"other", testResource} })), ""},
+		{"within skew after exp", k1.Sign(t, with(func(m map[string]any) { m["exp"] = now.Add(-20 * time.Second).Unix() })), ""},
+		{"within skew before nbf", k1.Sign(t, with(func(m map[string]any) { m["nbf"] = now.Add(20 * time.Second).Unix() })), ""},
+		{"wrong issuer", k1.Sign(t, with(func(m map[string]any) { m["iss"] = is.URL + "/other" })), ReasonIssuer},
+		{"issuer with trailing slash", k1.Sign(t, with(func(m map[string]any) { m["iss"] = is.URL + "/" })), ReasonIssuer},
+		{"wrong audience", k1.Sign(t, with(func(m map[string]any) { m["aud"] = "client_01ABC" })), ReasonAudience},
+		{"audience prefix", k1.Sign(t, with(func(m map[string]any) { m["aud"] = "https://mcp.example.com" })), ReasonAudience},
+		{"no audience", k1.Sign(t, with(func(m map[string]any) { delete(m, "aud") })), ReasonAudience},
+		{"expired", k1.Sign(t, with(func(m map[string]any) { m["exp"] = now.Add(-time.Minute).Unix() })), ReasonExpired},
+		{"not yet valid", k1.Sign(t, with(func(m map[string]any) { m["nbf"] = now.Add(time.Minute).Unix() })), ReasonNotYetValid},
+		{"missing exp", k1.Sign(t, with(func(m map[string]any) { delete(m, "exp") })), ReasonMissingClaim},
+		{"missing sub", k1.Sign(t, with(func(m map[string]any) { delete(m, "sub") })), ReasonMissingClaim},
+		{"exp not a number", k1.Sign(t, with(func(m map[string]any) { m["exp"] = "tomorrow" })), ReasonMalformed},
 		{"alg none", none(with(func(map[string]any) {})), ReasonMalformed},
 		{"HS256 with the public key", hs(with(func(map[string]any) {})), ReasonMalformed},
-		{"bad signature", tamper(k1.sign(t, with(func(map[string]any) {}))), ReasonSignature},
-		{"signed by another key with the same kid", testKey{kid: "k1", priv: k2.priv}.sign(t, with(func(map[string]any) {})), ReasonSignature},
-		{"unknown kid", k2.sign(t, with(func(map[string]any) {})), ReasonUnknownKey},
-		{"ES256 key not in the set", signWith(t, jose.SigningKey{Algorithm: jose.ES256, Key: ec}, "k1", with(func(map[string]any) {})), ReasonSignature},
+		{"bad signature", tamper(k1.Sign(t, with(func(map[string]any) {}))), ReasonSignature},
+		{"signed by another key with the same kid", tokentest.Key{ID: "k1", Private: k2.Private}.Sign(t, with(func(map[string]any) {})), ReasonSignature},
+		{"unknown kid", k2.Sign(t, with(func(map[string]any) {})), ReasonUnknownKey},
+		{"ES256 key not in the set", tokentest.SignWith(t, jose.SigningKey{Algorithm: jose.ES256, Key: ec}, "k1", with(func(map[string]any) {})), ReasonSignature},
 		{"not a JWT", "abc.def", ReasonMalformed},
 		{"garbage", "Zm9v", ReasonMalformed},
 	}
@@ -125,13 +127,13 @@ func mustDecode(t *testing.T, s string) string {
 
 func TestVerifierAudienceErrorNamesTokenAudience(t *testing.T) {
 	t.Parallel()
-	k1 := newKey(t, "k1", 0)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1 := tokentest.NewKey(t, "k1", 0)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	v, _ := newTestVerifier(t, is, c)
-	claims := is.claims(testResource, "user_1", c.Now())
+	claims := is.Claims(testResource, "user_1", c.Now())
 	claims["aud"] = "client_01ENV"
-	_, err := v.Verify(context.Background(), k1.sign(t, claims))
+	_, err := v.Verify(context.Background(), k1.Sign(t, claims))
 	var ae *AuthError
 	if !errors.As(err, &ae) || ae.Reason != ReasonAudience {
 		t.Fatalf("got %v, want wrong_audience", err)
@@ -143,11 +145,11 @@ func TestVerifierAudienceErrorNamesTokenAudience(t *testing.T) {
 
 func TestVerifierClaimsToIdentity(t *testing.T) {
 	t.Parallel()
-	k1 := newKey(t, "k1", 0)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1 := tokentest.NewKey(t, "k1", 0)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	v, _ := newTestVerifier(t, is, c)
-	claims := is.claims(testResource, "user_1", c.Now())
+	claims := is.Claims(testResource, "user_1", c.Now())
 	delete(claims, "scope")
 	claims["scp"] = []string{"read", "write"}
 	claims["role"] = "admin"
@@ -157,7 +159,7 @@ func TestVerifierClaimsToIdentity(t *testing.T) {
 	claims["name"] = "Ada\nLovelace"
 	delete(claims, "client_id")
 	claims["azp"] = "client_azp"
-	p, err := v.Verify(context.Background(), k1.sign(t, claims))
+	p, err := v.Verify(context.Background(), k1.Sign(t, claims))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,63 +186,63 @@ func TestVerifierClaimsToIdentity(t *testing.T) {
 
 func TestVerifierCacheAndKeyRotation(t *testing.T) {
 	t.Parallel()
-	k1 := newKey(t, "k1", 0)
-	k2 := newKey(t, "k2", 1)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1 := tokentest.NewKey(t, "k1", 0)
+	k2 := tokentest.NewKey(t, "k2", 1)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	v, ks := newTestVerifier(t, is, c)
 	ctx := context.Background()
-	tok1 := k1.sign(t, is.claims(testResource, "user_1", c.Now()))
+	tok1 := k1.Sign(t, is.Claims(testResource, "user_1", c.Now()))
 	if _, err := v.Verify(ctx, tok1); err != nil {
 		t.Fatal(err)
 	}
 
 	// Rotation: a token signed by a new key triggers one refetch and is accepted.
-	is.setKeys(k1, k2)
-	tok2 := k2.sign(t, is.claims(testResource, "user_2", c.Now()))
-	hits := is.jwksHits.Load()
+	is.SetKeys(k1, k2)
+	tok2 := k2.Sign(t, is.Claims(testResource, "user_2", c.Now()))
+	hits := is.JWKSHits.Load()
 	if _, err := v.Verify(ctx, tok2); err != nil {
 		t.Fatalf("token signed by the rotated-in key: %v", err)
 	}
-	if got := is.jwksHits.Load() - hits; got != 1 {
+	if got := is.JWKSHits.Load() - hits; got != 1 {
 		t.Errorf("JWKS fetches for a new kid: got %d, want 1", got)
 	}
 
 	// Unknown kids: one refetch once the cooldown since the last one has passed, then none within the cooldown.
-	k3 := testKey{kid: "k3", priv: newKey(t, "", 2).priv}
-	hits = is.jwksHits.Load()
-	if _, err := v.Verify(ctx, k3.sign(t, is.claims(testResource, "user_3", c.Now()))); err == nil {
+	k3 := tokentest.Key{ID: "k3", Private: tokentest.NewKey(t, "", 2).Private}
+	hits = is.JWKSHits.Load()
+	if _, err := v.Verify(ctx, k3.Sign(t, is.Claims(testResource, "user_3", c.Now()))); err == nil {
 		t.Fatal("token with an unknown kid accepted")
 	}
-	if got := is.jwksHits.Load() - hits; got != 0 {
+	if got := is.JWKSHits.Load() - hits; got != 0 {
 		t.Errorf("JWKS fetches for an unknown kid right after a refetch: got %d, want 0", got)
 	}
 	c.Add(11 * time.Second)
-	hits = is.jwksHits.Load()
+	hits = is.JWKSHits.Load()
 	for range 5 {
-		if _, err := v.Verify(ctx, k3.sign(t, is.claims(testResource, "user_3", c.Now()))); err == nil {
+		if _, err := v.Verify(ctx, k3.Sign(t, is.Claims(testResource, "user_3", c.Now()))); err == nil {
 			t.Fatal("token with an unknown kid accepted")
 		}
 	}
-	if got := is.jwksHits.Load() - hits; got != 1 {
+	if got := is.JWKSHits.Load() - hits; got != 1 {
 		t.Errorf("JWKS fetches for 5 unknown-kid tokens within the cooldown: got %d, want 1", got)
 	}
 
 	// JWKS outage: cached keys keep working, cached and uncached tokens alike.
-	is.down.Store(true)
+	is.JWKSDown.Store(true)
 	if err := ks.Refresh(ctx); err == nil {
 		t.Fatal("Refresh during an outage: got nil error")
 	}
 	if _, err := v.Verify(ctx, tok1); err != nil {
 		t.Errorf("cached token during a JWKS outage: %v", err)
 	}
-	if _, err := v.Verify(ctx, k1.sign(t, is.claims(testResource, "user_4", c.Now()))); err != nil {
+	if _, err := v.Verify(ctx, k1.Sign(t, is.Claims(testResource, "user_4", c.Now()))); err != nil {
 		t.Errorf("new token signed by a known key during a JWKS outage: %v", err)
 	}
-	is.down.Store(false)
+	is.JWKSDown.Store(false)
 
 	// Revocation: once k1 leaves the set, a token verified (and cached) under k1 stops working at once.
-	is.setKeys(k2)
+	is.SetKeys(k2)
 	if err := ks.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -260,12 +262,12 @@ func TestVerifierCacheAndKeyRotation(t *testing.T) {
 
 func TestVerifierKeysNotLoaded(t *testing.T) {
 	t.Parallel()
-	k1 := newKey(t, "k1", 0)
-	is := newTestIssuer(t, k1)
-	c := newClock()
-	ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: time.Second, Now: c.Now, Algs: []string{"RS256"}})
+	k1 := tokentest.NewKey(t, "k1", 0)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
+	ks := NewKeySet(KeySetOptions{URL: is.JWKSURL(), Client: is.Client(), Cooldown: time.Second, Now: c.Now, Algs: []string{"RS256"}})
 	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Now: c.Now})
-	_, err := v.Verify(context.Background(), k1.sign(t, is.claims(testResource, "u", c.Now())))
+	_, err := v.Verify(context.Background(), k1.Sign(t, is.Claims(testResource, "u", c.Now())))
 	var ae *AuthError
 	if !errors.As(err, &ae) || ae.Reason != ReasonKeysUnavailable {
 		t.Fatalf("got %v, want keys_unavailable", err)
@@ -329,9 +331,9 @@ func (c *countingKeys) Verify(ctx context.Context, jwt string) ([]byte, error) {
 // unknown kid one key set fetch (with no cooldown to hide a second).
 func TestVerifierFailingTokenVerifiedOnce(t *testing.T) {
 	t.Parallel()
-	k1, k2 := newKey(t, "k1", 0), newKey(t, "k2", 1)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1, k2 := tokentest.NewKey(t, "k1", 0), tokentest.NewKey(t, "k2", 1)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	now := c.Now()
 	tamper := func(tok string) string {
 		parts := strings.Split(tok, ".")
@@ -339,7 +341,7 @@ func TestVerifierFailingTokenVerifiedOnce(t *testing.T) {
 		return parts[0] + "." + payload + "." + parts[2]
 	}
 	with := func(mod func(m map[string]any)) map[string]any {
-		m := is.claims(testResource, "user_1", now)
+		m := is.Claims(testResource, "user_1", now)
 		mod(m)
 		return m
 	}
@@ -349,17 +351,17 @@ func TestVerifierFailingTokenVerifiedOnce(t *testing.T) {
 		want      Reason
 		wantFetch int64
 	}{
-		{"bad signature", tamper(k1.sign(t, with(func(map[string]any) {}))), ReasonSignature, 0},
-		{"another key with the same kid", testKey{kid: "k1", priv: k2.priv}.sign(t, with(func(map[string]any) {})), ReasonSignature, 0},
-		{"unknown kid", k2.sign(t, with(func(map[string]any) {})), ReasonUnknownKey, 1},
-		{"expired", k1.sign(t, with(func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() })), ReasonExpired, 0},
-		{"wrong audience", k1.sign(t, with(func(m map[string]any) { m["aud"] = "other" })), ReasonAudience, 0},
+		{"bad signature", tamper(k1.Sign(t, with(func(map[string]any) {}))), ReasonSignature, 0},
+		{"another key with the same kid", tokentest.Key{ID: "k1", Private: k2.Private}.Sign(t, with(func(map[string]any) {})), ReasonSignature, 0},
+		{"unknown kid", k2.Sign(t, with(func(map[string]any) {})), ReasonUnknownKey, 1},
+		{"expired", k1.Sign(t, with(func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() })), ReasonExpired, 0},
+		{"wrong audience", k1.Sign(t, with(func(m map[string]any) { m["aud"] = "other" })), ReasonAudience, 0},
 		{"not a JWT", "abc.def", ReasonMalformed, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: 0, Now: c.Now, Algs: []string{"RS256"}})
+			ks := NewKeySet(KeySetOptions{URL: is.JWKSURL(), Client: is.Client(), Cooldown: 0, Now: c.Now, Algs: []string{"RS256"}})
 			if err := ks.Refresh(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -382,9 +384,9 @@ func TestVerifierFailingTokenVerifiedOnce(t *testing.T) {
 // TestVerifierEmailVerified: an e-mail address is forwarded unless the token says it is not verified.
 func TestVerifierEmailVerified(t *testing.T) {
 	t.Parallel()
-	k1 := newKey(t, "k1", 0)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1 := tokentest.NewKey(t, "k1", 0)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	v, _ := newTestVerifier(t, is, c)
 	tests := []struct {
 		name     string
@@ -402,13 +404,13 @@ func TestVerifierEmailVerified(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			claims := is.claims(testResource, "user_1", c.Now())
+			claims := is.Claims(testResource, "user_1", c.Now())
 			claims["email"] = "ceo@victim-corp.example"
 			claims["jti"] = tt.name // a distinct token per case
 			if tt.verified != nil {
 				claims["email_verified"] = tt.verified
 			}
-			p, err := v.Verify(context.Background(), k1.sign(t, claims))
+			p, err := v.Verify(context.Background(), k1.Sign(t, claims))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -436,9 +438,9 @@ func TestVerifierEmailVerified(t *testing.T) {
 // token invalid (invalid_claim); one that would is forwarded as it is.
 func TestVerifierListItems(t *testing.T) {
 	t.Parallel()
-	k1 := newKey(t, "k1", 0)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1 := tokentest.NewKey(t, "k1", 0)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	v, _ := newTestVerifier(t, is, c)
 	tests := []struct {
 		name      string
@@ -466,7 +468,7 @@ func TestVerifierListItems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			claims := is.claims(testResource, "user_1", c.Now())
+			claims := is.Claims(testResource, "user_1", c.Now())
 			claims["jti"] = tt.name
 			for k, val := range tt.claims {
 				if val == nil {
@@ -475,7 +477,7 @@ func TestVerifierListItems(t *testing.T) {
 					claims[k] = val
 				}
 			}
-			p, err := v.Verify(context.Background(), k1.sign(t, claims))
+			p, err := v.Verify(context.Background(), k1.Sign(t, claims))
 			if tt.want != "" {
 				wantReason(t, tt.name, err, tt.want)
 				return

@@ -1,4 +1,4 @@
-package proxy
+package token
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
 )
 
 // settle waits for the key set fetch running now, if any, to end.
@@ -77,15 +79,15 @@ func wantReason(t *testing.T, what string, err error, want Reason) {
 // key right after is accepted without another fetch.
 func TestKeySetRefetchOutlivesCanceledRequest(t *testing.T) {
 	t.Parallel()
-	k1, k2 := newKey(t, "k1", 0), newKey(t, "k2", 1)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1, k2 := tokentest.NewKey(t, "k1", 0), tokentest.NewKey(t, "k2", 1)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	v, ks := newTestVerifier(t, is, c)
 
-	is.setKeys(k1, k2) // rotation: the issuer publishes k2
-	entered, release := is.hold(t)
+	is.SetKeys(k1, k2) // rotation: the issuer publishes k2
+	entered, release := is.Hold(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	random := testKey{kid: "random-kid", priv: k2.priv}.sign(t, is.claims(testResource, "attacker", c.Now()))
+	random := tokentest.Key{ID: "random-kid", Private: k2.Private}.Sign(t, is.Claims(testResource, "attacker", c.Now()))
 	res := goVerify(ctx, v, random)
 	<-entered // the refetch has reached the JWKS endpoint
 	cancel()
@@ -93,14 +95,14 @@ func TestKeySetRefetchOutlivesCanceledRequest(t *testing.T) {
 
 	release()
 	ks.settle()
-	if got := is.jwksCanceled.Load(); got != 0 {
+	if got := is.JWKSCanceled.Load(); got != 0 {
 		t.Errorf("JWKS requests canceled: got %d, want 0 (the fetch belongs to no request)", got)
 	}
-	hits := is.jwksHits.Load()
-	if _, err := v.Verify(context.Background(), k2.sign(t, is.claims(testResource, "user_2", c.Now()))); err != nil {
+	hits := is.JWKSHits.Load()
+	if _, err := v.Verify(context.Background(), k2.Sign(t, is.Claims(testResource, "user_2", c.Now()))); err != nil {
 		t.Fatalf("token signed by the rotated-in key right after: %v", err)
 	}
-	if got := is.jwksHits.Load() - hits; got != 0 {
+	if got := is.JWKSHits.Load() - hits; got != 0 {
 		t.Errorf("JWKS fetches for the new key: got %d, want 0 (the detached fetch brought it)", got)
 	}
 }
@@ -110,21 +112,21 @@ func TestKeySetRefetchOutlivesCanceledRequest(t *testing.T) {
 // the requests after it.
 func TestKeySetSlowEndpointBoundsWait(t *testing.T) {
 	t.Parallel()
-	k1, k2 := newKey(t, "k1", 0), newKey(t, "k2", 1)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1, k2 := tokentest.NewKey(t, "k1", 0), tokentest.NewKey(t, "k2", 1)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	timer := newManualTimer()
-	ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: 10 * time.Second,
+	ks := NewKeySet(KeySetOptions{URL: is.JWKSURL(), Client: is.Client(), Cooldown: 10 * time.Second,
 		Now: c.Now, After: timer.After, Algs: []string{"RS256"}})
 	if err := ks.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Now: c.Now})
 
-	is.setKeys(k1, k2)
-	entered, release := is.hold(t)
-	hits := is.jwksHits.Load()
-	tok := k2.sign(t, is.claims(testResource, "user_2", c.Now()))
+	is.SetKeys(k1, k2)
+	entered, release := is.Hold(t)
+	hits := is.JWKSHits.Load()
+	tok := k2.Sign(t, is.Claims(testResource, "user_2", c.Now()))
 	var results []<-chan verifyResult
 	for range 3 {
 		results = append(results, goVerify(context.Background(), v, tok))
@@ -139,7 +141,7 @@ func TestKeySetSlowEndpointBoundsWait(t *testing.T) {
 	for i, r := range results {
 		wantReason(t, "request waiting on a slow JWKS endpoint", await(t, r, fmt.Sprintf("request %d", i)).err, ReasonUnknownKey)
 	}
-	if got := is.jwksHits.Load() - hits; got != 1 {
+	if got := is.JWKSHits.Load() - hits; got != 1 {
 		t.Errorf("JWKS fetches for 3 waiting requests: got %d, want 1", got)
 	}
 
@@ -167,20 +169,20 @@ func TestKeySetFirstLoad(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			k1 := newKey(t, "k1", 0)
-			is := newTestIssuer(t, k1)
-			c := newClock()
+			k1 := tokentest.NewKey(t, "k1", 0)
+			is := tokentest.NewIssuer(t, k1)
+			c := tokentest.NewClock()
 			timer := newManualTimer()
-			ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: time.Second,
+			ks := NewKeySet(KeySetOptions{URL: is.JWKSURL(), Client: is.Client(), Cooldown: time.Second,
 				Now: c.Now, After: timer.After, Algs: []string{"RS256"}})
 			v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Now: c.Now})
-			entered, release := is.hold(t)
+			entered, release := is.Hold(t)
 			refreshed := make(chan error, 1)
 			if tt.refresh {
 				go func() { refreshed <- ks.Refresh(context.Background()) }()
 				<-entered
 			}
-			res := goVerify(context.Background(), v, k1.sign(t, is.claims(testResource, "user_1", c.Now())))
+			res := goVerify(context.Background(), v, k1.Sign(t, is.Claims(testResource, "user_1", c.Now())))
 			if tt.refresh {
 				<-timer.asked
 				if tt.complete {
@@ -203,7 +205,7 @@ func TestKeySetFirstLoad(t *testing.T) {
 					t.Errorf("first load: %v", err)
 				}
 			}
-			if got, want := is.jwksHits.Load(), map[bool]int64{true: 1, false: 0}[tt.refresh]; got != want {
+			if got, want := is.JWKSHits.Load(), map[bool]int64{true: 1, false: 0}[tt.refresh]; got != want {
 				t.Errorf("JWKS fetches: got %d, want %d", got, want)
 			}
 		})
@@ -214,15 +216,15 @@ func TestKeySetFirstLoad(t *testing.T) {
 // fetch that took longer than the cooldown does not let the next unknown kid fetch again at once.
 func TestKeySetCooldownStartsWhenFetchEnds(t *testing.T) {
 	t.Parallel()
-	k1, k2 := newKey(t, "k1", 0), newKey(t, "k2", 1)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1, k2 := tokentest.NewKey(t, "k1", 0), tokentest.NewKey(t, "k2", 1)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	v, ks := newTestVerifier(t, is, c) // cooldown 10s
 	unknown := func() string {
-		return testKey{kid: "nope", priv: k2.priv}.sign(t, is.claims(testResource, "u", c.Now()))
+		return tokentest.Key{ID: "nope", Private: k2.Private}.Sign(t, is.Claims(testResource, "u", c.Now()))
 	}
 
-	entered, release := is.hold(t)
+	entered, release := is.Hold(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	res := goVerify(ctx, v, unknown())
 	<-entered
@@ -232,14 +234,14 @@ func TestKeySetCooldownStartsWhenFetchEnds(t *testing.T) {
 	release()
 	ks.settle()
 
-	hits := is.jwksHits.Load()
+	hits := is.JWKSHits.Load()
 	wantReason(t, "unknown kid right after the fetch ended", verifyErr(v, unknown()), ReasonUnknownKey)
-	if got := is.jwksHits.Load() - hits; got != 0 {
+	if got := is.JWKSHits.Load() - hits; got != 0 {
 		t.Errorf("JWKS fetches right after a fetch ended: got %d, want 0 (cooldown)", got)
 	}
 	c.Add(10 * time.Second)
 	wantReason(t, "unknown kid a cooldown after the fetch ended", verifyErr(v, unknown()), ReasonUnknownKey)
-	if got := is.jwksHits.Load() - hits; got != 1 {
+	if got := is.JWKSHits.Load() - hits; got != 1 {
 		t.Errorf("JWKS fetches a cooldown after the last fetch ended: got %d, want 1", got)
 	}
 }
@@ -253,11 +255,11 @@ func verifyErr(v *Verifier, tok string) error {
 // waiting for it fail, and the keys already held keep working.
 func TestKeySetFetchHasItsOwnTimeout(t *testing.T) {
 	t.Parallel()
-	k1, k2 := newKey(t, "k1", 0), newKey(t, "k2", 1)
-	is := newTestIssuer(t, k1)
-	c := newClock()
+	k1, k2 := tokentest.NewKey(t, "k1", 0), tokentest.NewKey(t, "k2", 1)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
 	fetchErrs := make(chan error, 4)
-	ks := NewKeySet(KeySetOptions{URL: is.URL + "/oauth2/jwks", Client: is.Client(), Cooldown: time.Second,
+	ks := NewKeySet(KeySetOptions{URL: is.JWKSURL(), Client: is.Client(), Cooldown: time.Second,
 		Now: c.Now, Wait: time.Hour, FetchTimeout: 50 * time.Millisecond, Algs: []string{"RS256"},
 		OnFetch: func(err error) { fetchErrs <- err }})
 	if err := ks.Refresh(context.Background()); err != nil {
@@ -265,13 +267,13 @@ func TestKeySetFetchHasItsOwnTimeout(t *testing.T) {
 	}
 	<-fetchErrs
 	v := NewVerifier(VerifierOptions{Keys: ks, Issuer: is.URL, Audiences: []string{testResource}, Now: c.Now})
-	is.hold(t) // never released before the test ends: only the fetch's timeout can end it
-	err := verifyErr(v, k2.sign(t, is.claims(testResource, "u", c.Now())))
+	is.Hold(t) // never released before the test ends: only the fetch's timeout can end it
+	err := verifyErr(v, k2.Sign(t, is.Claims(testResource, "u", c.Now())))
 	wantReason(t, "unknown kid while the endpoint hangs", err, ReasonUnknownKey)
 	if err := <-fetchErrs; !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("fetch outcome: got %v, want its own deadline exceeded", err)
 	}
-	if _, err := v.Verify(context.Background(), k1.sign(t, is.claims(testResource, "u", c.Now()))); err != nil {
+	if _, err := v.Verify(context.Background(), k1.Sign(t, is.Claims(testResource, "u", c.Now()))); err != nil {
 		t.Errorf("token signed by a key already held: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package token
 
 import (
 	"context"
@@ -79,6 +79,7 @@ type keyFetch struct {
 
 // KeySetOptions configures NewKeySet.
 type KeySetOptions struct {
+	// URL is the key set's URL, from configuration or discovery, never from a token. Empty: none until SetURL.
 	URL    string
 	Client *http.Client // nil: http.DefaultClient (give it a timeout)
 	// Cooldown is the minimum time from the end of a fetch an unknown kid waited for to the start of the next fetch

@@ -127,10 +127,10 @@ func TestAttackWedgedUpstreamLargeBody(t *testing.T) {
 	}
 	// The client is gone; the gateway should be too.
 	deadline := time.Now().Add(3 * time.Second)
-	for h.gw.inflight.Load() > 0 && time.Now().Before(deadline) {
+	for h.gw.obs.inflight.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := h.gw.inflight.Load(); n > 0 {
+	if n := h.gw.obs.inflight.Load(); n > 0 {
 		t.Errorf("%d request(s) still in the gateway 3s after their client left", n)
 	}
 }
@@ -162,7 +162,7 @@ func TestAttackUpstreamCutBodyWritesTwoLines(t *testing.T) {
 			resp.Body.Close()
 		}
 	}
-	waitFor(t, "the requests to be recorded", func() bool { return h.gw.inflight.Load() == 0 })
+	waitFor(t, "the requests to be recorded", func() bool { return h.gw.obs.inflight.Load() == 0 })
 	var extra []string
 	for _, l := range h.logs.lines(t)[before:] {
 		if l["msg"] != "request" && l["level"] != "DEBUG" {

@@ -37,7 +37,7 @@ func BenchmarkSanitiseAndInject(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		out := in.Clone(in.Context())
-		g.rewrite(&httputil.ProxyRequest{In: in, Out: out})
+		g.rewrite(&httputil.ProxyRequest{In: in, Out: out}, true)
 	}
 }
 

@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/mcp-gateway/gateway/proxy/token"
@@ -87,24 +85,8 @@ var descriptions = map[token.Reason]string{
 	ReasonOrigin:                "origin not allowed",
 }
 
-// errorBody is the JSON body of every error the gateway writes itself.
-type errorBody struct {
-	Error            string `json:"error"`
-	ErrorDescription string `json:"error_description,omitempty"`
-}
-
-// writeJSONError writes a JSON error body with status.
-func writeJSONError(w http.ResponseWriter, status int, code, description string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	b, _ := json.Marshal(errorBody{Error: code, ErrorDescription: description})
-	w.Write(append(b, '\n'))
-}
-
-// challengeFor maps an authentication failure to its status, challenge and body code. It is the one place that decides
-// what a client sees.
+// challengeFor maps an authentication failure to its status, challenge and body code. It decides what a client sees of a
+// refused token (see refusal).
 func challengeFor(reason token.Reason, prm string, scopes []string) (status int, ch Challenge, code string) {
 	ch = Challenge{ResourceMetadata: prm, Scopes: scopes, Description: descriptions[reason]}
 	switch reason {
@@ -118,17 +100,4 @@ func challengeFor(reason token.Reason, prm string, scopes []string) (status int,
 		ch.Error = "invalid_token"
 		return http.StatusUnauthorized, ch, ch.Error
 	}
-}
-
-// writeChallenge answers a request that failed authentication.
-func writeChallenge(w http.ResponseWriter, reason token.Reason, prm string, scopes []string) {
-	status, ch, code := challengeFor(reason, prm, scopes)
-	w.Header().Set("WWW-Authenticate", ch.String())
-	writeJSONError(w, status, code, descriptions[reason])
-}
-
-// writeUnavailable answers 503 with Retry-After while the key set is not loaded.
-func writeUnavailable(w http.ResponseWriter, retryAfter int) {
-	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-	writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", descriptions[token.ReasonKeysUnavailable])
 }

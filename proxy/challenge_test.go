@@ -54,7 +54,7 @@ func TestChallenges(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			writeChallenge(rec, tt.reason, prm, tt.scopes)
+			writeError(rec, httptest.NewRequest("GET", "/mcp", nil), refusal(tt.reason, prm, tt.scopes, nil))
 			var b strings.Builder
 			b.WriteString(rec.Result().Status + "\n")
 			b.WriteString("WWW-Authenticate: " + rec.Header().Get("WWW-Authenticate") + "\n")

@@ -881,7 +881,7 @@ func TestFacadeScopesForClientsThatSendNone(t *testing.T) {
 	// The upstream refused: its reason is logged (sanitized), and the client gets it.
 	h := newFacadeHarnessWith(t, nil, map[string]any{"scopes_supported": upstreamScopes})
 	var logs logBuffer
-	h.gw.log = slog.New(slog.NewJSONHandler(&logs, nil)) // the reason is on the callback's access line
+	h.gw.obs.log = slog.New(slog.NewJSONHandler(&logs, nil)) // the reason is on the callback's access line
 	c := h.register(t, publicClient)["client_id"].(string)
 	q := authorizeQuery(c)
 	q.Set("redirect_uri", "http://127.0.0.1:1/callback")

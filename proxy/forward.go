@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -12,13 +13,49 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/identity"
 )
 
-// rewrite builds the upstream request: the MCP path goes to the upstream URL, any other path to the upstream origin
-// with the path unchanged. Credentials and every inbound identity header are removed before the verified identity is
+// upstream forwards authenticated requests upstream: to the upstream's MCP endpoint (the path of the upstream URL),
+// or to its origin with the request's path unchanged. Routing chooses which (Gateway.routes).
+type upstream struct {
+	g        *Gateway
+	endpoint bool
+	proxy    *httputil.ReverseProxy
+}
+
+// upstreams are the two ways upstream.
+func (g *Gateway) upstreams() (endpoint, origin *upstream) {
+	return g.newUpstream(true), g.newUpstream(false)
+}
+
+func (g *Gateway) newUpstream(endpoint bool) *upstream {
+	u := &upstream{g: g, endpoint: endpoint}
+	u.proxy = &httputil.ReverseProxy{
+		Rewrite:        u.rewrite,
+		Transport:      g.transport,
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.upstreamError,
+		// Debug: what it reports (an upstream body cut halfway) concerns one request, whose access line says how it
+		// ended; a line of its own per request would let an upstream multiply the log.
+		ErrorLog:   slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		BufferPool: g.buffers,
+		// FlushInterval 0: text/event-stream and unknown-length responses are flushed after every write anyway.
+	}
+	return u
+}
+
+func (u *upstream) rewrite(pr *httputil.ProxyRequest) { u.g.rewrite(pr, u.endpoint) }
+
+// upstreamError answers a request the upstream could not complete (see upstreamFailure).
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, r, upstreamFailure(r, err, g.cfg.MaxBodyBytes, g.cfg.Upstream.Redacted()))
+}
+
+// rewrite builds the upstream request: to the upstream URL for the MCP endpoint, else to the upstream origin with the
+// path unchanged. Credentials and every inbound identity header are removed before the verified identity is
 // set. The outbound Host is the upstream's (SetURL), which the go-sdk's DNS-rebinding check requires.
-func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest, endpoint bool) {
 	st := stateOf(pr.In.Context())
 	pr.SetURL(g.upstreamOrigin)
-	if st != nil && st.route == "mcp" {
+	if endpoint {
 		pr.Out.URL.Path, pr.Out.URL.RawPath = g.cfg.Upstream.Path, g.cfg.Upstream.RawPath
 	}
 	// One pass builds the outbound headers without credentials or inbound identity headers, in a map sized for what

@@ -13,14 +13,13 @@ package proxy
 
 import (
 	"context"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"slices"
 	"strings"
@@ -28,7 +27,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcp-gateway/gateway/metadata"
@@ -54,13 +52,16 @@ type Gateway struct {
 	metrics  *Metrics
 	now      func() time.Time
 	asClient *http.Client
+	obs      *observer
 
 	keys     *token.KeySet
 	verifier *token.Verifier
 	binder   sessionBinder
 	secret   []byte // identity signing key; nil: unsigned
-	proxy    *httputil.ReverseProxy
-	buffers  *bufferPool
+	prmURL   string
+
+	transport http.RoundTripper
+	buffers   *bufferPool
 	// relay is whether GET event streams go through the relay (stream.go) rather than the reverse proxy: with the
 	// default transport to an http upstream.
 	relay        bool
@@ -69,30 +70,22 @@ type Gateway struct {
 	streams      streamSet
 	// upstreamOrigin is the upstream URL without its path.
 	upstreamOrigin *url.URL
-	prmURL         string
-	scopes         []string
-	origins        []string
-	anyOrig        bool
-	reqIDs         requestIDs
 
-	asDoc atomic.Pointer[metadata.Document]
+	asDoc   atomic.Pointer[metadata.Document]
+	oidcDoc atomic.Pointer[metadata.Document]
 	// upstreamAS is the authorization server's metadata once discovered.
 	upstreamAS atomic.Pointer[metadata.AuthServer]
 	// facade serves Option B (a pre-registered client); nil in Option A.
-	facade  *facade
-	oidcDoc atomic.Pointer[metadata.Document]
+	facade *facade
 
 	readyMu    sync.Mutex
 	readyAt    time.Time
 	upstreamOK bool
 	probe      *http.Client // /readyz's request to the upstream
 
-	// inflight counts the requests being answered, which Shutdown waits for; closing ends with the start of a
-	// shutdown, and with it the event streams.
-	inflight   atomic.Int64
+	// closing ends with the start of a shutdown, and with it the event streams.
 	closing    context.Context
 	endStreams context.CancelFunc
-	logBudget  logBudget
 
 	handler http.Handler
 }
@@ -114,95 +107,31 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		reg = prometheus.NewRegistry()
 	}
 	g.metrics = NewMetrics(reg)
+	g.obs = &observer{log: g.log, metrics: g.metrics, now: g.now, reqIDs: newRequestIDs(), writeTimeout: cfg.WriteTimeout,
+		budget: logBudget{interval: logBudgetInterval, max: logBudgetLines}}
 
 	prm, err := metadata.WellKnownURL(cfg.Resource, "oauth-protected-resource")
 	if err != nil {
 		return nil, fmt.Errorf("protected resource metadata URL: %w", err)
 	}
 	g.prmURL = prm
-	g.scopes = cfg.ScopeList
-	g.origins = cfg.OriginList
-	g.anyOrig = slices.Contains(cfg.OriginList, "*")
-
-	switch {
-	case cfg.SessionSecret != "":
-		g.binder.key = derive(cfg.SessionSecret, "session-binding")
-	case cfg.IdentitySecret != "":
-		g.binder.key = derive(cfg.IdentitySecret, "session-binding")
-	default:
-		g.binder.key = make([]byte, 32)
-		rand.Read(g.binder.key)
-	}
+	g.binder.key = g.key("session-binding", false)
 	if cfg.IdentitySecret != "" {
 		g.secret = []byte(cfg.IdentitySecret)
 	}
-	g.reqIDs = newRequestIDs()
 	if cfg.StaticClientID != "" {
-		var key []byte
-		switch {
-		case cfg.SessionSecret != "":
-			key = derive(cfg.SessionSecret, "oauth-facade")
-		case cfg.IdentitySecret != "":
-			key = derive(cfg.IdentitySecret, "oauth-facade")
-		default:
-			key = make([]byte, 32)
-			rand.Read(key)
-			g.log.Warn("neither GATEWAY_SESSION_SECRET nor GATEWAY_IDENTITY_SECRET is set: client registrations, codes and " +
-				"consents are sealed with a random key, so they end with this process and replicas do not accept each other's")
-		}
-		g.facade = newFacade(cfg, key, g.asClient, &g.upstreamAS, g.now, g.log)
+		g.facade = newFacade(cfg, g.key("oauth-facade", true), g.asClient, &g.upstreamAS, g.now, g.log)
 		g.log.Info("pre-registered client: the gateway is the authorization server MCP clients see (Option B)",
 			"client_id", cfg.StaticClientID, "callback", g.facade.client.Callback, "confidential", cfg.ClientSecret != "")
 	}
-
 	g.keys = token.NewKeySet(token.KeySetOptions{
-		Client:   g.asClient,
-		Cooldown: cfg.JWKSRefetchCooldown,
-		Now:      g.now,
-		Algs:     cfg.AlgList,
-		OnFetch:  g.onKeyFetch,
+		Client: g.asClient, Cooldown: cfg.JWKSRefetchCooldown, Now: g.now, Algs: cfg.AlgList, OnFetch: g.onKeyFetch,
 	})
 	g.verifier = token.NewVerifier(token.VerifierOptions{
-		Keys:      g.keys,
-		Issuer:    cfg.Issuer,
-		Audiences: cfg.AudienceList,
-		Skew:      cfg.ClockSkew,
-		Now:       g.now,
+		Keys: g.keys, Issuer: cfg.Issuer, Audiences: cfg.AudienceList, Skew: cfg.ClockSkew, Now: g.now,
 	})
-
-	g.upstreamOrigin = &url.URL{Scheme: cfg.Upstream.Scheme, Host: cfg.Upstream.Host}
-	g.upstreamAddr = cfg.Upstream.Host
-	if cfg.Upstream.Port() == "" {
-		g.upstreamAddr = net.JoinHostPort(cfg.Upstream.Hostname(), "80")
-	}
-	g.dialer = upstreamDialer()
-	transport := o.UpstreamTransport
-	if transport == nil {
-		transport = newUpstreamTransport(g.dial, cfg.UpstreamTimeout)
-		g.relay = cfg.Upstream.Scheme == "http"
-	}
-	g.probe = &http.Client{
-		Timeout:       time.Second,
-		Transport:     &http.Transport{DialContext: g.dial, DisableKeepAlives: true, DisableCompression: true},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	if o.UpstreamTransport != nil {
-		g.probe.Transport = o.UpstreamTransport
-	}
+	g.connectUpstream(o.UpstreamTransport)
 	g.closing, g.endStreams = context.WithCancel(context.Background())
-	g.logBudget = logBudget{interval: logBudgetInterval, max: logBudgetLines}
-	g.buffers = newBufferPool()
-	g.proxy = &httputil.ReverseProxy{
-		Rewrite:        g.rewrite,
-		Transport:      transport,
-		ModifyResponse: g.modifyResponse,
-		ErrorHandler:   g.upstreamError,
-		// Debug: what it reports (an upstream body cut halfway) concerns one request, whose access line says how it
-		// ended; a line of its own per request would let an upstream multiply the log.
-		ErrorLog:   slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
-		BufferPool: g.buffers,
-		// FlushInterval 0: text/event-stream and unknown-length responses are flushed after every write anyway.
-	}
 	g.handler = g.routes()
 	if !slices.Contains(cfg.AudienceList, cfg.Resource) {
 		g.log.Warn("GATEWAY_AUDIENCES does not include the resource identifier that the protected resource metadata advertises; "+
@@ -211,10 +140,56 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 	return g, nil
 }
 
-// derive returns a key for one purpose from a configured secret.
+// key returns the key for one purpose: derived from GATEWAY_SESSION_SECRET, else from GATEWAY_IDENTITY_SECRET, else
+// random (it then ends with the process, and replicas do not share it; warn says whether to say so).
+func (g *Gateway) key(purpose string, warn bool) []byte {
+	switch {
+	case g.cfg.SessionSecret != "":
+		return derive(g.cfg.SessionSecret, purpose)
+	case g.cfg.IdentitySecret != "":
+		return derive(g.cfg.IdentitySecret, purpose)
+	}
+	if warn {
+		g.log.Warn("neither GATEWAY_SESSION_SECRET nor GATEWAY_IDENTITY_SECRET is set: client registrations, codes and " +
+			"consents are sealed with a random key, so they end with this process and replicas do not accept each other's")
+	}
+	k := make([]byte, 32)
+	rand.Read(k)
+	return k
+}
+
+// derive returns a 32-byte key for one purpose from a configured secret (HKDF-SHA256, RFC 5869).
 func derive(secret, purpose string) []byte {
-	h := sha256.Sum256([]byte("mcp-gateway/" + purpose + "\x00" + secret))
-	return h[:]
+	k, err := hkdf.Key(sha256.New, []byte(secret), nil, "mcp-gateway/"+purpose, 32)
+	if err != nil {
+		panic(err) // unreachable: 32 bytes is far below HKDF-SHA256's limit
+	}
+	return k
+}
+
+// connectUpstream sets up the way to the upstream: transport (the default, tuned for one upstream, unless one is
+// injected), the relay for event streams, and /readyz's probe.
+func (g *Gateway) connectUpstream(transport http.RoundTripper) {
+	cfg := g.cfg
+	g.upstreamOrigin = &url.URL{Scheme: cfg.Upstream.Scheme, Host: cfg.Upstream.Host}
+	g.upstreamAddr = cfg.Upstream.Host
+	if cfg.Upstream.Port() == "" {
+		g.upstreamAddr = net.JoinHostPort(cfg.Upstream.Hostname(), "80")
+	}
+	g.dialer = upstreamDialer()
+	g.probe = &http.Client{
+		Timeout:       time.Second,
+		Transport:     &http.Transport{DialContext: g.dial, DisableKeepAlives: true, DisableCompression: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	if transport == nil {
+		transport = newUpstreamTransport(g.dial, cfg.UpstreamTimeout)
+		g.relay = cfg.Upstream.Scheme == "http"
+	} else {
+		g.probe.Transport = transport
+	}
+	g.transport = transport
+	g.buffers = newBufferPool()
 }
 
 // upstreamDialer connects to the upstream.
@@ -312,7 +287,7 @@ func (g *Gateway) Run(ctx context.Context) {
 		case <-t.C:
 			_ = g.keys.Refresh(ctx) // failures are logged and counted by onKeyFetch
 		case <-logs.C:
-			g.logDropped(g.logBudget.flush(g.now()))
+			g.obs.logDropped(g.obs.budget.flush(g.now()))
 		}
 	}
 }
@@ -369,160 +344,6 @@ func (g *Gateway) upstreamReachable(ctx context.Context) bool {
 	}
 	g.readyAt, g.upstreamOK = g.now(), ok
 	return ok
-}
-
-// isOwnedPath reports whether the gateway answers path itself instead of forwarding it, in either mode. In Option B it
-// also owns the facade's paths (isFacadePath).
-func isOwnedPath(p string) bool {
-	return p == "/healthz" || p == "/readyz" || p == "/.well-known" || strings.HasPrefix(p, "/.well-known/")
-}
-
-// routeOf names a path for metrics and logs without using the path itself.
-func (g *Gateway) routes() http.Handler {
-	r := chi.NewRouter()
-	r.Use(g.observe, boundBody(g.cfg.ReadTimeout))
-
-	issuer := g.cfg.Issuer
-	if g.facade != nil {
-		issuer = g.facade.issuer
-	}
-	prmFor := func(scopes []string) http.Handler {
-		return metadata.ProtectedResourceHandler(metadata.ProtectedResource{
-			Resource:               g.cfg.Resource,
-			AuthorizationServers:   []string{issuer},
-			ScopesSupported:        scopes,
-			BearerMethodsSupported: []string{"header"},
-			ResourceName:           g.cfg.ResourceName,
-		})
-	}
-	prm := prmFor(g.scopes)
-	if f := g.facade; f != nil {
-		// Option B: scopes_supported are the facade's (GATEWAY_FACADE_SCOPES, else the authorization server's, known once
-		// discovery has run), so that clients that take their scope from here ask for one.
-		type built struct {
-			as *metadata.AuthServer
-			h  http.Handler
-		}
-		var cur atomic.Pointer[built]
-		prm = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			as := g.upstreamAS.Load()
-			b := cur.Load()
-			if b == nil || b.as != as {
-				b = &built{as: as, h: prmFor(f.resourceScopes(as))}
-				cur.Store(b)
-			}
-			b.h.ServeHTTP(w, r)
-		})
-	}
-	r.Handle("/.well-known/oauth-protected-resource", routeName("prm", prm))
-	if g.cfg.MCPPath != "/" {
-		r.Handle("/.well-known/oauth-protected-resource"+g.cfg.MCPPath, routeName("prm", prm))
-	}
-	if f := g.facade; f != nil {
-		r.Handle("/.well-known/oauth-authorization-server", routeName("as_metadata", f.metadataHandler()))
-		r.Handle("/.well-known/openid-configuration", routeName("oidc_metadata", f.metadataHandler()))
-		r.Handle(facadeRegisterPath, routeName("oauth_register", http.HandlerFunc(f.register)))
-		r.Handle(facadeAuthorizePath, routeName("oauth_authorize", http.HandlerFunc(f.authorize)))
-		r.Handle(facadeCallbackPath, routeName("oauth_callback", http.HandlerFunc(f.callback)))
-		r.Handle(facadeTokenPath, routeName("oauth_token", http.HandlerFunc(f.token)))
-	} else {
-		r.Handle("/.well-known/oauth-authorization-server", routeName("as_metadata", g.docHandler(&g.asDoc)))
-		r.Handle("/.well-known/openid-configuration", routeName("oidc_metadata", g.docHandler(&g.oidcDoc)))
-	}
-	r.Handle("/.well-known", routeName("well_known", http.HandlerFunc(metadata.NotFound)))
-	r.Handle("/.well-known/*", routeName("well_known", http.HandlerFunc(metadata.NotFound)))
-	r.Handle("/healthz", routeName("healthz", http.HandlerFunc(g.healthz)))
-	r.Handle("/readyz", routeName("readyz", http.HandlerFunc(g.readyz)))
-
-	protected := g.checkOrigin(g.limitBody(g.authenticate(g.bindSession(http.HandlerFunc(g.forward)))))
-	if g.cfg.MCPPath == "/" {
-		r.Handle("/*", routeName("mcp", protected))
-	} else {
-		r.Handle(g.cfg.MCPPath, routeName("mcp", protected))
-		r.Handle("/*", routeName("forward", protected))
-	}
-	r.NotFound(routeName("forward", protected).ServeHTTP)
-	r.MethodNotAllowed(routeName("forward", protected).ServeHTTP)
-	return r
-}
-
-// docHandler serves an authorization server document once discovery has produced it, 503 before.
-func (g *Gateway) docHandler(p *atomic.Pointer[metadata.Document]) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := p.Load()
-		if d == nil {
-			w.Header().Set("Access-Control-Allow-Origin", "*")
-			writeUnavailable(w, 5)
-			return
-		}
-		d.ServeHTTP(w, r)
-	})
-}
-
-func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Write([]byte(`{"status":"ok"}` + "\n"))
-}
-
-func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
-		return
-	}
-	keys := g.keys.Loaded()
-	up := g.upstreamReachable(r.Context())
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	if !keys || !up {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up)
-}
-
-// upstreamError answers a request the upstream could not: 413 for a body over the limit, 408 for a body that did not
-// arrive in time, nothing for a client that went away, 504 when the upstream did not answer in time, 502 otherwise.
-// The cause goes to the access line, never to the client.
-func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	st := stateOf(r.Context())
-	var tooLarge *http.MaxBytesError
-	var timeout interface{ Timeout() bool }
-	switch {
-	case errors.Is(err, errBodyTimeout) || st != nil && st.body != nil && st.body.timedOut.Load(): // before the context, which the server cancels then too
-		g.metrics.UpstreamErrors.WithLabelValues("body_timeout").Inc()
-		w.Header().Set("Connection", "close")
-		writeJSONError(w, http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time")
-	case errors.As(err, &tooLarge):
-		g.metrics.UpstreamErrors.WithLabelValues("body_too_large").Inc()
-		writeJSONError(w, http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the request body exceeds %d bytes", g.cfg.MaxBodyBytes))
-	case r.Context().Err() != nil:
-		g.metrics.UpstreamErrors.WithLabelValues("canceled").Inc()
-		if st != nil {
-			st.canceled = true
-		}
-		w.WriteHeader(499) // client closed request; nobody reads this
-	case errors.As(err, &timeout) && timeout.Timeout():
-		g.metrics.UpstreamErrors.WithLabelValues("timeout").Inc()
-		g.noteUpstreamError(st, err)
-		writeJSONError(w, http.StatusGatewayTimeout, "gateway_timeout", "the MCP server behind the gateway did not answer in time")
-	default:
-		g.metrics.UpstreamErrors.WithLabelValues("unreachable").Inc()
-		g.noteUpstreamError(st, err)
-		writeJSONError(w, http.StatusBadGateway, "bad_gateway", "the MCP server behind the gateway did not answer")
-	}
-}
-
-// noteUpstreamError puts the cause of an upstream failure on the request's access line.
-func (g *Gateway) noteUpstreamError(st *reqState, err error) {
-	if st != nil {
-		st.attrs = append(st.attrs, slog.String("upstream", g.cfg.Upstream.Redacted()), slog.String("err", err.Error()))
-	}
 }
 
 // requestIDs makes request ids: a random per-process prefix and a counter, unique without a random read per request.

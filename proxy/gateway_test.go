@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -616,5 +617,50 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	case <-canceled:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the upstream request was not cancelled 10s after the client went away")
+	}
+}
+
+// TestRoutes: where each path goes, the status a method the route does not serve gets, and the route each request is
+// counted under, which is the pattern routing matched (not a path, and not a label set beside routing).
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, true)
+	tok := h.token(t, "user_1")
+	for _, tt := range []struct {
+		method, path, token string
+		status              int
+		route, upstreamPath string // upstreamPath "": not forwarded
+	}{
+		{"GET", "/healthz", "", 200, "healthz", ""},
+		{"HEAD", "/healthz", "", 200, "healthz", ""},
+		{"POST", "/healthz", tok, 405, "healthz", ""},
+		{"DELETE", "/readyz", "", 405, "readyz", ""},
+		{"GET", "/.well-known/oauth-protected-resource/mcp", "", 200, "prm", ""},
+		{"GET", "/.well-known/nothing-here", "", 404, "well_known", ""},
+		{"POST", "/mcp", tok, 200, "mcp", "/upstream/mcp"},
+		{"POST", "/mcp", "", 401, "mcp", ""},
+		{"GET", "/assets/app.js", tok, 200, "forward", "/assets/app.js"},
+		{"PUT", "/", tok, 200, "forward", "/"},
+	} {
+		before := testutil.ToFloat64(h.gw.metrics.Requests.WithLabelValues(tt.route, tt.method, strconv.Itoa(tt.status)))
+		n := h.up.count()
+		resp := h.do(t, tt.method, tt.path, tt.token, nil, "")
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s %s: got %d, want %d", tt.method, tt.path, resp.StatusCode, tt.status)
+		}
+		if tt.status == 405 && resp.Header.Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s %s: Allow %q, want GET, HEAD", tt.method, tt.path, resp.Header.Get("Allow"))
+		}
+		forwarded := h.up.count() > n
+		if forwarded != (tt.upstreamPath != "") {
+			t.Errorf("%s %s: forwarded %t, want %t", tt.method, tt.path, forwarded, tt.upstreamPath != "")
+		} else if forwarded && h.up.last(t).URL.Path != tt.upstreamPath {
+			t.Errorf("%s %s: upstream path %s, want %s", tt.method, tt.path, h.up.last(t).URL.Path, tt.upstreamPath)
+		}
+		if got := testutil.ToFloat64(h.gw.metrics.Requests.WithLabelValues(tt.route, tt.method, strconv.Itoa(tt.status))); got != before+1 {
+			t.Errorf("%s %s: not counted under route %q", tt.method, tt.path, tt.route)
+		}
 	}
 }

@@ -212,7 +212,7 @@ func TestOneLinePerRequest(t *testing.T) {
 	}
 	// When the interval ends, one line sums up what was not written.
 	h.clock.Add(logBudgetInterval)
-	h.gw.logDropped(h.gw.logBudget.flush(h.clock.Now()))
+	h.gw.obs.logDropped(h.gw.obs.budget.flush(h.clock.Now()))
 	var summary map[string]any
 	for _, l := range h.logs.lines(t) {
 		if l["msg"] == "requests not logged one by one" {

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"net/http"
 	"strings"
 )
 
@@ -43,4 +44,28 @@ func (b sessionBinder) open(clientID, sub string) (string, bool) {
 		return "", false
 	}
 	return up, true
+}
+
+// bindSession checks that an Mcp-Session-Id was issued to the caller and records the upstream's id for it.
+func bindSession(b sessionBinder) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			v := r.Header.Values("Mcp-Session-Id")
+			if len(v) == 0 {
+				next.ServeHTTP(w, r)
+				return
+			}
+			st := stateOf(r.Context())
+			up, ok := "", len(v) == 1
+			if ok {
+				up, ok = b.open(v[0], st.principal.Subject)
+			}
+			if !ok {
+				writeError(w, r, refusal(ReasonSession, "", nil, nil))
+				return
+			}
+			st.upstreamSession = up
+			next.ServeHTTP(w, r)
+		})
+	}
 }

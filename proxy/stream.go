@@ -160,29 +160,30 @@ func relayable(r *http.Request) bool {
 	return false
 }
 
-// forward sends an authenticated request upstream: event streams opened with GET through the relay when it is on,
+// ServeHTTP sends an authenticated request upstream: event streams opened with GET through the relay when it is on,
 // everything else through the reverse proxy. A GET (an event stream, in MCP) ends when a shutdown starts; other
 // requests may finish.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request) {
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g := u.g
 	if r.Method != http.MethodGet {
-		g.proxy.ServeHTTP(w, r)
+		u.proxy.ServeHTTP(w, r)
 		return
 	}
 	if g.relay && relayable(r) {
-		g.relayStream(w, r)
+		g.relayStream(w, r, u.rewrite)
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stop := context.AfterFunc(g.closing, cancel)
 	defer stop()
-	g.proxy.ServeHTTP(w, r.WithContext(ctx))
+	u.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // outbound builds the upstream request for r as httputil.ReverseProxy does before and after its Rewrite: a clone
 // without hop-by-hop headers or the X-Forwarded-* and Forwarded headers the client sent, rewritten by g.rewrite, with
 // no default User-Agent. It asks the upstream to close the connection after the response, which ends the stream.
-func (g *Gateway) outbound(r *http.Request) *http.Request {
+func (g *Gateway) outbound(r *http.Request, rewrite func(*httputil.ProxyRequest)) *http.Request {
 	out := r.Clone(r.Context())
 	out.Body, out.ContentLength, out.Close = nil, 0, true
 	removeHopByHop(out.Header)
@@ -193,7 +194,7 @@ func (g *Gateway) outbound(r *http.Request) *http.Request {
 		delete(out.Header, k)
 	}
 	out.URL.RawQuery = cleanQuery(out.URL.RawQuery)
-	g.rewrite(&httputil.ProxyRequest{In: r, Out: out})
+	rewrite(&httputil.ProxyRequest{In: r, Out: out})
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{""}
 	}
@@ -202,11 +203,11 @@ func (g *Gateway) outbound(r *http.Request) *http.Request {
 
 // relayStream forwards r, a relayable GET, on its own upstream connection. A 200 event stream is relayed on the
 // client's hijacked connection by a tunnel; any other answer is passed back through w, like the reverse proxy would.
-func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, rewrite func(*httputil.ProxyRequest)) {
 	g.streams.begin() // Shutdown also waits for relays on their way to a tunnel
 	defer g.streams.end()
 	st := stateOf(r.Context())
-	out := g.outbound(r)
+	out := g.outbound(r, rewrite)
 	up, err := g.dialer.DialContext(r.Context(), "tcp", g.upstreamAddr) // its one write, the request head, fits the socket buffer
 	if err != nil {
 		g.upstreamError(w, r, err)
@@ -303,6 +304,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request) {
 	head.Write(rest)
 
 	t := &tunnel{g: g, client: client, upstream: up, st: st, method: r.Method, path: r.URL.Path, start: st.start, left: left}
+	g.obs.label(st) // now: routing's record of the route does not outlive the handler
 	st.relayed = true
 	g.metrics.OpenStreams.Inc()
 	if !g.streams.add(t) {
@@ -411,7 +413,7 @@ func (t *tunnel) close() {
 		t.upstream.Close()
 		t.g.streams.remove(t)
 		t.g.metrics.OpenStreams.Dec()
-		t.g.record(context.Background(), t.st, t.method, t.path, http.StatusOK, t.bytes.Load(), t.g.now().Sub(t.start))
+		t.g.obs.record(context.Background(), t.st, t.method, t.path, http.StatusOK, t.bytes.Load(), t.g.now().Sub(t.start))
 	})
 }
 
@@ -498,7 +500,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.EndStreams()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for g.inflight.Load() > 0 || g.streams.busy() {
+	for g.obs.inflight.Load() > 0 || g.streams.busy() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

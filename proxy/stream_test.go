@@ -138,7 +138,7 @@ func TestRelayedStreamRequestAsReverseProxy(t *testing.T) {
 	}
 	viaProxy := upstreamHeaders("DELETE") // not relayable: through httputil.ReverseProxy
 	relayed := upstreamHeaders("GET")
-	if h.gw.proxy == nil || !h.gw.relay {
+	if !h.gw.relay {
 		t.Fatal("the relay is off in the test harness")
 	}
 	if !reflect.DeepEqual(relayed, viaProxy) {

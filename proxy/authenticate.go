@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/mcp-gateway/gateway/proxy/token"
+)
+
+// TokenVerifier checks a bearer token and returns whom it names. Its errors should be *token.AuthError, whose reason
+// decides what the client sees; any other error is answered as a malformed token.
+type TokenVerifier func(ctx context.Context, raw string) (*token.Principal, error)
+
+// AuthOptions are what Authenticate tells a client that has no acceptable token, and what it requires of one.
+type AuthOptions struct {
+	// ResourceMetadata is the URL of the protected resource metadata, sent in every challenge.
+	ResourceMetadata string
+	// Scopes must all be in a token; they are advertised in the challenge.
+	Scopes []string
+	// Resource and Audiences are named on the access line of a token refused for its audience, with how to fix it.
+	Resource  string
+	Audiences []string
+}
+
+// Authenticate lets a request pass only with a bearer token that verify accepts and that carries every required
+// scope, and records its principal for the handlers after it (PrincipalFromContext). Any other request is answered
+// with a challenge that tells the client where to get a token (RFC 6750, RFC 9728). The token is never logged.
+func Authenticate(verify TokenVerifier, o AuthOptions) func(http.Handler) http.Handler {
+	refuse := func(reason token.Reason, cause error, attrs ...slog.Attr) *Error {
+		return refusal(reason, o.ResourceMetadata, o.Scopes, cause, attrs...)
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			st := stateOf(r.Context())
+			p, err := authenticate(r, verify, o, refuse)
+			if p != nil && st != nil {
+				st.principal = p // also when a scope is missing: the access line names the caller
+			}
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// authenticate finds and verifies r's token and checks its scopes. It returns the principal of a verified token even
+// when it refuses it for a missing scope.
+func authenticate(r *http.Request, verify TokenVerifier, o AuthOptions, refuse func(token.Reason, error, ...slog.Attr) *Error) (*token.Principal, error) {
+	tok, err := token.BearerToken(r.Header)
+	switch {
+	case errors.Is(err, token.ErrMultipleAuthorization):
+		const desc = "send exactly one Authorization header"
+		e := refuse(token.ReasonMalformed, err)
+		e.Status, e.Code, e.Description = http.StatusBadRequest, "invalid_request", desc
+		e.Challenge = &Challenge{Error: "invalid_request", Description: desc, ResourceMetadata: o.ResourceMetadata}
+		return nil, e
+	case errors.Is(err, token.ErrNoBearer):
+		return nil, refuse(token.ReasonNoToken, nil)
+	case err != nil:
+		return nil, refuse(token.ReasonMalformed, err)
+	}
+	p, err := verify(r.Context(), tok)
+	if err != nil {
+		var ae *token.AuthError
+		if !errors.As(err, &ae) {
+			ae = &token.AuthError{Reason: token.ReasonMalformed, Err: err}
+		}
+		var attrs []slog.Attr
+		if ae.Reason == token.ReasonAudience {
+			attrs = []slog.Attr{slog.Any("token_aud", ae.TokenAudience), slog.Any("accepted", o.Audiences),
+				slog.String("fix", "with WorkOS, add "+o.Resource+" as a Resource Indicator in the dashboard (Connect → Configuration) so "+
+					"tokens carry it as aud; otherwise set GATEWAY_AUDIENCES to the audience your authorization server issues for this resource")}
+		}
+		return nil, refuse(ae.Reason, ae, attrs...)
+	}
+	if missing := token.MissingScopes(p.Scopes, o.Scopes); len(missing) > 0 {
+		return p, refuse(token.ReasonScope, nil, slog.String("missing_scopes", strings.Join(missing, " ")))
+	}
+	return p, nil
+}

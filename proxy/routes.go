@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/mcp-gateway/gateway/metadata"
+)
+
+// isOwnedPath reports whether the gateway answers path itself instead of forwarding it, in either mode. In Option B it
+// also owns the facade's paths (isFacadePath).
+func isOwnedPath(p string) bool {
+	return p == "/healthz" || p == "/readyz" || p == "/.well-known" || strings.HasPrefix(p, "/.well-known/")
+}
+
+// routes builds the router: every request is observed and its body bounded; the public routes (metadata, health,
+// Option B) answer without a token; everything else is the protected chain (origin and CORS, body limit,
+// authentication, session binding) and goes upstream, the MCP endpoint to the upstream's MCP URL and any other path
+// to the upstream's origin. Route names, for metrics and logs, are read from the pattern a request matched.
+func (g *Gateway) routes() http.Handler {
+	r := chi.NewRouter()
+	names := map[string]string{}
+	handle := func(r chi.Router, name, pattern string, h http.Handler) {
+		names[pattern] = name
+		r.Handle(pattern, h)
+	}
+	r.Use(g.obs.middleware, boundBody(g.cfg.ReadTimeout))
+
+	r.Group(func(r chi.Router) { // public
+		prm := g.prmHandler()
+		handle(r, "prm", "/.well-known/oauth-protected-resource", prm)
+		if g.cfg.MCPPath != "/" {
+			handle(r, "prm", "/.well-known/oauth-protected-resource"+g.cfg.MCPPath, prm)
+		}
+		if f := g.facade; f != nil {
+			handle(r, "as_metadata", "/.well-known/oauth-authorization-server", f.metadataHandler())
+			handle(r, "oidc_metadata", "/.well-known/openid-configuration", f.metadataHandler())
+			handle(r, "oauth_register", facadeRegisterPath, http.HandlerFunc(f.register))
+			handle(r, "oauth_authorize", facadeAuthorizePath, http.HandlerFunc(f.authorize))
+			handle(r, "oauth_callback", facadeCallbackPath, http.HandlerFunc(f.callback))
+			handle(r, "oauth_token", facadeTokenPath, http.HandlerFunc(f.token))
+		} else {
+			handle(r, "as_metadata", "/.well-known/oauth-authorization-server", docHandler(&g.asDoc))
+			handle(r, "oidc_metadata", "/.well-known/openid-configuration", docHandler(&g.oidcDoc))
+		}
+		handle(r, "well_known", "/.well-known", http.HandlerFunc(metadata.NotFound))
+		handle(r, "well_known", "/.well-known/*", http.HandlerFunc(metadata.NotFound))
+		names["/healthz"], names["/readyz"] = "healthz", "readyz"
+		getOnly(r, "/healthz", healthz)
+		getOnly(r, "/readyz", g.readyz)
+	})
+
+	r.Group(func(r chi.Router) { // protected
+		r.Use(CheckOrigin(g.cfg.OriginList), LimitBody(g.cfg.MaxBodyBytes),
+			Authenticate(g.verifier.Verify, AuthOptions{ResourceMetadata: g.prmURL, Scopes: g.cfg.ScopeList,
+				Resource: g.cfg.Resource, Audiences: g.cfg.AudienceList}),
+			bindSession(g.binder))
+		endpoint, origin := g.upstreams()
+		if g.cfg.MCPPath == "/" {
+			handle(r, "mcp", "/*", endpoint)
+			return
+		}
+		handle(r, "mcp", g.cfg.MCPPath, endpoint)
+		handle(r, "forward", "/*", origin)
+	})
+	g.obs.routes = names
+	return r
+}
+
+// getOnly serves h at pattern for GET and HEAD, and 405 for any other method, which chi would otherwise send on to
+// the catch-all route, upstream.
+func getOnly(r chi.Router, pattern string, h http.HandlerFunc) {
+	r.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errMethod("GET, HEAD", "GET")) })
+	r.Get(pattern, h)
+	r.Head(pattern, h)
+}
+
+// prmHandler serves the protected resource metadata. In Option B its scopes_supported are the facade's
+// (GATEWAY_FACADE_SCOPES, else the authorization server's, known once discovery has run), so that clients that take
+// their scope from here ask for one.
+func (g *Gateway) prmHandler() http.Handler {
+	issuer := g.cfg.Issuer
+	if g.facade != nil {
+		issuer = g.facade.issuer
+	}
+	prmFor := func(scopes []string) http.Handler {
+		return metadata.ProtectedResourceHandler(metadata.ProtectedResource{
+			Resource:               g.cfg.Resource,
+			AuthorizationServers:   []string{issuer},
+			ScopesSupported:        scopes,
+			BearerMethodsSupported: []string{"header"},
+			ResourceName:           g.cfg.ResourceName,
+		})
+	}
+	f := g.facade
+	if f == nil {
+		return prmFor(g.cfg.ScopeList)
+	}
+	type built struct {
+		as *metadata.AuthServer
+		h  http.Handler
+	}
+	var cur atomic.Pointer[built]
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		as := g.upstreamAS.Load()
+		b := cur.Load()
+		if b == nil || b.as != as {
+			b = &built{as: as, h: prmFor(f.resourceScopes(as))}
+			cur.Store(b)
+		}
+		b.h.ServeHTTP(w, r)
+	})
+}
+
+// docHandler serves an authorization server document once discovery has produced it, 503 before.
+func docHandler(p *atomic.Pointer[metadata.Document]) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := p.Load()
+		if d == nil {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			writeError(w, r, errNotReady)
+			return
+		}
+		d.ServeHTTP(w, r)
+	})
+}
+
+func healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	keys := g.keys.Loaded()
+	up := g.upstreamReachable(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !keys || !up {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up)
+}

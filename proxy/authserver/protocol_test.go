@@ -67,6 +67,26 @@ func TestClientID(t *testing.T) {
 	}
 }
 
+// TestClientIDsKeepOpening: a client id and secret issued before this package existed, under the same key, still open
+// and verify. Clients keep their registration: a change to the sealing or the key derivation would make every one of
+// them register again.
+func TestClientIDsKeepOpening(t *testing.T) {
+	t.Parallel()
+	const (
+		id     = "mcpgw_exre6hreoLrukdveNuL8u-zdK1qBgM6t7mEcKqFD5GmfmW10TjBLzwUnFSdwoAXs5qy8p_KlKZ5yFTajXvbIy7ObtCkyjoqRI77vZb5AtIgeMQEUcsrb1cDV8iJoYHdxT9hlU81yx2Rzdq19bS0"
+		secret = "urXIDCrWdLYExrOs-9XW3tumTzswAhF3nTfONue5s1s"
+	)
+	s := testSealer()
+	reg, oe := s.openClientID(id)
+	want := registration{Name: "app", RedirectURIs: []string{"http://127.0.0.1:1/cb"}, AuthMethod: "client_secret_basic", IssuedAt: 1_800_000_000}
+	if oe != nil || reg.Name != want.Name || !slices.Equal(reg.RedirectURIs, want.RedirectURIs) || reg.AuthMethod != want.AuthMethod || reg.IssuedAt != want.IssuedAt {
+		t.Fatalf("openClientID: got %+v, %v; want %+v", reg, oe, want)
+	}
+	if got := s.clientSecret(id); got != secret {
+		t.Errorf("client secret: got %q, want %q", got, secret)
+	}
+}
+
 func TestParseRegistration(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)

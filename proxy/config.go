@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/mcp-gateway/gateway/proxy/authserver"
 )
 
 // Config is the gateway's configuration, read from the environment by LoadConfig. Variable names from the mcp-use
@@ -131,7 +133,7 @@ type Config struct {
 	// ClientID is the client pre-registered at the authorization server ("Option B"). Default unset (Option A: MCP
 	// clients register at the authorization server themselves). When set, the gateway is an authorization-server facade:
 	// it registers MCP clients itself, asks the user's consent for each, and signs them in at the authorization server
-	// with this client id and its own callback (see facade.go).
+	// with this client id and its own callback (see package authserver).
 	ClientID      string `env:"MCP_USE_OAUTH_WORKOS_CLIENT_ID"`
 	ClientIDAlias string `env:"WORKOS_CLIENT_ID"`
 
@@ -294,7 +296,7 @@ func (c *Config) validate(failed map[string]bool) error {
 		bad("GATEWAY_MCP_PATH", "must be a plain path (got %q)", p)
 	case isOwnedPath(p):
 		bad("GATEWAY_MCP_PATH", "%q is a path the gateway serves itself", p)
-	case (c.ClientID != "" || c.ClientIDAlias != "") && isFacadePath(p):
+	case (c.ClientID != "" || c.ClientIDAlias != "") && authserver.OwnsPath(p):
 		bad("GATEWAY_MCP_PATH", "%q is a path the gateway serves itself when MCP_USE_OAUTH_WORKOS_CLIENT_ID is set", p)
 	}
 	if c.Public != nil {
@@ -505,21 +507,12 @@ func (c *Config) OptionB() bool { return c.StaticClientID != "" }
 // the protected resource metadata (the same without offline_access, plus RequiredScopes), and the scope sent
 // upstream when a client sends none (FacadeDefaultScope, else the protected resource metadata's).
 func (c *Config) FacadeScopesFor(upstream []string) (advertised, resource, fallback []string) {
-	advertised = c.FacadeScopeList
-	if len(advertised) == 0 {
-		advertised = upstream
-	}
-	resource = resourceScopes(advertised, c.ScopeList)
-	fallback = c.FacadeDefaultScopeList
-	if len(fallback) == 0 {
-		fallback = resource
-	}
-	return advertised, resource, fallback
+	return c.authServerConfig().ScopesFor(upstream)
 }
 
 // CallbackURL is the gateway's redirect URI at the authorization server in Option B: the one URL to register there for
 // the pre-registered client.
-func (c *Config) CallbackURL() string { return c.Public.String() + facadeCallbackPath }
+func (c *Config) CallbackURL() string { return c.authServerConfig().CallbackURL() }
 
 // FacadeIssuer is the issuer MCP clients see in Option B: the public URL.
 func (c *Config) FacadeIssuer() string { return c.Public.String() }

@@ -147,13 +147,3 @@ func upstreamFailure(r *http.Request, err error, max int64, upstream string) *Er
 			Upstream: "unreachable", Cause: err, Attrs: []slog.Attr{slog.String("upstream", upstream)}}
 	}
 }
-
-// writeJSONError writes a JSON error body with status.
-func writeJSONError(w http.ResponseWriter, status int, code, description string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	b, _ := json.Marshal(errorBody{Error: code, ErrorDescription: description})
-	w.Write(append(b, '\n'))
-}

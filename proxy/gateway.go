@@ -7,8 +7,8 @@
 // credentials and inbound identity headers, set identity, stream) → upstream → back, streamed. A GET event stream
 // takes the relay in stream.go instead of the reverse proxy, with the same rewrite.
 //
-// With a pre-registered client (Config.ClientID, "Option B"), the gateway is also an authorization-server facade for
-// MCP clients: see facade.go for the pure rewrites and facade_http.go for the endpoints.
+// With a pre-registered client (Config.ClientID, "Option B"), the gateway is also the authorization server MCP clients
+// see: package authserver, whose routes the gateway mounts (optionb.go joins the two).
 package proxy
 
 import (
@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcp-gateway/gateway/metadata"
+	"github.com/mcp-gateway/gateway/proxy/authserver"
 	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
@@ -75,8 +76,8 @@ type Gateway struct {
 	oidcDoc atomic.Pointer[metadata.Document]
 	// upstreamAS is the authorization server's metadata once discovered.
 	upstreamAS atomic.Pointer[metadata.AuthServer]
-	// facade serves Option B (a pre-registered client); nil in Option A.
-	facade *facade
+	// authServer serves Option B (a pre-registered client); nil in Option A.
+	authServer *authserver.Server
 
 	readyMu    sync.Mutex
 	readyAt    time.Time
@@ -120,9 +121,13 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		g.secret = []byte(cfg.IdentitySecret)
 	}
 	if cfg.StaticClientID != "" {
-		g.facade = newFacade(cfg, g.key("oauth-facade", true), g.asClient, &g.upstreamAS, g.now, g.log)
+		g.authServer, err = authserver.New(cfg.authServerConfig(), authserver.Options{Key: g.key("oauth-facade", true),
+			Client: g.asClient, Now: g.now, AuthServer: g.upstreamAS.Load, Note: noteOAuth})
+		if err != nil {
+			return nil, err
+		}
 		g.log.Info("pre-registered client: the gateway is the authorization server MCP clients see (Option B)",
-			"client_id", cfg.StaticClientID, "callback", g.facade.client.Callback, "confidential", cfg.ClientSecret != "")
+			"client_id", cfg.StaticClientID, "callback", g.authServer.Callback(), "confidential", cfg.ClientSecret != "")
 	}
 	g.keys = token.NewKeySet(token.KeySetOptions{
 		Client: g.asClient, Cooldown: cfg.JWKSRefetchCooldown, Now: g.now, Algs: cfg.AlgList, OnFetch: g.onKeyFetch,

@@ -12,7 +12,7 @@ import (
 )
 
 // isOwnedPath reports whether the gateway answers path itself instead of forwarding it, in either mode. In Option B it
-// also owns the facade's paths (isFacadePath).
+// also owns the authorization server's paths (authserver.OwnsPath).
 func isOwnedPath(p string) bool {
 	return p == "/healthz" || p == "/readyz" || p == "/.well-known" || strings.HasPrefix(p, "/.well-known/")
 }
@@ -36,13 +36,10 @@ func (g *Gateway) routes() http.Handler {
 		if g.cfg.MCPPath != "/" {
 			handle(r, "prm", "/.well-known/oauth-protected-resource"+g.cfg.MCPPath, prm)
 		}
-		if f := g.facade; f != nil {
-			handle(r, "as_metadata", "/.well-known/oauth-authorization-server", f.metadataHandler())
-			handle(r, "oidc_metadata", "/.well-known/openid-configuration", f.metadataHandler())
-			handle(r, "oauth_register", facadeRegisterPath, http.HandlerFunc(f.register))
-			handle(r, "oauth_authorize", facadeAuthorizePath, http.HandlerFunc(f.authorize))
-			handle(r, "oauth_callback", facadeCallbackPath, http.HandlerFunc(f.callback))
-			handle(r, "oauth_token", facadeTokenPath, http.HandlerFunc(f.token))
+		if srv := g.authServer; srv != nil {
+			for _, rt := range srv.Routes() {
+				handle(r, rt.Name, rt.Path, rt.Handler)
+			}
 		} else {
 			handle(r, "as_metadata", "/.well-known/oauth-authorization-server", docHandler(&g.asDoc))
 			handle(r, "oidc_metadata", "/.well-known/openid-configuration", docHandler(&g.oidcDoc))
@@ -79,13 +76,13 @@ func getOnly(r chi.Router, pattern string, h http.HandlerFunc) {
 	r.Head(pattern, h)
 }
 
-// prmHandler serves the protected resource metadata. In Option B its scopes_supported are the facade's
+// prmHandler serves the protected resource metadata. In Option B its scopes_supported are the authorization server's
 // (GATEWAY_FACADE_SCOPES, else the authorization server's, known once discovery has run), so that clients that take
 // their scope from here ask for one.
 func (g *Gateway) prmHandler() http.Handler {
 	issuer := g.cfg.Issuer
-	if g.facade != nil {
-		issuer = g.facade.issuer
+	if g.authServer != nil {
+		issuer = g.authServer.Issuer()
 	}
 	prmFor := func(scopes []string) http.Handler {
 		return metadata.ProtectedResourceHandler(metadata.ProtectedResource{
@@ -96,8 +93,8 @@ func (g *Gateway) prmHandler() http.Handler {
 			ResourceName:           g.cfg.ResourceName,
 		})
 	}
-	f := g.facade
-	if f == nil {
+	srv := g.authServer
+	if srv == nil {
 		return prmFor(g.cfg.ScopeList)
 	}
 	type built struct {
@@ -109,7 +106,7 @@ func (g *Gateway) prmHandler() http.Handler {
 		as := g.upstreamAS.Load()
 		b := cur.Load()
 		if b == nil || b.as != as {
-			b = &built{as: as, h: prmFor(f.resourceScopes(as))}
+			b = &built{as: as, h: prmFor(srv.ResourceScopes(as))}
 			cur.Store(b)
 		}
 		b.h.ServeHTTP(w, r)

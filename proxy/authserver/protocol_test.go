@@ -1,10 +1,13 @@
-package proxy
+package authserver
 
 import (
 	"encoding/base64"
+	"flag"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +64,26 @@ func TestClientID(t *testing.T) {
 	}
 	if a, b := s.clientSecret(id), s.clientSecret(id+"x"); a == b || len(a) < 40 {
 		t.Errorf("client secrets: %q %q", a, b)
+	}
+}
+
+// TestClientIDsKeepOpening: a client id and secret issued before this package existed, under the same key, still open
+// and verify. Clients keep their registration: a change to the sealing or the key derivation would make every one of
+// them register again.
+func TestClientIDsKeepOpening(t *testing.T) {
+	t.Parallel()
+	const (
+		id     = "mcpgw_exre6hreoLrukdveNuL8u-zdK1qBgM6t7mEcKqFD5GmfmW10TjBLzwUnFSdwoAXs5qy8p_KlKZ5yFTajXvbIy7ObtCkyjoqRI77vZb5AtIgeMQEUcsrb1cDV8iJoYHdxT9hlU81yx2Rzdq19bS0"
+		secret = "urXIDCrWdLYExrOs-9XW3tumTzswAhF3nTfONue5s1s"
+	)
+	s := testSealer()
+	reg, oe := s.openClientID(id)
+	want := registration{Name: "app", RedirectURIs: []string{"http://127.0.0.1:1/cb"}, AuthMethod: "client_secret_basic", IssuedAt: 1_800_000_000}
+	if oe != nil || reg.Name != want.Name || !slices.Equal(reg.RedirectURIs, want.RedirectURIs) || reg.AuthMethod != want.AuthMethod || reg.IssuedAt != want.IssuedAt {
+		t.Fatalf("openClientID: got %+v, %v; want %+v", reg, oe, want)
+	}
+	if got := s.clientSecret(id); got != secret {
+		t.Errorf("client secret: got %q, want %q", got, secret)
 	}
 }
 
@@ -706,4 +729,28 @@ func FuzzClientRedirectURL(f *testing.F) {
 			t.Fatalf("code: %q", got)
 		}
 	})
+}
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s:\ngot:\n%s\nwant:\n%s", name, got, want)
+	}
 }

@@ -1,66 +1,20 @@
-package proxy
+package authserver
 
-// Option B: an authorization-server facade for a client pre-registered at the authorization server.
-//
-// When MCP_USE_OAUTH_WORKOS_CLIENT_ID is set, MCP clients cannot register at the authorization server (Dynamic Client
-// Registration is off there), so the gateway acts as their authorization server:
-//
-//	/register   answers RFC 7591 for any client; the client id is the registration itself, sealed (no database)
-//	/authorize  checks the client and its redirect URI, asks the user's consent, then redirects to the upstream
-//	            authorization endpoint with the pre-registered client id and the gateway's /callback
-//	/callback   redirects to the client's redirect URI with a sealed code (bound to the client), the client's state
-//	            and iss = the gateway (RFC 9207)
-//	/token      authenticates the client, unwraps the code, substitutes the pre-registered client (and its secret,
-//	            for authorization_code and refresh_token only) and the callback, and relays the upstream answer
-//
-// Every value the gateway hands out and later reads back (client ids, state, codes, the pending consent, the consent
-// cookie) is sealed with AES-256-GCM under a key derived from GATEWAY_SESSION_SECRET or GATEWAY_IDENTITY_SECRET, with
-// its purpose as additional data, so one kind can never be presented as another. The functions in this file are pure:
-// the handlers in facade_http.go wrap them.
+// The protocol rules of the authorization server, as pure functions: what a client may register, what an
+// authorization or token request must carry, and how each is rewritten for the authorization server. The handlers in
+// handlers.go and authorize.go wrap them.
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
-	"net/http"
-	"net/netip"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-)
-
-// The paths the gateway owns in Option B.
-const (
-	facadeAuthorizePath = "/authorize"
-	facadeTokenPath     = "/token"
-	facadeRegisterPath  = "/register"
-	facadeCallbackPath  = "/callback"
-)
-
-// isFacadePath reports whether p is one of the paths the gateway owns in Option B.
-func isFacadePath(p string) bool {
-	switch p {
-	case facadeAuthorizePath, facadeTokenPath, facadeRegisterPath, facadeCallbackPath:
-		return true
-	}
-	return false
-}
-
-// Lifetimes of sealed values.
-const (
-	stateTTL   = 10 * time.Minute    // from the redirect to the upstream until its callback
-	codeTTL    = 10 * time.Minute    // from the callback until the token request
-	pendingTTL = 15 * time.Minute    // the consent page's form
-	consentTTL = 30 * 24 * time.Hour // a remembered consent
 )
 
 // Limits on what a client may register.
@@ -73,130 +27,30 @@ const (
 	clientIDPrefix    = "mcpgw_"
 )
 
-// oauthError is an OAuth error response (RFC 6749 §5.2): status, error code and a fixed, client-safe description.
-type oauthError struct {
-	Status      int
-	Code        string
-	Description string
-}
-
-func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
-
-func errInvalidRequest(desc string) *oauthError { return &oauthError{400, "invalid_request", desc} }
-
-// sealer seals and opens the values the facade hands out. The purpose of a value is its additional data.
-type sealer struct {
-	aead   cipher.AEAD
-	macKey []byte
-}
-
-func newSealer(key []byte) *sealer {
-	enc := derive(string(key), "facade-seal")
-	block, _ := aes.NewCipher(enc) // 32 bytes: always valid
-	aead, _ := cipher.NewGCM(block)
-	return &sealer{aead: aead, macKey: derive(string(key), "facade-mac")}
-}
-
-// seal encrypts and authenticates v (as JSON) for purpose.
-func (s *sealer) seal(purpose string, v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic("proxy: seal: " + err.Error()) // only plain structs are sealed
-	}
-	nonce := make([]byte, s.aead.NonceSize())
-	rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, b, []byte(purpose)))
-}
-
-// errSealed is returned for a value that was not sealed by this gateway for the purpose asked.
-var errSealed = errors.New("not a value this gateway sealed for this purpose")
-
-// open reverses seal into v.
-func (s *sealer) open(purpose, sealed string, v any) error {
-	b, err := base64.RawURLEncoding.DecodeString(sealed)
-	if err != nil || len(b) < s.aead.NonceSize()+s.aead.Overhead() {
-		return errSealed
-	}
-	n := s.aead.NonceSize()
-	plain, err := s.aead.Open(nil, b[:n], b[n:], []byte(purpose))
-	if err != nil {
-		return errSealed
-	}
-	if err := json.Unmarshal(plain, v); err != nil {
-		return errSealed
-	}
-	return nil
-}
-
-// mac returns base64url(HMAC-SHA256) of purpose and value, for derived client secrets and CSRF tokens.
-func (s *sealer) mac(purpose, value string) string {
-	m := hmac.New(sha256.New, s.macKey)
-	m.Write([]byte(purpose + "\x00" + value))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-// macEqual compares a presented MAC with the expected one in constant time.
-func macEqual(got, want string) bool {
-	return len(got) == len(want) && hmac.Equal([]byte(got), []byte(want))
-}
-
-// registration is what a client id carries: the client as it registered.
-type registration struct {
-	Name         string   `json:"n,omitempty"`
-	RedirectURIs []string `json:"r"`
-	AuthMethod   string   `json:"a"` // none, client_secret_basic or client_secret_post
-	IssuedAt     int64    `json:"t"`
-}
-
-// confidential reports whether the client authenticates with a secret.
-func (r registration) confidential() bool { return r.AuthMethod != "none" }
-
-// clientID seals reg into a client id.
-func (s *sealer) clientID(reg registration) string {
-	return clientIDPrefix + s.seal("client", reg)
-}
-
-// openClientID returns the registration a client id carries, or an invalid_client error.
-func (s *sealer) openClientID(id string) (registration, *oauthError) {
-	var reg registration
-	unknown := &oauthError{401, "invalid_client", "unknown client: register with this gateway again"}
-	rest, ok := strings.CutPrefix(id, clientIDPrefix)
-	if !ok || len(id) > maxClientIDLen || s.open("client", rest, &reg) != nil || len(reg.RedirectURIs) == 0 {
-		return registration{}, unknown
-	}
-	return reg, nil
-}
-
-// clientSecret is the secret the gateway issues to a confidential registration: derived, so it needs no storage.
-func (s *sealer) clientSecret(clientID string) string {
-	return s.mac("client-secret", clientID)
-}
-
-// parseRegistration reads an RFC 7591 registration request and returns the registration to seal and the metadata to
 // echo (the client's own, without anything it may not choose). Unknown fields are echoed; fields that contradict what
 // the gateway supports are refused with invalid_client_metadata or invalid_redirect_uri.
 func parseRegistration(body []byte, now time.Time) (registration, map[string]any, *oauthError) {
 	var meta map[string]any
 	if err := json.Unmarshal(body, &meta); err != nil || meta == nil {
-		return registration{}, nil, &oauthError{400, "invalid_client_metadata", "the body must be a JSON object of client metadata"}
+		return registration{}, nil, oauthErr(400, "invalid_client_metadata", "the body must be a JSON object of client metadata")
 	}
 	for _, k := range []string{"client_id", "client_secret", "client_id_issued_at", "client_secret_expires_at", "registration_access_token", "registration_client_uri"} {
 		delete(meta, k)
 	}
 	bad := func(desc string) (registration, map[string]any, *oauthError) {
-		return registration{}, nil, &oauthError{400, "invalid_client_metadata", desc}
+		return registration{}, nil, oauthErr(400, "invalid_client_metadata", desc)
 	}
 	reg := registration{IssuedAt: now.Unix(), AuthMethod: "client_secret_basic"} // RFC 7591 §2: the default method
 	uris, ok := jsonStrings(meta["redirect_uris"])
 	if !ok || len(uris) == 0 {
-		return registration{}, nil, &oauthError{400, "invalid_redirect_uri", "redirect_uris must be a non-empty array of URLs"}
+		return registration{}, nil, oauthErr(400, "invalid_redirect_uri", "redirect_uris must be a non-empty array of URLs")
 	}
 	if len(uris) > maxRedirectURIs {
-		return registration{}, nil, &oauthError{400, "invalid_redirect_uri", fmt.Sprintf("at most %d redirect_uris", maxRedirectURIs)}
+		return registration{}, nil, oauthErr(400, "invalid_redirect_uri", fmt.Sprintf("at most %d redirect_uris", maxRedirectURIs))
 	}
 	for _, u := range uris {
 		if err := checkRedirectURI(u); err != nil {
-			return registration{}, nil, &oauthError{400, "invalid_redirect_uri", err.Error()}
+			return registration{}, nil, oauthErr(400, "invalid_redirect_uri", err.Error())
 		}
 	}
 	reg.RedirectURIs = uris
@@ -276,7 +130,7 @@ func checkRedirectURI(s string) error {
 			return errors.New("an https redirect URI must have a host")
 		}
 	case scheme == "http":
-		if !IsLoopbackHost(u.Hostname()) {
+		if !isLoopbackHost(u.Hostname()) {
 			return errors.New("an http redirect URI must be on localhost, 127.0.0.1 or [::1]; use https otherwise")
 		}
 	case refusedScheme(scheme):
@@ -326,7 +180,7 @@ func redirectURIMatches(registered, got string) bool {
 	}
 	r, err1 := url.Parse(registered)
 	g, err2 := url.Parse(got)
-	if err1 != nil || err2 != nil || r.Scheme != "http" || g.Scheme != "http" || !IsLoopbackHost(r.Hostname()) {
+	if err1 != nil || err2 != nil || r.Scheme != "http" || g.Scheme != "http" || !isLoopbackHost(r.Hostname()) {
 		return false
 	}
 	return r.Hostname() == g.Hostname() && r.User == nil && g.User == nil && r.EscapedPath() == g.EscapedPath() &&
@@ -374,7 +228,7 @@ func checkAuthorizeParams(q url.Values) *oauthError {
 		}
 	}
 	if q.Get("response_type") != "code" {
-		return &oauthError{400, "unsupported_response_type", "response_type must be code"}
+		return oauthErr(400, "unsupported_response_type", "response_type must be code")
 	}
 	if m := q.Get("response_mode"); m != "" && m != "query" {
 		return errInvalidRequest("response_mode must be query")
@@ -394,7 +248,7 @@ func checkAuthorizeParams(q url.Values) *oauthError {
 func checkResource(values []string, resource string) *oauthError {
 	for _, v := range values {
 		if v != resource && !(v == resource+"/" && strings.Count(resource, "/") == 2) {
-			return &oauthError{400, "invalid_target", "this gateway issues tokens for resource " + resource + " only"}
+			return oauthErr(400, "invalid_target", "this gateway issues tokens for resource "+resource+" only")
 		}
 	}
 	return nil
@@ -408,7 +262,7 @@ const (
 
 // scopePolicy decides the scope the gateway asks the authorization server for.
 type scopePolicy struct {
-	allowed  []string // GATEWAY_FACADE_SCOPES; empty: any well-formed scope
+	allowed  []string // Config.Scopes; empty: any well-formed scope
 	fallback []string // sent when the client asks for none; empty: none
 }
 
@@ -420,21 +274,21 @@ func (p scopePolicy) settle(requested string) ([]string, *oauthError) {
 		return slices.Clone(p.fallback), nil
 	}
 	if len(scopes) > maxScopes {
-		return nil, &oauthError{400, "invalid_scope", fmt.Sprintf("at most %d scopes may be requested", maxScopes)}
+		return nil, oauthErr(400, "invalid_scope", fmt.Sprintf("at most %d scopes may be requested", maxScopes))
 	}
 	for _, s := range scopes {
 		if len(s) > maxScopeToken || !validScopeToken(s) {
-			return nil, &oauthError{400, "invalid_scope", "a requested scope is malformed"}
+			return nil, oauthErr(400, "invalid_scope", "a requested scope is malformed")
 		}
 		if len(p.allowed) > 0 && !slices.Contains(p.allowed, s) {
 			// The scope itself is not repeated: the text is shown on the gateway's pages and logged.
-			return nil, &oauthError{400, "invalid_scope", "a requested scope is not available here; allowed: " + strings.Join(p.allowed, " ")}
+			return nil, oauthErr(400, "invalid_scope", "a requested scope is not available here; allowed: "+strings.Join(p.allowed, " "))
 		}
 	}
 	return slices.Compact(scopes), nil
 }
 
-// resourceScopes are the scopes_supported of the protected resource metadata in Option B: the facade's advertised
+// resourceScopes are the scopes_supported of the protected resource metadata in Option B: the advertised
 // scopes without offline_access (a matter between client and authorization server, not a right at this resource), and
 // the scopes every token must carry.
 func resourceScopes(advertised, required []string) []string {
@@ -594,17 +448,17 @@ func parseTokenRequest(contentType string, body []byte, authorization string) (t
 	if authorization != "" {
 		scheme, cred, _ := strings.Cut(authorization, " ")
 		if !strings.EqualFold(scheme, "Basic") {
-			return tr, &oauthError{401, "invalid_client", "client authentication must use HTTP Basic or the request body"}
+			return tr, oauthErr(401, "invalid_client", "client authentication must use HTTP Basic or the request body")
 		}
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 		if err != nil {
-			return tr, &oauthError{401, "invalid_client", "malformed HTTP Basic credentials"}
+			return tr, oauthErr(401, "invalid_client", "malformed HTTP Basic credentials")
 		}
 		u, p, ok := strings.Cut(string(raw), ":")
 		id, err1 := url.QueryUnescape(u)
 		secret, err2 := url.QueryUnescape(p)
 		if !ok || err1 != nil || err2 != nil {
-			return tr, &oauthError{401, "invalid_client", "malformed HTTP Basic credentials"}
+			return tr, oauthErr(401, "invalid_client", "malformed HTTP Basic credentials")
 		}
 		if bodySecret != "" || (bodyID != "" && bodyID != id) {
 			return tr, errInvalidRequest("send client credentials once: in the Authorization header or in the body")
@@ -612,7 +466,7 @@ func parseTokenRequest(contentType string, body []byte, authorization string) (t
 		tr.ClientID, tr.Secret, tr.Method = id, secret, "client_secret_basic"
 	}
 	if tr.ClientID == "" {
-		return tr, &oauthError{401, "invalid_client", "client_id is missing"}
+		return tr, oauthErr(401, "invalid_client", "client_id is missing")
 	}
 	return tr, nil
 }
@@ -659,154 +513,21 @@ func upstreamTokenRequest(params url.Values, upstreamCode, resource string, c up
 	return form, "", ""
 }
 
-// pendingState travels to the upstream and back in state: the client's request, sealed for the callback.
-type pendingState struct {
-	ID          string `json:"i"` // random: the single-use key
-	ClientID    string `json:"c"`
-	RedirectURI string `json:"r"`
-	State       string `json:"s,omitempty"`
-	Browser     string `json:"b"` // MAC of the browser cookie of the browser that started the sign-in
-	Exp         int64  `json:"e"`
-}
-
-// wrappedCode is the code the client gets: the upstream code, bound to the client and its redirect URI.
-type wrappedCode struct {
-	Code        string `json:"u"`
-	ClientID    string `json:"c"`
-	RedirectURI string `json:"r"`
-	Exp         int64  `json:"e"`
-}
-
-// pendingAuth is the consent form's sealed copy of the authorization request.
-type pendingAuth struct {
-	ClientID    string `json:"c"`
-	Registered  string `json:"g"` // the registered redirect URI that RedirectURI matched
-	RedirectURI string `json:"r"`
-	Query       string `json:"q"`
-	Exp         int64  `json:"e"`
-}
-
-// consentSet is the consent cookie: the (client, registered redirect URI) pairs, by digest, the user allowed in this
-// browser.
-type consentSet struct {
-	Clients []string `json:"c"`
-	Exp     int64    `json:"e"`
-}
-
-// consentDigest names a client and one of its registered redirect URIs in the consent cookie. Consent is given for
-// the pair: allowing a client to send you back to one address does not allow it to send you to another it registered.
-func consentDigest(clientID, registered string) string {
-	h := sha256.Sum256([]byte(clientID + "\x00" + registered))
-	return base64.RawURLEncoding.EncodeToString(h[:12])
-}
-
-// withConsent returns set with digest d added (most recent last, at most maxRemembered).
-func withConsent(set []string, d string) []string {
-	out := slices.DeleteFunc(slices.Clone(set), func(s string) bool { return s == d })
-	out = append(out, d)
-	if len(out) > maxRemembered {
-		out = out[len(out)-maxRemembered:]
+// isLoopbackHost reports whether host (without port) is localhost or a loopback IP address.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
 	}
-	return out
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
-// usedSet remembers single-use ids. It is bounded: when full, it forgets the oldest id to make room. It never refuses:
-// anyone can fill it (a state is minted for whoever asks), so a full set must not stop anyone else's sign-in. Forgetting
-// is safe because a state is also bound to its browser and expires, and the authorization server accepts each code once.
-type usedSet struct {
-	mu   sync.Mutex
-	max  int
-	ids  map[string]struct{}
-	ring []string // insertion order; ring[next] is the oldest once full
-	next int
-}
-
-func newUsedSet(max int) *usedSet {
-	return &usedSet{max: max, ids: map[string]struct{}{}}
-}
-
-// use records id and reports whether it was unused.
-func (u *usedSet) use(id string) (fresh bool) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if _, seen := u.ids[id]; seen {
-		return false
-	}
-	if len(u.ring) < u.max {
-		u.ring = append(u.ring, id)
-	} else {
-		delete(u.ids, u.ring[u.next])
-		u.ring[u.next] = id
-		u.next = (u.next + 1) % len(u.ring)
-	}
-	u.ids[id] = struct{}{}
-	return true
-}
-
-// rateLimiter counts events per key in fixed windows of one minute. It holds at most max keys: once full, a key not
-// yet counted in the current window is let through uncounted, so that filling it (with many client ids or addresses)
-// lifts limits but never refuses anyone. The counts start over every minute.
-type rateLimiter struct {
-	mu     sync.Mutex
-	limit  int
-	max    int
-	window int64 // unix minute of counts
-	counts map[string]int
-}
-
-func newRateLimiter(limit, max int) *rateLimiter {
-	return &rateLimiter{limit: limit, max: max, counts: map[string]int{}}
-}
-
-// allow counts one event for key at now and reports whether it is within the limit; when not, it also returns how
-// long until the window ends.
-func (l *rateLimiter) allow(key string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	w := now.Unix() / 60
-	if w != l.window {
-		l.window = w
-		clear(l.counts)
-	}
-	n, ok := l.counts[key]
-	if !ok && len(l.counts) >= l.max {
-		return true, 0
-	}
-	if n >= l.limit {
-		return false, time.Unix((w+1)*60, 0).Sub(now)
-	}
-	l.counts[key] = n + 1
-	return true, 0
-}
-
-// clientAddr returns the key under which a request's client address is counted: the TCP peer, or, when the peer is one
-// of the trusted proxies, the right-most X-Forwarded-For entry that is not one of them. IPv6 addresses count by their
-// /64 network, the smallest one usually given to a single customer.
-func clientAddr(r *http.Request, trusted []netip.Prefix) string {
-	addr, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	a := addr.Addr().Unmap()
-	isTrusted := func(a netip.Addr) bool {
-		return slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(a) })
-	}
-	if isTrusted(a) {
-		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-		for i := len(hops) - 1; i >= 0; i-- {
-			h, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-			if err != nil {
-				break
-			}
-			a = h.Unmap()
-			if !isTrusted(a) {
-				break
-			}
+// validScopeToken reports whether s is a scope-token (RFC 6749 §3.3) that can also travel in a challenge.
+func validScopeToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
 		}
 	}
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
+	return s != ""
 }

@@ -1,19 +1,20 @@
-package proxy
+package authserver
 
 import (
-	"context"
 	"encoding/json"
 	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,49 +66,139 @@ func (tr *tokenRecorder) count() int {
 	return len(tr.reqs)
 }
 
-type facadeHarness struct {
-	*harness
-	tok    *tokenRecorder
-	client *http.Client // does not follow redirects
-	// fwd, when set, is the X-Forwarded-For of requests that do not set one (with GATEWAY_TRUSTED_PROXIES, the client
+// harness is an authorization server under test, served on httptest, in front of an upstream authorization server
+// whose token endpoint records what it gets.
+type harness struct {
+	server   *Server
+	srv      *httptest.Server // the server under test
+	is       *httptest.Server // the upstream authorization server: its issuer is is.URL
+	as       atomic.Pointer[metadata.AuthServer]
+	tok      *tokenRecorder
+	clock    *fakeClock
+	resource string
+	notes    *noteRecorder
+	client   *http.Client // does not follow redirects
+	// fwd, when set, is the X-Forwarded-For of requests that do not set one (with Config.TrustedProxies, the client
 	// address they are counted under).
 	fwd string
 }
 
 const upstreamClientID = "client_UPSTREAM"
 
-func newFacadeHarness(t *testing.T, env map[string]string) *facadeHarness {
+func newHarness(t *testing.T, edit func(*Config)) *harness {
 	t.Helper()
-	return newFacadeHarnessWith(t, env, nil)
+	return newHarnessWith(t, edit, nil)
 }
 
-// newFacadeHarnessWith starts a gateway in Option B whose authorization server's metadata has meta added.
-func newFacadeHarnessWith(t *testing.T, env map[string]string, meta map[string]any) *facadeHarness {
+// newHarnessWith starts a server whose configuration edit changes, in front of an authorization server whose metadata
+// editAS changes.
+func newHarnessWith(t *testing.T, edit func(*Config), editAS func(*metadata.AuthServer)) *harness {
 	t.Helper()
-	m := map[string]string{
-		"MCP_USE_OAUTH_WORKOS_CLIENT_ID":     upstreamClientID,
-		"MCP_USE_OAUTH_WORKOS_CLIENT_SECRET": "upstream secret",
-		"GATEWAY_SESSION_SECRET":             strings.Repeat("s", 32),
+	h := &harness{tok: &tokenRecorder{status: 200, body: `{"access_token":"at","token_type":"Bearer"}`}, clock: newClock(), notes: &noteRecorder{}}
+	mux := http.NewServeMux()
+	mux.Handle("POST /oauth2/token", h.tok)
+	h.is = httptest.NewServer(mux)
+	t.Cleanup(h.is.Close)
+	var handler http.Handler
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	t.Cleanup(h.srv.Close)
+	h.resource = h.srv.URL + "/mcp"
+	cfg := Config{
+		PublicURL:        h.srv.URL,
+		Resource:         h.resource,
+		ResourceName:     "MCP server",
+		Issuer:           h.is.URL,
+		ClientID:         upstreamClientID,
+		ClientSecret:     "upstream secret",
+		ClientAuthMethod: "client_secret_basic",
 	}
-	for k, v := range env {
-		m[k] = v
+	if edit != nil {
+		edit(&cfg)
 	}
-	h := &facadeHarness{harness: newHarness(t, m, false), tok: &tokenRecorder{status: 200, body: `{"access_token":"at","token_type":"Bearer"}`}}
-	tokSrv := httptest.NewServer(h.tok)
-	t.Cleanup(tokSrv.Close)
-	h.is.ExtraMetadata = map[string]any{"token_endpoint": tokSrv.URL + "/oauth2/token"}
-	for k, v := range meta {
-		h.is.ExtraMetadata[k] = v
+	as := &metadata.AuthServer{Issuer: h.is.URL, AuthorizationEndpoint: h.is.URL + "/oauth2/authorize", TokenEndpoint: h.is.URL + "/oauth2/token",
+		CodeChallengeMethodsSupported: []string{"S256"}}
+	if editAS != nil {
+		editAS(as)
 	}
-	if err := h.gw.discover(context.Background()); err != nil {
+	h.as.Store(as)
+	var err error
+	h.server, err = New(cfg, Options{Key: []byte(strings.Repeat("k", 32)), Client: h.is.Client(), Now: h.clock.Now, AuthServer: h.as.Load, Note: h.notes.note})
+	if err != nil {
 		t.Fatal(err)
 	}
+	r := http.NewServeMux()
+	for _, rt := range h.server.Routes() {
+		r.Handle(rt.Path, rt.Handler)
+	}
+	handler = r
 	h.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return h
 }
 
+// noteRecorder keeps what the server noted of its requests, as the gateway's access lines would.
+type noteRecorder struct {
+	mu    sync.Mutex
+	notes []recordedNote
+}
+
+type recordedNote struct {
+	path    string
+	refused bool
+	attrs   map[string]string
+}
+
+func (n *noteRecorder) note(r *http.Request, refused bool, attrs ...slog.Attr) {
+	m := map[string]string{}
+	for _, a := range attrs {
+		m[a.Key] = a.Value.String()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.notes = append(n.notes, recordedNote{path: r.URL.Path, refused: refused, attrs: m})
+}
+
+// last returns the last note.
+func (n *noteRecorder) last(t *testing.T) recordedNote {
+	t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.notes) == 0 {
+		t.Fatal("nothing was noted")
+	}
+	return n.notes[len(n.notes)-1]
+}
+
+// fakeClock is a clock the test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *fakeClock { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func readBody(t *testing.T, r *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // send makes a request to the gateway with the jar's cookies, without following redirects.
-func (h *facadeHarness) send(t *testing.T, method, path string, hdr http.Header, body string) *http.Response {
+func (h *harness) send(t *testing.T, method, path string, hdr http.Header, body string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
 	if err != nil {
@@ -127,7 +218,7 @@ func (h *facadeHarness) send(t *testing.T, method, path string, hdr http.Header,
 	return resp
 }
 
-func (h *facadeHarness) register(t *testing.T, body string) map[string]any {
+func (h *harness) register(t *testing.T, body string) map[string]any {
 	t.Helper()
 	resp := h.send(t, "POST", "/register", http.Header{"Content-Type": {"application/json"}}, body)
 	b := readBody(t, resp)
@@ -154,7 +245,7 @@ var (
 )
 
 // consentForm fetches the consent page and returns its hidden fields and the cookies it set.
-func (h *facadeHarness) consentForm(t *testing.T, q url.Values, cookies string) (url.Values, string) {
+func (h *harness) consentForm(t *testing.T, q url.Values, cookies string) (url.Values, string) {
 	t.Helper()
 	resp := h.send(t, "GET", "/authorize?"+q.Encode(), http.Header{"Cookie": {cookies}}, "")
 	b := readBody(t, resp)
@@ -195,7 +286,7 @@ func withCookies(a string, resp *http.Response) string {
 }
 
 // allow posts the consent form and returns the response.
-func (h *facadeHarness) decide(t *testing.T, form url.Values, decision, cookies string) *http.Response {
+func (h *harness) decide(t *testing.T, form url.Values, decision, cookies string) *http.Response {
 	t.Helper()
 	form.Set("decision", decision)
 	return h.send(t, "POST", "/authorize", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Cookie": {cookies}, "Origin": {h.srv.URL}}, form.Encode())
@@ -203,7 +294,7 @@ func (h *facadeHarness) decide(t *testing.T, form url.Values, decision, cookies 
 
 // signIn runs register → consent → upstream redirect → callback and returns the client id, secret and the query
 // of the redirect to the client.
-func (h *facadeHarness) signIn(t *testing.T, regBody string) (clientID, secret string, back url.Values) {
+func (h *harness) signIn(t *testing.T, regBody string) (clientID, secret string, back url.Values) {
 	t.Helper()
 	reg := h.register(t, regBody)
 	clientID, _ = reg["client_id"].(string)
@@ -227,13 +318,9 @@ const publicClient = `{"client_name":"Test <App>","redirect_uris":["http://127.0
 
 func TestFacadeMetadata(t *testing.T) {
 	t.Parallel()
-	h := newFacadeHarness(t, nil)
-	var prm struct {
-		AuthorizationServers []string `json:"authorization_servers"`
-	}
-	json.Unmarshal([]byte(readBody(t, h.send(t, "GET", "/.well-known/oauth-protected-resource/mcp", nil, ""))), &prm)
-	if len(prm.AuthorizationServers) != 1 || prm.AuthorizationServers[0] != h.srv.URL {
-		t.Errorf("PRM authorization_servers: got %q, want [%s]", prm.AuthorizationServers, h.srv.URL)
+	h := newHarness(t, nil)
+	if h.server.Issuer() != h.srv.URL || h.server.Callback() != h.srv.URL+"/callback" {
+		t.Errorf("issuer %q, callback %q; want %s and its /callback", h.server.Issuer(), h.server.Callback(), h.srv.URL)
 	}
 	for _, p := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
 		resp := h.send(t, "GET", p, nil, "")
@@ -255,7 +342,7 @@ func TestFacadeMetadata(t *testing.T) {
 
 func TestFacadeFlow(t *testing.T) {
 	t.Parallel()
-	h := newFacadeHarness(t, nil)
+	h := newHarness(t, nil)
 	reg := h.register(t, `{"client_name":"Test <App>","redirect_uris":["http://127.0.0.1:1/callback"],"token_endpoint_auth_method":"none","scope":"openid"}`)
 	clientID := reg["client_id"].(string)
 	if uris, _ := reg["redirect_uris"].([]any); len(uris) != 1 || uris[0] != "http://127.0.0.1:1/callback" || reg["scope"] != "openid" {
@@ -358,7 +445,7 @@ func TestFacadeConfidentialClient(t *testing.T) {
 	for _, method := range []string{"client_secret_basic", "client_secret_post"} {
 		t.Run(method, func(t *testing.T) {
 			t.Parallel()
-			h := newFacadeHarness(t, map[string]string{"GATEWAY_CLIENT_AUTH_METHOD": "client_secret_post"})
+			h := newHarness(t, func(c *Config) { c.ClientAuthMethod = "client_secret_post" })
 			clientID, secret, back := h.signIn(t, `{"client_name":"c","redirect_uris":["http://127.0.0.1:1/callback"],"token_endpoint_auth_method":"`+method+`"}`)
 			if secret == "" {
 				t.Fatal("no client_secret issued")
@@ -401,7 +488,7 @@ func TestFacadeConfidentialClient(t *testing.T) {
 
 func TestFacadeRefusals(t *testing.T) {
 	t.Parallel()
-	h := newFacadeHarness(t, nil)
+	h := newHarness(t, nil)
 	clientID := h.register(t, publicClient)["client_id"].(string)
 
 	page := func(name string, resp *http.Response, status int, text string) {
@@ -475,7 +562,7 @@ func TestFacadeRefusals(t *testing.T) {
 
 func TestFacadeTokenRefusals(t *testing.T) {
 	t.Parallel()
-	h := newFacadeHarness(t, nil)
+	h := newHarness(t, nil)
 	clientID, _, back := h.signIn(t, publicClient)
 	otherID := h.register(t, publicClient)["client_id"].(string)
 	token := func(form url.Values) (int, string) {
@@ -517,72 +604,42 @@ func TestFacadeTokenRefusals(t *testing.T) {
 	}
 }
 
-func TestFacadeOwnsItsPathsOnlyInOptionB(t *testing.T) {
-	t.Parallel()
-	a := newHarness(t, nil, true)
-	for _, p := range []string{"/authorize", "/token", "/register", "/callback"} {
-		if resp := a.do(t, "GET", p, "", nil, ""); resp.StatusCode != 401 {
-			t.Errorf("Option A %s: got %d, want 401 (forwarded, authenticated)", p, resp.StatusCode)
-		}
+// exampleServer is a server for https://mcp.example.com in front of https://as.example.com, whose metadata is as, and
+// a handler serving its routes.
+func exampleServer(t *testing.T, as *metadata.AuthServer) (*Server, http.Handler) {
+	t.Helper()
+	s, err := New(Config{PublicURL: "https://mcp.example.com", Resource: "https://mcp.example.com/mcp", ResourceName: "MCP server",
+		Issuer: "https://as.example.com", ClientID: upstreamClientID},
+		Options{Key: []byte(strings.Repeat("k", 32)), AuthServer: func() *metadata.AuthServer { return as }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example", "MCP_USE_OAUTH_WORKOS_CLIENT_ID": "c", "GATEWAY_MCP_PATH": "/token"}); err == nil ||
-		!strings.Contains(err.Error(), "GATEWAY_MCP_PATH") {
-		t.Errorf("MCP path /token in Option B: got %v", err)
+	mux := http.NewServeMux()
+	for _, rt := range s.Routes() {
+		mux.Handle(rt.Path, rt.Handler)
 	}
-	if _, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example", "MCP_USE_OAUTH_WORKOS_CLIENT_SECRET": "s"}); err == nil ||
-		!strings.Contains(err.Error(), "MCP_USE_OAUTH_WORKOS_CLIENT_SECRET") {
-		t.Errorf("a secret without a client id: got %v", err)
-	}
-	if _, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example", "MCP_USE_OAUTH_WORKOS_CLIENT_ID": "c", "GATEWAY_CLIENT_AUTH_METHOD": "private_key_jwt"}); err == nil {
-		t.Error("GATEWAY_CLIENT_AUTH_METHOD private_key_jwt accepted")
-	}
-	b := newFacadeHarness(t, nil)
-	if resp := b.send(t, "POST", "/mcp", nil, "{}"); resp.StatusCode != 401 {
-		t.Errorf("Option B MCP path: got %d, want 401", resp.StatusCode)
-	}
-	if resp := b.send(t, "OPTIONS", "/token", http.Header{"Origin": {"http://localhost:6274"}, "Access-Control-Request-Method": {"POST"}}, ""); resp.StatusCode != 204 ||
-		resp.Header.Get("Access-Control-Allow-Origin") != "*" {
-		t.Errorf("token preflight: %d %v", resp.StatusCode, resp.Header)
-	}
+	return s, mux
 }
 
 func TestFacadeMetadataGolden(t *testing.T) {
 	t.Parallel()
-	cfg, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example.com", "GATEWAY_PUBLIC_URL": "https://mcp.example.com",
-		"MCP_USE_OAUTH_WORKOS_CLIENT_ID": upstreamClientID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.upstreamAS.Store(&metadata.AuthServer{Issuer: "https://as.example.com", ScopesSupported: []string{"email", "offline_access", "openid", "profile"}})
+	_, h := exampleServer(t, &metadata.AuthServer{Issuer: "https://as.example.com", ScopesSupported: []string{"email", "offline_access", "openid", "profile"}})
 	rec := httptest.NewRecorder()
-	g.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/.well-known/oauth-authorization-server", nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/.well-known/oauth-authorization-server", nil))
 	if rec.Code != 200 || rec.Header().Get("Access-Control-Allow-Origin") != "*" {
 		t.Errorf("got %d %v", rec.Code, rec.Header())
 	}
-	golden(t, "facade_metadata.golden", rec.Body.String())
+	golden(t, "metadata.golden", rec.Body.String())
 }
 
 func TestFacadeCookiesOnHTTPS(t *testing.T) {
 	t.Parallel()
-	cfg, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example.com", "GATEWAY_PUBLIC_URL": "https://mcp.example.com",
-		"MCP_USE_OAUTH_WORKOS_CLIENT_ID": upstreamClientID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := g.facade.seal.clientID(registration{Name: "c", RedirectURIs: []string{"http://127.0.0.1:1/cb"}, AuthMethod: "none"})
-	g.upstreamAS.Store(&metadata.AuthServer{Issuer: "https://as.example.com", AuthorizationEndpoint: "https://as.example.com/authorize"})
+	s, h := exampleServer(t, &metadata.AuthServer{Issuer: "https://as.example.com", AuthorizationEndpoint: "https://as.example.com/authorize"})
+	reg := s.seal.clientID(registration{Name: "c", RedirectURIs: []string{"http://127.0.0.1:1/cb"}, AuthMethod: "none"})
 	q := authorizeQuery(reg)
 	q.Set("redirect_uri", "http://127.0.0.1:1/cb")
 	rec := httptest.NewRecorder()
-	g.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "https://mcp.example.com/authorize?"+q.Encode(), nil))
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "https://mcp.example.com/authorize?"+q.Encode(), nil))
 	cookies := rec.Result().Cookies()
 	if rec.Code != 200 || len(cookies) != 1 || cookies[0].Name != "__Host-mcpgw-browser" || !cookies[0].Secure || !cookies[0].HttpOnly ||
 		cookies[0].Path != "/" || cookies[0].Domain != "" || cookies[0].SameSite != http.SameSiteLaxMode {
@@ -591,7 +648,7 @@ func TestFacadeCookiesOnHTTPS(t *testing.T) {
 }
 
 // consented returns a browser's cookies after it allowed clientID for q's redirect URI.
-func (h *facadeHarness) consented(t *testing.T, q url.Values) string {
+func (h *harness) consented(t *testing.T, q url.Values) string {
 	t.Helper()
 	form, cookies := h.consentForm(t, q, "")
 	resp := h.decide(t, form, "allow", cookies)
@@ -603,7 +660,7 @@ func (h *facadeHarness) consented(t *testing.T, q url.Values) string {
 
 // startSignIn sends a consented browser through /authorize and returns the state the gateway sent upstream and the
 // browser's cookies (the response may set the browser cookie).
-func (h *facadeHarness) startSignIn(t *testing.T, q url.Values, cookies string, hdr http.Header) (*http.Response, string, string) {
+func (h *harness) startSignIn(t *testing.T, q url.Values, cookies string, hdr http.Header) (*http.Response, string, string) {
 	t.Helper()
 	if hdr == nil {
 		hdr = http.Header{}
@@ -619,8 +676,8 @@ func (h *facadeHarness) startSignIn(t *testing.T, q url.Values, cookies string, 
 // of refusing, and a state presented by another browser is refused before the replay memory is touched.
 func TestFacadeNotLockable(t *testing.T) {
 	t.Parallel()
-	h := newFacadeHarness(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": "127.0.0.1"})
-	h.gw.facade.used = newUsedSet(8)
+	h := newHarness(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} })
+	h.server.used = newUsedSet(8)
 	from := func(addr string) http.Header { return http.Header{"X-Forwarded-For": {addr}} }
 	attacker := h.register(t, publicClient)["client_id"].(string)
 	aq := authorizeQuery(attacker)
@@ -691,7 +748,7 @@ func TestFacadeNotLockable(t *testing.T) {
 // a redirect, whatever error the query carries; and it does not spend the state.
 func TestFacadeCallbackInAnotherBrowser(t *testing.T) {
 	t.Parallel()
-	h := newFacadeHarness(t, nil)
+	h := newHarness(t, nil)
 	c := h.register(t, publicClient)["client_id"].(string)
 	q := authorizeQuery(c)
 	q.Set("redirect_uri", "http://127.0.0.1:1/callback")
@@ -727,7 +784,7 @@ func TestFacadeCallbackInAnotherBrowser(t *testing.T) {
 // TestFacadeConsentPerRedirectURI: consent covers one (client, redirect URI) pair, and the page names the URI.
 func TestFacadeConsentPerRedirectURI(t *testing.T) {
 	t.Parallel()
-	h := newFacadeHarness(t, nil)
+	h := newHarness(t, nil)
 	c := h.register(t, `{"client_name":"Mixed","redirect_uris":["http://127.0.0.1/callback","https://attacker.example/steal?x=1&y=2","cursor://anysphere.cursor-mcp/oauth/callback"],"token_endpoint_auth_method":"none"}`)["client_id"].(string)
 	loopback := authorizeQuery(c)
 	loopback.Set("redirect_uri", "http://127.0.0.1:4711/callback")
@@ -759,7 +816,7 @@ func TestFacadeConsentPerRedirectURI(t *testing.T) {
 // other scopes; the consent page lists the scopes.
 func TestFacadePinsResourceAndScopes(t *testing.T) {
 	t.Parallel()
-	h := newFacadeHarness(t, map[string]string{"GATEWAY_FACADE_SCOPES": "openid profile email offline_access"})
+	h := newHarness(t, func(c *Config) { c.Scopes = []string{"openid", "profile", "email", "offline_access"} })
 	c := h.register(t, publicClient)["client_id"].(string)
 	q := authorizeQuery(c)
 	q.Set("redirect_uri", "http://127.0.0.1:1/callback")
@@ -841,28 +898,28 @@ func TestFacadeScopesForClientsThatSendNone(t *testing.T) {
 	upstreamScopes := []string{"openid", "profile", "email", "offline_access"}
 	for _, tc := range []struct {
 		name             string
-		env              map[string]string
+		edit             func(*Config)
 		wantAS, wantPRM  []string
 		wantDefaultScope string
 	}{
 		{"the authorization server's", nil, upstreamScopes, []string{"openid", "profile", "email"}, "openid profile email"},
-		{"GATEWAY_FACADE_SCOPES", map[string]string{"GATEWAY_FACADE_SCOPES": "openid email offline_access"},
+		{"GATEWAY_FACADE_SCOPES", func(c *Config) { c.Scopes = []string{"openid", "email", "offline_access"} },
 			[]string{"openid", "email", "offline_access"}, []string{"openid", "email"}, "openid email"},
-		{"GATEWAY_FACADE_DEFAULT_SCOPE", map[string]string{"GATEWAY_FACADE_DEFAULT_SCOPE": "openid offline_access"},
+		{"GATEWAY_FACADE_DEFAULT_SCOPE", func(c *Config) { c.DefaultScope = []string{"openid", "offline_access"} },
 			upstreamScopes, []string{"openid", "profile", "email"}, "openid offline_access"},
-		{"GATEWAY_REQUIRED_SCOPES", map[string]string{"GATEWAY_REQUIRED_SCOPES": "mcp:tools"},
+		{"GATEWAY_REQUIRED_SCOPES", func(c *Config) { c.RequiredScopes = []string{"mcp:tools"} },
 			upstreamScopes, []string{"openid", "profile", "email", "mcp:tools"}, "openid profile email mcp:tools"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newFacadeHarnessWith(t, tc.env, map[string]any{"scopes_supported": upstreamScopes})
-			var as, prm struct {
+			h := newHarnessWith(t, tc.edit, withScopes(upstreamScopes))
+			var as struct {
 				ScopesSupported []string `json:"scopes_supported"`
 			}
 			json.Unmarshal([]byte(readBody(t, h.send(t, "GET", "/.well-known/oauth-authorization-server", nil, ""))), &as)
-			json.Unmarshal([]byte(readBody(t, h.send(t, "GET", "/.well-known/oauth-protected-resource/mcp", nil, ""))), &prm)
-			if !slices.Equal(as.ScopesSupported, tc.wantAS) || !slices.Equal(prm.ScopesSupported, tc.wantPRM) {
-				t.Errorf("scopes_supported: AS %v, PRM %v; want %v, %v", as.ScopesSupported, prm.ScopesSupported, tc.wantAS, tc.wantPRM)
+			prm := h.server.ResourceScopes(h.as.Load()) // the protected resource metadata's, which the gateway serves
+			if !slices.Equal(as.ScopesSupported, tc.wantAS) || !slices.Equal(prm, tc.wantPRM) {
+				t.Errorf("scopes_supported: AS %v, PRM %v; want %v, %v", as.ScopesSupported, prm, tc.wantAS, tc.wantPRM)
 			}
 			c := h.register(t, publicClient)["client_id"].(string)
 			q := authorizeQuery(c)
@@ -878,10 +935,8 @@ func TestFacadeScopesForClientsThatSendNone(t *testing.T) {
 		})
 	}
 
-	// The upstream refused: its reason is logged (sanitized), and the client gets it.
-	h := newFacadeHarnessWith(t, nil, map[string]any{"scopes_supported": upstreamScopes})
-	var logs logBuffer
-	h.gw.obs.log = slog.New(slog.NewJSONHandler(&logs, nil)) // the reason is on the callback's access line
+	// The upstream refused: its reason is noted (sanitized) for the callback's access line, and the client gets it.
+	h := newHarnessWith(t, nil, withScopes(upstreamScopes))
 	c := h.register(t, publicClient)["client_id"].(string)
 	q := authorizeQuery(c)
 	q.Set("redirect_uri", "http://127.0.0.1:1/callback")
@@ -892,9 +947,15 @@ func TestFacadeScopesForClientsThatSendNone(t *testing.T) {
 	if resp.StatusCode != 302 {
 		t.Fatalf("callback: %d", resp.StatusCode)
 	}
-	if l := logs.String(); !strings.Contains(l, `"upstream_error":"access_denied"`) || !strings.Contains(l, `"upstream_error_description":"scope must be requested"`) {
-		t.Errorf("the upstream's reason is not logged: %s", l)
+	if n := h.notes.last(t); n.path != "/callback" || !n.refused || n.attrs["upstream_error"] != "access_denied" ||
+		n.attrs["upstream_error_description"] != "scope must be requested" {
+		t.Errorf("the upstream's reason is not noted: %+v", n)
 	}
+}
+
+// withScopes sets the authorization server's scopes_supported.
+func withScopes(scopes []string) func(*metadata.AuthServer) {
+	return func(as *metadata.AuthServer) { as.ScopesSupported = scopes }
 }
 
 // TestFacadeCallbackRequiresIss: with authorization_response_iss_parameter_supported upstream, a response without iss
@@ -902,7 +963,7 @@ func TestFacadeScopesForClientsThatSendNone(t *testing.T) {
 func TestFacadeCallbackRequiresIss(t *testing.T) {
 	t.Parallel()
 	for _, advertised := range []bool{true, false} {
-		h := newFacadeHarnessWith(t, nil, map[string]any{"authorization_response_iss_parameter_supported": advertised})
+		h := newHarnessWith(t, nil, func(as *metadata.AuthServer) { as.AuthorizationResponseIssParameterSupported = advertised })
 		c := h.register(t, publicClient)["client_id"].(string)
 		q := authorizeQuery(c)
 		q.Set("redirect_uri", "http://127.0.0.1:1/callback")
@@ -924,7 +985,7 @@ func TestFacadeCallbackRequiresIss(t *testing.T) {
 // a body that is not JSON becomes a 502.
 func TestFacadeTokenAnswersJSON(t *testing.T) {
 	t.Parallel()
-	h := newFacadeHarness(t, nil)
+	h := newHarness(t, nil)
 	c, _, _ := h.signIn(t, publicClient)
 	for _, tc := range []struct {
 		name, ct, body string
@@ -940,7 +1001,7 @@ func TestFacadeTokenAnswersJSON(t *testing.T) {
 			io.WriteString(w, tc.body)
 		}))
 		t.Cleanup(up.Close)
-		h.gw.upstreamAS.Store(&metadata.AuthServer{Issuer: h.is.URL, AuthorizationEndpoint: h.is.URL + "/oauth2/authorize", TokenEndpoint: up.URL})
+		h.as.Store(&metadata.AuthServer{Issuer: h.is.URL, AuthorizationEndpoint: h.is.URL + "/oauth2/authorize", TokenEndpoint: up.URL})
 		resp := h.send(t, "POST", "/token", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
 			url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"RT"}, "client_id": {c}}.Encode())
 		b := readBody(t, resp)
@@ -955,7 +1016,7 @@ func TestFacadeTokenAnswersJSON(t *testing.T) {
 // 429, Retry-After and a JSON error; another address is not affected.
 func TestFacadeAPILimits(t *testing.T) {
 	t.Parallel()
-	h := newFacadeHarness(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": "127.0.0.0/8"})
+	h := newHarness(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
 	from := func(addr string) http.Header {
 		return http.Header{"Content-Type": {"application/json"}, "X-Forwarded-For": {addr}}
 	}

@@ -1,0 +1,148 @@
+package authserver
+
+import (
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Per-minute limits. A person starts a sign-in a few times a day and a client refreshes once per access-token
+// lifetime, so these leave room for many people behind one address; they stop a party that loops /authorize and
+// /callback, registers clients by the thousand, or makes the gateway call the token endpoint in a loop. Beyond a limit
+// the server answers 429 with Retry-After (a page at /authorize) until the minute ends.
+const (
+	statesPerClient  = 20  // sign-ins started (states minted) per client id
+	statesPerAddr    = 120 // sign-ins started per client address
+	tokensPerClient  = 60  // token requests sent to the authorization server per client id
+	tokensPerAddr    = 600 // token requests sent to the authorization server per client address
+	registersPerAddr = 60  // registrations per client address
+	// limiterKeys is how many client ids or addresses each limit counts per minute; beyond, new ones pass uncounted.
+	limiterKeys = 10_000
+	// usedStates is how many used states the replay memory holds; beyond, the oldest are forgotten.
+	usedStates = 100_000
+)
+
+// limits are the server's rate limiters, each bounded by limiterKeys.
+type limits struct {
+	statesByClient, statesByAddr, tokensByClient, tokensByAddr, registersByAddr *rateLimiter
+}
+
+func newLimits() limits {
+	return limits{
+		statesByClient:  newRateLimiter(statesPerClient, limiterKeys),
+		statesByAddr:    newRateLimiter(statesPerAddr, limiterKeys),
+		tokensByClient:  newRateLimiter(tokensPerClient, limiterKeys),
+		tokensByAddr:    newRateLimiter(tokensPerAddr, limiterKeys),
+		registersByAddr: newRateLimiter(registersPerAddr, limiterKeys),
+	}
+}
+
+// retryAfter is a Retry-After value in whole seconds, at least 1.
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(max(1, int((d+time.Second-1)/time.Second)))
+}
+
+// usedSet remembers single-use ids. It is bounded: when full, it forgets the oldest id to make room. It never refuses:
+// anyone can fill it (a state is minted for whoever asks), so a full set must not stop anyone else's sign-in. Forgetting
+// is safe because a state is also bound to its browser and expires, and the authorization server accepts each code once.
+type usedSet struct {
+	mu   sync.Mutex
+	max  int
+	ids  map[string]struct{}
+	ring []string // insertion order; ring[next] is the oldest once full
+	next int
+}
+
+func newUsedSet(max int) *usedSet {
+	return &usedSet{max: max, ids: map[string]struct{}{}}
+}
+
+// use records id and reports whether it was unused.
+func (u *usedSet) use(id string) (fresh bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, seen := u.ids[id]; seen {
+		return false
+	}
+	if len(u.ring) < u.max {
+		u.ring = append(u.ring, id)
+	} else {
+		delete(u.ids, u.ring[u.next])
+		u.ring[u.next] = id
+		u.next = (u.next + 1) % len(u.ring)
+	}
+	u.ids[id] = struct{}{}
+	return true
+}
+
+// rateLimiter counts events per key in fixed windows of one minute. It holds at most max keys: once full, a key not
+// yet counted in the current window is let through uncounted, so that filling it (with many client ids or addresses)
+// lifts limits but never refuses anyone. The counts start over every minute.
+type rateLimiter struct {
+	mu     sync.Mutex
+	limit  int
+	max    int
+	window int64 // unix minute of counts
+	counts map[string]int
+}
+
+func newRateLimiter(limit, max int) *rateLimiter {
+	return &rateLimiter{limit: limit, max: max, counts: map[string]int{}}
+}
+
+// allow counts one event for key at now and reports whether it is within the limit; when not, it also returns how
+// long until the window ends.
+func (l *rateLimiter) allow(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := now.Unix() / 60
+	if w != l.window {
+		l.window = w
+		clear(l.counts)
+	}
+	n, ok := l.counts[key]
+	if !ok && len(l.counts) >= l.max {
+		return true, 0
+	}
+	if n >= l.limit {
+		return false, time.Unix((w+1)*60, 0).Sub(now)
+	}
+	l.counts[key] = n + 1
+	return true, 0
+}
+
+// clientAddr returns the key under which a request's client address is counted: the TCP peer, or, when the peer is one
+// of the trusted proxies, the right-most X-Forwarded-For entry that is not one of them. IPv6 addresses count by their
+// /64 network, the smallest one usually given to a single customer.
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
+	addr, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	a := addr.Addr().Unmap()
+	isTrusted := func(a netip.Addr) bool {
+		return slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(a) })
+	}
+	if isTrusted(a) {
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			h, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break
+			}
+			a = h.Unmap()
+			if !isTrusted(a) {
+				break
+			}
+		}
+	}
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}

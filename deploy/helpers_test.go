@@ -55,15 +55,18 @@ func binaryVars(t *testing.T) map[string]map[string]string {
 	return map[string]map[string]string{"gateway": gatewayVars(), "tools": toolsVars(t)}
 }
 
-// gatewayVars reads the env tags of proxy.Config.
+// gatewayVars reads the env tags of proxy.Env, and its alias tags (aliases have no default of their own).
 func gatewayVars() map[string]string {
 	vars := map[string]string{}
-	typ := reflect.TypeFor[proxy.Config]()
+	typ := reflect.TypeFor[proxy.Env]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
 		if name != "" && name != "-" {
 			vars[name] = f.Tag.Get("envDefault")
+		}
+		if alias := f.Tag.Get("alias"); alias != "" {
+			vars[alias] = ""
 		}
 	}
 	return vars

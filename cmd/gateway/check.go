@@ -303,13 +303,10 @@ func isAuthKit(cfg *proxy.Config) bool {
 
 // staticClientID returns the variable and value of a configured static client id, if any.
 func staticClientID(cfg *proxy.Config) (string, string) {
-	switch {
-	case cfg.ClientID != "":
-		return "MCP_USE_OAUTH_WORKOS_CLIENT_ID", cfg.ClientID
-	case cfg.ClientIDAlias != "":
-		return "WORKOS_CLIENT_ID", cfg.ClientIDAlias
+	if cfg.StaticClientID == "" {
+		return "", ""
 	}
-	return "", ""
+	return cfg.Variable("MCP_USE_OAUTH_WORKOS_CLIENT_ID"), cfg.StaticClientID
 }
 
 // firstAnswered returns the first URL that answered over HTTP, or "".

@@ -72,7 +72,8 @@ func gatewayVars() map[string]string {
 	return vars
 }
 
-// toolsVars reads the env tags of the config struct in cmd/tools, which is package main and cannot be imported.
+// toolsVars reads the env and alias tags of the config struct in cmd/tools, which is package main and cannot be
+// imported.
 func toolsVars(t *testing.T) map[string]string {
 	t.Helper()
 	fset := token.NewFileSet()
@@ -107,6 +108,9 @@ func toolsVars(t *testing.T) map[string]string {
 				name, _, _ := strings.Cut(tag.Get("env"), ",")
 				if name != "" && name != "-" {
 					vars[name] = tag.Get("envDefault")
+				}
+				if alias := tag.Get("alias"); alias != "" {
+					vars[alias] = ""
 				}
 			}
 			return false

@@ -68,8 +68,8 @@ type Env struct {
 	// upstream can check them (see package identity). Default unset: no signature.
 	IdentitySecret string `env:"GATEWAY_IDENTITY_SECRET"`
 
-	// SessionSecret keys the binding of MCP sessions to users (at least 32 bytes). Set the same value on every replica
-	// that shares one upstream. Default: derived from IdentitySecret, else random at start (sessions then do not survive
+	// SessionSecret keys the binding of MCP sessions to users and, in Option B, the sealed client ids, codes, state and
+	// consent (at least 32 bytes). Set the same value on every replica that shares one upstream. Default: derived from IdentitySecret, else random at start (sessions then do not survive
 	// a restart of the gateway; clients re-initialize).
 	SessionSecret string `env:"GATEWAY_SESSION_SECRET"`
 
@@ -94,7 +94,8 @@ type Env struct {
 	// MaxBodyBytes limits request bodies. Default 4 MiB.
 	MaxBodyBytes int64 `env:"GATEWAY_MAX_BODY_BYTES" envDefault:"4194304"`
 
-	// ShutdownTimeout is how long open requests and streams may run after a stop signal. Default 20s.
+	// ShutdownTimeout is how long requests in flight may take to finish after a stop signal; event streams end at
+	// once. Default 20s.
 	ShutdownTimeout time.Duration `env:"GATEWAY_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 
 	// ReadHeaderTimeout bounds how long a client may take to send request headers. Default 10s.
@@ -110,9 +111,10 @@ type Env struct {
 	// Default 30s.
 	WriteTimeout time.Duration `env:"GATEWAY_WRITE_TIMEOUT" envDefault:"30s"`
 
-	// MaxConnections caps the client connections open at once; further connections wait to be accepted. Default 0:
-	// half of what the open-file limit leaves after 64 descriptors for the gateway's own use (each proxied request
-	// may hold a client and an upstream connection). Negative: no cap.
+	// MaxConnections caps the client connections open at once: at the cap, a new client takes the place of the
+	// connection idle the longest, else waits to be accepted. Default 0: half of what the open-file limit leaves after
+	// 64 descriptors for the gateway's own use (each proxied request may hold a client and an upstream connection).
+	// Negative: no cap.
 	MaxConnections int `env:"GATEWAY_MAX_CONNECTIONS" envDefault:"0"`
 
 	// UpstreamTimeout bounds the wait for the upstream's response head (status and headers) once the request is

@@ -55,21 +55,25 @@ func binaryVars(t *testing.T) map[string]map[string]string {
 	return map[string]map[string]string{"gateway": gatewayVars(), "tools": toolsVars(t)}
 }
 
-// gatewayVars reads the env tags of proxy.Config.
+// gatewayVars reads the env tags of proxy.Env, and its alias tags (aliases have no default of their own).
 func gatewayVars() map[string]string {
 	vars := map[string]string{}
-	typ := reflect.TypeFor[proxy.Config]()
+	typ := reflect.TypeFor[proxy.Env]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
 		if name != "" && name != "-" {
 			vars[name] = f.Tag.Get("envDefault")
 		}
+		if alias := f.Tag.Get("alias"); alias != "" {
+			vars[alias] = ""
+		}
 	}
 	return vars
 }
 
-// toolsVars reads the env tags of the config struct in cmd/tools, which is package main and cannot be imported.
+// toolsVars reads the env and alias tags of the config struct in cmd/tools, which is package main and cannot be
+// imported.
 func toolsVars(t *testing.T) map[string]string {
 	t.Helper()
 	fset := token.NewFileSet()
@@ -104,6 +108,9 @@ func toolsVars(t *testing.T) map[string]string {
 				name, _, _ := strings.Cut(tag.Get("env"), ",")
 				if name != "" && name != "-" {
 					vars[name] = tag.Get("envDefault")
+				}
+				if alias := tag.Get("alias"); alias != "" {
+					vars[alias] = ""
 				}
 			}
 			return false

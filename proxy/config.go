@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -19,13 +20,14 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/authserver"
 )
 
-// Config is the gateway's configuration, read from the environment by LoadConfig. Variable names from the mcp-use
-// WorkOS example (MCP_USE_OAUTH_WORKOS_*, WORKOS_*, PORT, HOST, MCP_URL) keep working; GATEWAY_* names take precedence.
-type Config struct {
+// Env is the gateway's environment: one field per variable, parsed by caarlos0/env (env and envDefault tags), the
+// input of LoadConfig. The variables of the mcp-use WorkOS example keep working: a field's alias tag names the
+// variable read in its place when its own is unset or empty, and HOST and PORT stand for GATEWAY_LISTEN_ADDR when that
+// is unset (HOST:PORT, PORT 3000 when unset). The gateway's own names take precedence.
+type Env struct {
 	// WorkOSSubdomain is the AuthKit domain: "my-app-54", "my-app-54.authkit.app", a custom domain such as
 	// "auth.example.com", or a full https:// URL. It becomes the issuer. Ignored when IssuerURL is set.
-	WorkOSSubdomain      string `env:"MCP_USE_OAUTH_WORKOS_SUBDOMAIN"`
-	WorkOSSubdomainAlias string `env:"WORKOS_SUBDOMAIN"`
+	WorkOSSubdomain string `env:"MCP_USE_OAUTH_WORKOS_SUBDOMAIN" alias:"WORKOS_SUBDOMAIN"`
 
 	// IssuerURL is any OAuth 2.0 / OpenID Connect issuer, compared byte for byte with each token's iss. It takes
 	// precedence over WorkOSSubdomain. Must be https, except for loopback hosts.
@@ -35,52 +37,50 @@ type Config struct {
 	// gateway does not own goes to the same origin with its path unchanged. Both are authenticated.
 	UpstreamURL string `env:"GATEWAY_UPSTREAM_URL" envDefault:"http://127.0.0.1:3001/mcp"`
 
-	// ListenAddr is the address of the public listener. Default ":3000" (all interfaces), or HOST and PORT when set.
-	ListenAddr string `env:"GATEWAY_LISTEN_ADDR"`
-	Host       string `env:"HOST"`
-	Port       string `env:"PORT"`
+	// ListenAddr is the address of the public listener. Default ":3000" (all interfaces), or HOST:PORT when either is
+	// set.
+	ListenAddr string `env:"GATEWAY_LISTEN_ADDR" envDefault:":3000"`
 
-	// PublicURL is the origin clients use to reach the gateway (alias MCP_URL). Default http://localhost and the port of
-	// ListenAddr (http://localhost:3000 by default); there is none when that port is 0 or not a number, and then it must
-	// be set. Every URL the gateway advertises is built from it, never from Host or X-Forwarded-* headers. Must be https
-	// except on loopback.
-	PublicURL      string `env:"GATEWAY_PUBLIC_URL"`
-	PublicURLAlias string `env:"MCP_URL"`
+	// PublicURL is the origin clients use to reach the gateway. Default http://localhost and the port of ListenAddr
+	// (http://localhost:3000 by default); there is none when that port is 0 or not a number, and then it must be set.
+	// Every URL the gateway advertises is built from it, never from Host or X-Forwarded-* headers. Must be https except
+	// on loopback.
+	PublicURL string `env:"GATEWAY_PUBLIC_URL" alias:"MCP_URL"`
 
 	// MCPPath is the public path of the MCP endpoint. Default "/mcp".
 	MCPPath string `env:"GATEWAY_MCP_PATH" envDefault:"/mcp"`
 
-	// Audiences are the aud values a token may carry, comma-separated; one must be present. Default: the resource
-	// identifier (PublicURL + MCPPath). Adding values makes the gateway accept tokens issued for other resources.
-	Audiences string `env:"GATEWAY_AUDIENCES"`
+	// Audiences are the aud values a token may carry; one must be present. Default: the resource identifier
+	// (PublicURL + MCPPath). Adding values makes the gateway accept tokens issued for other resources.
+	Audiences List `env:"GATEWAY_AUDIENCES"`
 
-	// RequiredScopes must all be present in a token (comma- or space-separated). Default none. Advertised in the
-	// challenge and in the protected resource metadata.
-	RequiredScopes string `env:"GATEWAY_REQUIRED_SCOPES"`
+	// RequiredScopes must all be present in a token. Default none. Advertised in the challenge and in the protected
+	// resource metadata.
+	RequiredScopes List `env:"GATEWAY_REQUIRED_SCOPES"`
 
-	// AllowedOrigins are the browser origins (scheme://host[:port]) allowed to call the gateway, comma-separated.
-	// A request whose Origin header is present and not listed gets 403. Default: the origin of PublicURL only.
-	// "*" allows any origin, which gives up DNS-rebinding protection.
-	AllowedOrigins string `env:"GATEWAY_ALLOWED_ORIGINS"`
+	// AllowedOrigins are the browser origins (scheme://host[:port]) allowed to call the gateway. A request whose Origin
+	// header is present and not listed gets 403. Default: the origin of PublicURL only. "*" allows any origin, which
+	// gives up DNS-rebinding protection.
+	AllowedOrigins List `env:"GATEWAY_ALLOWED_ORIGINS"`
 
-	// MetricsAddr is where Prometheus /metrics is served. Default "127.0.0.1:9090" (loopback); "" or "off" disables it.
+	// MetricsAddr is where Prometheus /metrics is served. Default "127.0.0.1:9090" (loopback); "off" disables it.
 	MetricsAddr string `env:"GATEWAY_METRICS_ADDR" envDefault:"127.0.0.1:9090"`
 
 	// IdentitySecret, when set (at least 32 bytes), makes the gateway sign the identity headers it forwards so that the
 	// upstream can check them (see package identity). Default unset: no signature.
 	IdentitySecret string `env:"GATEWAY_IDENTITY_SECRET"`
 
-	// SessionSecret keys the binding of MCP sessions to users (at least 32 bytes). Set the same value on every replica
-	// that shares one upstream. Default: derived from IdentitySecret, else random at start (sessions then do not survive
+	// SessionSecret keys the binding of MCP sessions to users and, in Option B, the sealed client ids, codes, state and
+	// consent (at least 32 bytes). Set the same value on every replica that shares one upstream. Default: derived from IdentitySecret, else random at start (sessions then do not survive
 	// a restart of the gateway; clients re-initialize).
 	SessionSecret string `env:"GATEWAY_SESSION_SECRET"`
 
 	// LogLevel is debug, info, warn or error. Default info.
-	LogLevel string `env:"GATEWAY_LOG_LEVEL" envDefault:"info"`
+	LogLevel slog.Level `env:"GATEWAY_LOG_LEVEL" envDefault:"info"`
 
-	// SigningAlgs is the allow-list of JWS algorithms, comma-separated. Default: every asymmetric algorithm.
-	// "none" and HS* are refused: a public key must never serve as an HMAC secret.
-	SigningAlgs string `env:"GATEWAY_SIGNING_ALGS" envDefault:"RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"`
+	// SigningAlgs is the allow-list of JWS algorithms. Default: every asymmetric algorithm. "none" and HS* are
+	// refused: a public key must never serve as an HMAC secret.
+	SigningAlgs List `env:"GATEWAY_SIGNING_ALGS" envDefault:"RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"`
 
 	// ClockSkew is the leeway for exp and nbf. Default 30s, at most 5m.
 	ClockSkew time.Duration `env:"GATEWAY_CLOCK_SKEW" envDefault:"30s"`
@@ -96,7 +96,8 @@ type Config struct {
 	// MaxBodyBytes limits request bodies. Default 4 MiB.
 	MaxBodyBytes int64 `env:"GATEWAY_MAX_BODY_BYTES" envDefault:"4194304"`
 
-	// ShutdownTimeout is how long open requests and streams may run after a stop signal. Default 20s.
+	// ShutdownTimeout is how long requests in flight may take to finish after a stop signal; event streams end at
+	// once. Default 20s.
 	ShutdownTimeout time.Duration `env:"GATEWAY_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 
 	// ReadHeaderTimeout bounds how long a client may take to send request headers. Default 10s.
@@ -112,9 +113,10 @@ type Config struct {
 	// Default 30s.
 	WriteTimeout time.Duration `env:"GATEWAY_WRITE_TIMEOUT" envDefault:"30s"`
 
-	// MaxConnections caps the client connections open at once; further connections wait to be accepted. Default 0:
-	// half of what the open-file limit leaves after 64 descriptors for the gateway's own use (each proxied request
-	// may hold a client and an upstream connection). Negative: no cap.
+	// MaxConnections caps the client connections open at once: at the cap, a new client takes the place of the
+	// connection idle the longest, else waits to be accepted. Default 0: half of what the open-file limit leaves after
+	// 64 descriptors for the gateway's own use (each proxied request may hold a client and an upstream connection).
+	// Negative: no cap.
 	MaxConnections int `env:"GATEWAY_MAX_CONNECTIONS" envDefault:"0"`
 
 	// UpstreamTimeout bounds the wait for the upstream's response head (status and headers) once the request is
@@ -134,8 +136,7 @@ type Config struct {
 	// clients register at the authorization server themselves). When set, the gateway is an authorization-server facade:
 	// it registers MCP clients itself, asks the user's consent for each, and signs them in at the authorization server
 	// with this client id and its own callback (see package authserver).
-	ClientID      string `env:"MCP_USE_OAUTH_WORKOS_CLIENT_ID"`
-	ClientIDAlias string `env:"WORKOS_CLIENT_ID"`
+	ClientID string `env:"MCP_USE_OAUTH_WORKOS_CLIENT_ID" alias:"WORKOS_CLIENT_ID"`
 
 	// ClientSecret is the secret of ClientID, for a confidential pre-registered client. Default unset (a public client).
 	// It is added to authorization_code and refresh_token grants only, never to any other grant.
@@ -145,347 +146,528 @@ type Config struct {
 	// client_secret_post. It must be the method the client was registered with at the authorization server.
 	ClientAuthMethod string `env:"GATEWAY_CLIENT_AUTH_METHOD" envDefault:"client_secret_basic"`
 
-	// FacadeScopes is, in Option B, the allow-list of scopes MCP clients may ask for (comma- or space-separated): an
-	// authorization or token request naming any other scope is refused with invalid_scope before the authorization
-	// server sees it. It is also the scopes_supported the gateway advertises. Default unset: any well-formed scope is
-	// passed on (the authorization server decides) and scopes_supported is the authorization server's.
-	FacadeScopes string `env:"GATEWAY_FACADE_SCOPES"`
+	// FacadeScopes is, in Option B, the allow-list of scopes MCP clients may ask for: an authorization or token request
+	// naming any other scope is refused with invalid_scope before the authorization server sees it. It is also the
+	// scopes_supported the gateway advertises. Default unset: any well-formed scope is passed on (the authorization
+	// server decides) and scopes_supported is the authorization server's.
+	FacadeScopes List `env:"GATEWAY_FACADE_SCOPES"`
 
 	// FacadeDefaultScope is, in Option B, the scope sent to the authorization server when an MCP client sends none
 	// (most clients send none unless a server advertises scopes, and some authorization servers refuse a request
 	// without). Default unset: the scopes the protected resource metadata advertises (FacadeScopes, else the
 	// authorization server's scopes_supported, without offline_access, plus RequiredScopes), which is what a client
 	// following the MCP specification would ask for. With FacadeScopes set, every scope here must be in it.
-	FacadeDefaultScope string `env:"GATEWAY_FACADE_DEFAULT_SCOPE"`
+	FacadeDefaultScope List `env:"GATEWAY_FACADE_DEFAULT_SCOPE"`
 
-	// TrustedProxies are the addresses or CIDR ranges of reverse proxies in front of the gateway (comma-separated)
-	// whose X-Forwarded-For header names the client's address. Option B limits sign-ins, registrations and token
-	// requests per client address; without this, every client behind a proxy has the proxy's address and shares one
-	// limit. Default unset: the address of the TCP peer. Listing an address that is not your proxy lets whoever
-	// connects from it choose the address it is counted under.
-	TrustedProxies string `env:"GATEWAY_TRUSTED_PROXIES"`
+	// TrustedProxies are the addresses or CIDR ranges of reverse proxies in front of the gateway whose X-Forwarded-For
+	// header names the client's address. Option B limits sign-ins, registrations and token requests per client address;
+	// without this, every client behind a proxy has the proxy's address and shares one limit. Default unset: the address
+	// of the TCP peer. Listing an address that is not your proxy lets whoever connects from it choose the address it is
+	// counted under.
+	TrustedProxies List `env:"GATEWAY_TRUSTED_PROXIES"`
+}
 
-	// Derived by LoadConfig; not read from the environment.
-	Issuer   string     `env:"-"`
-	Resource string     `env:"-"` // canonical URL of the MCP endpoint: PublicURL + MCPPath
-	Public   *url.URL   `env:"-"`
-	Upstream *url.URL   `env:"-"`
-	Level    slog.Level `env:"-"`
-	// StaticClientID is ClientID, else ClientIDAlias: non-empty means Option B.
-	StaticClientID string `env:"-"`
-	// Parsed lists.
-	AudienceList []string `env:"-"`
-	ScopeList    []string `env:"-"`
-	OriginList   []string `env:"-"`
-	AlgList      []string `env:"-"`
-	// FacadeScopeList and FacadeDefaultScopeList are FacadeScopes and FacadeDefaultScope, parsed.
-	FacadeScopeList        []string       `env:"-"`
-	FacadeDefaultScopeList []string       `env:"-"`
-	TrustedProxyList       []netip.Prefix `env:"-"`
+// List is the value of a variable that holds several items, separated by commas, white space or both: "a, b c" holds
+// a, b and c.
+type List []string
+
+// UnmarshalText implements [encoding.TextUnmarshaler], through which caarlos0/env parses a List.
+func (l *List) UnmarshalText(text []byte) error {
+	*l = fields(string(text))
+	return nil
+}
+
+// Config is the gateway's configuration: Env validated, with the values derived from it. LoadConfig builds it and
+// nothing changes it afterwards.
+type Config struct {
+	// Issuer is the issuer tokens must name in iss, compared byte for byte: GATEWAY_ISSUER_URL, else the AuthKit URL
+	// of MCP_USE_OAUTH_WORKOS_SUBDOMAIN (see IssuerFromSubdomain).
+	Issuer string
+	// IssuerURL is GATEWAY_ISSUER_URL; empty when the issuer comes from MCP_USE_OAUTH_WORKOS_SUBDOMAIN.
+	IssuerURL string
+	// Public is the origin clients use to reach the gateway (GATEWAY_PUBLIC_URL or its default), lower-cased, without
+	// a path.
+	Public *url.URL
+	// MCPPath is GATEWAY_MCP_PATH, the public path of the MCP endpoint.
+	MCPPath string
+	// Resource is the resource identifier, the canonical URL of the MCP endpoint: Public + MCPPath (Public alone when
+	// MCPPath is "/").
+	Resource string
+	// Upstream is GATEWAY_UPSTREAM_URL, with the path "/" when it has none.
+	Upstream *url.URL
+	// ListenAddr is GATEWAY_LISTEN_ADDR (or HOST:PORT), the address of the public listener.
+	ListenAddr string
+	// MetricsAddr is GATEWAY_METRICS_ADDR; empty when the metrics listener is off.
+	MetricsAddr string
+	// Level is GATEWAY_LOG_LEVEL.
+	Level slog.Level
+
+	// AudienceList is GATEWAY_AUDIENCES, else Resource alone.
+	AudienceList []string
+	// ScopeList is GATEWAY_REQUIRED_SCOPES.
+	ScopeList []string
+	// OriginList is GATEWAY_ALLOWED_ORIGINS as lower-case scheme://host[:port] origins (or "*"), else Public's origin.
+	OriginList []string
+	// AlgList is GATEWAY_SIGNING_ALGS.
+	AlgList []string
+
+	// IdentitySecret is GATEWAY_IDENTITY_SECRET; empty: identity headers are forwarded unsigned.
+	IdentitySecret string
+	// SessionSecret is GATEWAY_SESSION_SECRET; empty: derived from IdentitySecret, else random at start.
+	SessionSecret string
+
+	// ClockSkew is GATEWAY_CLOCK_SKEW.
+	ClockSkew time.Duration
+	// JWKSRefreshInterval is GATEWAY_JWKS_REFRESH_INTERVAL.
+	JWKSRefreshInterval time.Duration
+	// JWKSRefetchCooldown is GATEWAY_JWKS_REFETCH_COOLDOWN.
+	JWKSRefetchCooldown time.Duration
+	// MaxBodyBytes is GATEWAY_MAX_BODY_BYTES.
+	MaxBodyBytes int64
+	// ShutdownTimeout is GATEWAY_SHUTDOWN_TIMEOUT.
+	ShutdownTimeout time.Duration
+	// ReadHeaderTimeout is GATEWAY_READ_HEADER_TIMEOUT.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout is GATEWAY_READ_TIMEOUT.
+	ReadTimeout time.Duration
+	// WriteTimeout is GATEWAY_WRITE_TIMEOUT.
+	WriteTimeout time.Duration
+	// MaxConnections is GATEWAY_MAX_CONNECTIONS: 0 for the default cap, negative for none.
+	MaxConnections int
+	// UpstreamTimeout is GATEWAY_UPSTREAM_TIMEOUT.
+	UpstreamTimeout time.Duration
+	// AllowUpgrade is GATEWAY_ALLOW_UPGRADE: protocol upgrades are forwarded as tunnels the gateway does not inspect.
+	AllowUpgrade bool
+	// ResourceName is GATEWAY_RESOURCE_NAME.
+	ResourceName string
+
+	// StaticClientID is MCP_USE_OAUTH_WORKOS_CLIENT_ID (or WORKOS_CLIENT_ID): non-empty means Option B.
+	StaticClientID string
+	// ClientSecret is MCP_USE_OAUTH_WORKOS_CLIENT_SECRET.
+	ClientSecret string
+	// ClientAuthMethod is GATEWAY_CLIENT_AUTH_METHOD: client_secret_basic or client_secret_post.
+	ClientAuthMethod string
+	// FacadeScopeList is GATEWAY_FACADE_SCOPES.
+	FacadeScopeList []string
+	// FacadeDefaultScopeList is GATEWAY_FACADE_DEFAULT_SCOPE.
+	FacadeDefaultScopeList []string
+	// TrustedProxyList is GATEWAY_TRUSTED_PROXIES as masked prefixes (an address is a prefix of its full length).
+	TrustedProxyList []netip.Prefix
+
+	// readFrom is the alias each variable was read from, when it was.
+	readFrom readFrom
 }
 
 // asymmetric lists the JWS algorithms the gateway accepts at all.
 var asymmetric = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 // LoadConfig reads the configuration from environ (use a map in tests; nil is not the process environment here) and
-// validates it. The error reports every problem at once, each naming its variable.
+// validates it. The error reports every problem at once, each on its own line and naming its variable.
 func LoadConfig(environ map[string]string) (*Config, error) {
-	if environ == nil {
-		environ = map[string]string{}
-	}
-	var c Config
-	errs, failed := parseErrors(env.ParseWithOptions(&c, env.Options{Environment: environ}))
-	if err := errors.Join(append(errs, c.validate(failed))...); err != nil {
+	e, from, parseErrs, failed := parseEnv(environ)
+	c, err := e.config(from)
+	if err := errors.Join(append(parseErrs, without(err, failed)...)...); err != nil {
 		return nil, err
 	}
-	return &c, nil
+	return c, nil
 }
 
-// parseErrors restates caarlos0/env's errors with the variable's name, and returns the set of variables that failed.
-func parseErrors(err error) ([]error, map[string]bool) {
+// Variable returns the variable that name's value was read from: name, or the alias read in its place when name was
+// unset (WORKOS_CLIENT_ID for MCP_USE_OAUTH_WORKOS_CLIENT_ID, say).
+func (c *Config) Variable(name string) string { return c.readFrom.name(name) }
+
+// readFrom maps a variable to the alias its value was read from, when it was.
+type readFrom map[string]string
+
+// name returns the variable v's value was read from.
+func (r readFrom) name(v string) string { return cmp.Or(r[v], v) }
+
+// varError is a problem with the value of one variable.
+type varError struct {
+	name string
+	err  error
+}
+
+func (e *varError) Error() string { return e.name + ": " + e.err.Error() }
+func (e *varError) Unwrap() error { return e.err }
+
+// bad returns the problem format describes with variable name.
+func bad(name, format string, args ...any) error {
+	return &varError{name: name, err: fmt.Errorf(format, args...)}
+}
+
+// parseEnv parses environ, with the aliases applied, into an Env. It returns the aliases read, the values that did not
+// parse (each naming its variable) and the names of their variables.
+func parseEnv(environ map[string]string) (Env, readFrom, []error, map[string]bool) {
+	environ, from := withAliases(environ)
+	var e Env
+	err := env.ParseWithOptions(&e, env.Options{Environment: environ})
 	if err == nil {
-		return nil, nil
+		return e, from, nil, nil
 	}
 	var agg env.AggregateError
 	if !errors.As(err, &agg) {
-		return []error{err}, nil
+		return e, from, []error{err}, nil
 	}
-	var out []error
+	var errs []error
 	failed := map[string]bool{}
-	for _, e := range agg.Errors {
+	for _, err := range agg.Errors {
 		var pe env.ParseError
-		if errors.As(e, &pe) {
-			if f, ok := reflect.TypeFor[Config]().FieldByName(pe.Name); ok {
-				name := f.Tag.Get("env")
-				failed[name] = true
-				out = append(out, fmt.Errorf("%s: %w", name, pe.Err))
-				continue
-			}
+		if !errors.As(err, &pe) {
+			errs = append(errs, err)
+			continue
 		}
-		out = append(out, e)
+		f, _ := reflect.TypeFor[Env]().FieldByName(pe.Name)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		failed[name] = true
+		if pe.Type == reflect.TypeFor[slog.Level]() {
+			err = bad(name, "must be debug, info, warn or error (got %q)", environ[name])
+		} else {
+			err = &varError{name: name, err: pe.Err}
+		}
+		errs = append(errs, err)
 	}
-	return out, failed
+	return e, from, errs, failed
 }
 
-// validate checks every field, fills the derived ones and returns every problem joined. Variables in failed could not be
-// parsed and are reported already.
-func (c *Config) validate(failed map[string]bool) error {
-	var errs []error
-	bad := func(name, format string, args ...any) {
-		if !failed[name] {
-			errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+// withAliases returns a copy of environ, never nil (caarlos0/env would read the process environment), in which each
+// Env variable that is unset or empty takes its alias's value when that is set, and GATEWAY_LISTEN_ADDR, unset or
+// empty, is HOST:PORT when either is set (PORT 3000 when unset). It also returns the aliases it read.
+func withAliases(environ map[string]string) (map[string]string, readFrom) {
+	out, from := make(map[string]string, len(environ)+1), readFrom{}
+	maps.Copy(out, environ)
+	for f := range reflect.TypeFor[Env]().Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if alias := f.Tag.Get("alias"); alias != "" && out[name] == "" && out[alias] != "" {
+			out[name], from[name] = out[alias], alias
 		}
 	}
+	if out["GATEWAY_LISTEN_ADDR"] == "" && (out["HOST"] != "" || out["PORT"] != "") {
+		out["GATEWAY_LISTEN_ADDR"] = net.JoinHostPort(out["HOST"], cmp.Or(out["PORT"], "3000"))
+	}
+	return out, from
+}
 
-	// Issuer.
-	switch {
-	case c.IssuerURL != "":
-		if err := checkBaseURL(c.IssuerURL, true); err != nil {
-			bad("GATEWAY_ISSUER_URL", "%v", err)
-		}
-		c.Issuer = c.IssuerURL
-	default:
-		name, sub := "MCP_USE_OAUTH_WORKOS_SUBDOMAIN", c.WorkOSSubdomain
-		if sub == "" {
-			name, sub = "WORKOS_SUBDOMAIN", c.WorkOSSubdomainAlias
-		}
-		if sub == "" {
-			bad("GATEWAY_ISSUER_URL", "no issuer: set GATEWAY_ISSUER_URL, or MCP_USE_OAUTH_WORKOS_SUBDOMAIN to your AuthKit subdomain (e.g. my-app-54)")
-			break
-		}
-		iss, err := IssuerFromSubdomain(sub)
-		if err != nil {
-			bad(name, "%v", err)
-		}
-		c.Issuer = iss
+// without returns the problems err joins, leaving out those about a variable in failed: it did not parse, was
+// reported as such, and its zero value would only be reported again.
+func without(err error, failed map[string]bool) []error {
+	if err == nil {
+		return nil
 	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, without(e, failed)...)
+		}
+		return out
+	}
+	var ve *varError
+	if errors.As(err, &ve) && failed[ve.name] {
+		return nil
+	}
+	return []error{err}
+}
 
-	// Public URL and MCP path → resource identifier.
-	public, publicName := c.PublicURL, "GATEWAY_PUBLIC_URL"
-	if public == "" && c.PublicURLAlias != "" {
-		public, publicName = c.PublicURLAlias, "MCP_URL"
+// config checks e, one concern at a time, and derives the Config from it. The error joins every problem found.
+func (e *Env) config(from readFrom) (*Config, error) {
+	c := &Config{
+		IssuerURL: e.IssuerURL, MCPPath: e.MCPPath, ListenAddr: e.ListenAddr, Level: e.LogLevel,
+		ScopeList: e.RequiredScopes, AlgList: e.SigningAlgs,
+		IdentitySecret: e.IdentitySecret, SessionSecret: e.SessionSecret,
+		ClockSkew: e.ClockSkew, JWKSRefreshInterval: e.JWKSRefreshInterval, JWKSRefetchCooldown: e.JWKSRefetchCooldown,
+		MaxBodyBytes: e.MaxBodyBytes, ShutdownTimeout: e.ShutdownTimeout, ReadHeaderTimeout: e.ReadHeaderTimeout,
+		ReadTimeout: e.ReadTimeout, WriteTimeout: e.WriteTimeout, MaxConnections: e.MaxConnections,
+		UpstreamTimeout: e.UpstreamTimeout, AllowUpgrade: e.AllowUpgrade, ResourceName: e.ResourceName,
+		StaticClientID: e.ClientID, ClientSecret: e.ClientSecret, ClientAuthMethod: e.ClientAuthMethod,
+		FacadeScopeList: e.FacadeScopes, FacadeDefaultScopeList: e.FacadeDefaultScope,
+		readFrom: from,
 	}
-	var publicErr error
+	var issuerErr, publicErr, upstreamErr, listenErr, originErr, proxyErr error
+	c.Issuer, issuerErr = e.issuer(from)
+	c.Public, publicErr = e.public(from)
+	c.Resource = resourceURL(c.Public, e.MCPPath)
+	c.Upstream, upstreamErr = e.upstream()
+	c.MetricsAddr, listenErr = e.listeners()
+	c.AudienceList = e.audiences(c.Resource)
+	c.OriginList, originErr = e.origins(c.Public)
+	c.TrustedProxyList, proxyErr = e.trustedProxies()
+	return c, errors.Join(issuerErr, publicErr, e.checkMCPPath(), upstreamErr, listenErr, e.checkScopes(), originErr,
+		e.checkSecrets(), e.checkOptionB(), proxyErr, e.checkAlgs(), e.checkLimits())
+}
+
+// issuer returns the issuer: GATEWAY_ISSUER_URL, else the AuthKit domain's URL.
+func (e *Env) issuer(from readFrom) (string, error) {
+	if e.IssuerURL != "" {
+		if err := checkBaseURL(e.IssuerURL, true); err != nil {
+			return "", &varError{name: "GATEWAY_ISSUER_URL", err: err}
+		}
+		return e.IssuerURL, nil
+	}
+	if e.WorkOSSubdomain == "" {
+		return "", bad("GATEWAY_ISSUER_URL", "no issuer: set GATEWAY_ISSUER_URL, or MCP_USE_OAUTH_WORKOS_SUBDOMAIN to your AuthKit subdomain (e.g. my-app-54)")
+	}
+	iss, err := IssuerFromSubdomain(e.WorkOSSubdomain)
+	if err != nil {
+		return "", &varError{name: from.name("MCP_USE_OAUTH_WORKOS_SUBDOMAIN"), err: err}
+	}
+	return iss, nil
+}
+
+// public returns the origin clients use: GATEWAY_PUBLIC_URL, else http://localhost and the listen port. It is nil when
+// there is none; a listen address without a port is listeners' to report.
+func (e *Env) public(from readFrom) (*url.URL, error) {
+	name, public := from.name("GATEWAY_PUBLIC_URL"), e.PublicURL
 	switch {
 	case public != "":
-		if publicErr = checkBaseURL(public, false); publicErr != nil {
-			bad(publicName, "%v", publicErr)
+		if err := checkBaseURL(public, false); err != nil {
+			return nil, &varError{name: name, err: err}
 		}
 	default:
-		listen := listenAddr(c.ListenAddr, c.Host, c.Port)
-		if _, _, publicErr = net.SplitHostPort(listen); publicErr != nil {
-			break // reported below as GATEWAY_LISTEN_ADDR's: the default needs its port
+		if _, _, err := net.SplitHostPort(e.ListenAddr); err != nil {
+			return nil, nil
 		}
-		if public, publicErr = defaultPublicURL(listen); publicErr != nil {
-			bad(publicName, "%v", publicErr)
+		var err error
+		if public, err = defaultPublicURL(e.ListenAddr); err != nil {
+			return nil, &varError{name: name, err: err}
 		}
 	}
-	if publicErr == nil {
-		u, _ := url.Parse(public)
-		if u.Path != "" && u.Path != "/" {
-			bad(publicName, "must be an origin without a path (got path %q); set the endpoint path with GATEWAY_MCP_PATH", u.Path)
-		}
-		c.Public = &url.URL{Scheme: strings.ToLower(u.Scheme), Host: strings.ToLower(u.Host)}
+	u, _ := url.Parse(public)
+	if u.Path != "" && u.Path != "/" {
+		return nil, bad(name, "must be an origin without a path (got path %q); set the endpoint path with GATEWAY_MCP_PATH", u.Path)
 	}
-	switch p := c.MCPPath; {
+	return &url.URL{Scheme: strings.ToLower(u.Scheme), Host: strings.ToLower(u.Host)}, nil
+}
+
+// resourceURL returns the resource identifier: public + path, or public alone for the path "/"; "" without public.
+func resourceURL(public *url.URL, path string) string {
+	switch {
+	case public == nil:
+		return ""
+	case path == "/":
+		return public.String()
+	}
+	return public.String() + path
+}
+
+// checkMCPPath checks that GATEWAY_MCP_PATH is a plain absolute path that the gateway does not serve itself.
+func (e *Env) checkMCPPath() error {
+	switch p := e.MCPPath; {
 	case !strings.HasPrefix(p, "/"):
-		bad("GATEWAY_MCP_PATH", "must start with / (got %q)", p)
+		return bad("GATEWAY_MCP_PATH", "must start with / (got %q)", p)
 	case p != "/" && strings.HasSuffix(p, "/"):
-		bad("GATEWAY_MCP_PATH", "must not end with / (got %q)", p)
+		return bad("GATEWAY_MCP_PATH", "must not end with / (got %q)", p)
 	case strings.ContainsAny(p, "?#%*{} \t"):
-		bad("GATEWAY_MCP_PATH", "must be a plain path (got %q)", p)
+		return bad("GATEWAY_MCP_PATH", "must be a plain path (got %q)", p)
 	case isOwnedPath(p):
-		bad("GATEWAY_MCP_PATH", "%q is a path the gateway serves itself", p)
-	case (c.ClientID != "" || c.ClientIDAlias != "") && authserver.OwnsPath(p):
-		bad("GATEWAY_MCP_PATH", "%q is a path the gateway serves itself when MCP_USE_OAUTH_WORKOS_CLIENT_ID is set", p)
+		return bad("GATEWAY_MCP_PATH", "%q is a path the gateway serves itself", p)
+	case e.ClientID != "" && authserver.OwnsPath(p):
+		return bad("GATEWAY_MCP_PATH", "%q is a path the gateway serves itself when MCP_USE_OAUTH_WORKOS_CLIENT_ID is set", p)
 	}
-	if c.Public != nil {
-		c.Resource = c.Public.String() + c.MCPPath
-		if c.MCPPath == "/" {
-			c.Resource = c.Public.String()
+	return nil
+}
+
+// upstream returns GATEWAY_UPSTREAM_URL, an absolute http(s) URL without credentials, query or fragment, with the path
+// "/" when it has none.
+func (e *Env) upstream() (*url.URL, error) {
+	u, err := url.Parse(e.UpstreamURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, bad("GATEWAY_UPSTREAM_URL", "must be an absolute http(s) URL without credentials, query or fragment (got %q)", e.UpstreamURL)
+	}
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	return u, nil
+}
+
+// listeners checks the listen and metrics addresses, and returns the metrics address: "" when it is off.
+func (e *Env) listeners() (string, error) {
+	var errs []error
+	if _, _, err := net.SplitHostPort(e.ListenAddr); err != nil {
+		errs = append(errs, bad("GATEWAY_LISTEN_ADDR", "must be host:port or :port (got %q)", e.ListenAddr))
+	}
+	metrics := e.MetricsAddr
+	if metrics == "off" {
+		metrics = ""
+	}
+	if metrics != "" {
+		if _, _, err := net.SplitHostPort(metrics); err != nil {
+			errs = append(errs, bad("GATEWAY_METRICS_ADDR", "must be host:port, or off (got %q)", metrics))
 		}
 	}
+	return metrics, errors.Join(errs...)
+}
 
-	// Upstream.
-	if u, err := url.Parse(c.UpstreamURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		bad("GATEWAY_UPSTREAM_URL", "must be an absolute http(s) URL without credentials, query or fragment (got %q)", c.UpstreamURL)
-	} else {
-		if u.Path == "" {
-			u.Path = "/"
-		}
-		c.Upstream = u
+// audiences returns GATEWAY_AUDIENCES, else the resource identifier.
+func (e *Env) audiences(resource string) []string {
+	if len(e.Audiences) == 0 && resource != "" {
+		return []string{resource}
 	}
+	return e.Audiences
+}
 
-	// Listener.
-	c.ListenAddr = listenAddr(c.ListenAddr, c.Host, c.Port)
-	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
-		bad("GATEWAY_LISTEN_ADDR", "must be host:port or :port (got %q)", c.ListenAddr)
-	}
-	if c.MetricsAddr == "off" {
-		c.MetricsAddr = ""
-	}
-	if c.MetricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
-			bad("GATEWAY_METRICS_ADDR", "must be host:port, or off (got %q)", c.MetricsAddr)
-		}
-	}
-
-	// Audiences and scopes.
-	c.AudienceList = fields(c.Audiences)
-	if len(c.AudienceList) == 0 && c.Resource != "" {
-		c.AudienceList = []string{c.Resource}
-	}
-	c.ScopeList = fields(c.RequiredScopes)
-	for _, s := range c.ScopeList {
+// checkScopes checks that every required scope is a scope-token.
+func (e *Env) checkScopes() error {
+	var errs []error
+	for _, s := range e.RequiredScopes {
 		if !validScopeToken(s) {
-			bad("GATEWAY_REQUIRED_SCOPES", "%q is not a valid scope", s)
+			errs = append(errs, bad("GATEWAY_REQUIRED_SCOPES", "%q is not a valid scope", s))
 		}
-	}
-
-	// Origins.
-	c.OriginList = nil
-	for _, o := range fields(c.AllowedOrigins) {
-		if o == "*" {
-			c.OriginList = append(c.OriginList, o)
-			continue
-		}
-		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-			bad("GATEWAY_ALLOWED_ORIGINS", "%q is not an origin like https://app.example.com", o)
-			continue
-		}
-		c.OriginList = append(c.OriginList, strings.ToLower(u.Scheme+"://"+u.Host))
-	}
-	if len(c.OriginList) == 0 && c.Public != nil {
-		c.OriginList = []string{c.Public.String()}
-	}
-
-	// Secrets.
-	if c.IdentitySecret != "" && len(c.IdentitySecret) < 32 {
-		bad("GATEWAY_IDENTITY_SECRET", "must be at least 32 bytes (got %d); generate one with: openssl rand -base64 32", len(c.IdentitySecret))
-	}
-	if c.SessionSecret != "" && len(c.SessionSecret) < 32 {
-		bad("GATEWAY_SESSION_SECRET", "must be at least 32 bytes (got %d); generate one with: openssl rand -base64 32", len(c.SessionSecret))
-	}
-
-	// Option B.
-	c.StaticClientID = cmp.Or(c.ClientID, c.ClientIDAlias)
-	if c.ClientSecret != "" && c.StaticClientID == "" {
-		bad("MCP_USE_OAUTH_WORKOS_CLIENT_SECRET", "is set without MCP_USE_OAUTH_WORKOS_CLIENT_ID; set the client id it belongs to, or unset it")
-	}
-	if c.ClientAuthMethod != "client_secret_basic" && c.ClientAuthMethod != "client_secret_post" {
-		bad("GATEWAY_CLIENT_AUTH_METHOD", "must be client_secret_basic or client_secret_post (got %q)", c.ClientAuthMethod)
-	}
-	if strings.ContainsAny(c.StaticClientID, " \t\r\n") {
-		bad("MCP_USE_OAUTH_WORKOS_CLIENT_ID", "must not contain white space")
-	}
-	c.FacadeScopeList = fields(c.FacadeScopes)
-	c.FacadeDefaultScopeList = fields(c.FacadeDefaultScope)
-	for _, v := range []struct {
-		name string
-		list []string
-	}{{"GATEWAY_FACADE_SCOPES", c.FacadeScopeList}, {"GATEWAY_FACADE_DEFAULT_SCOPE", c.FacadeDefaultScopeList}} {
-		name, list := v.name, v.list
-		if len(list) > 0 && c.StaticClientID == "" {
-			bad(name, "is set without MCP_USE_OAUTH_WORKOS_CLIENT_ID; it applies to Option B only")
-		}
-		for _, s := range list {
-			if !validScopeToken(s) {
-				bad(name, "%q is not a valid scope", s)
-			}
-		}
-	}
-	if len(c.FacadeScopeList) > 0 {
-		for _, s := range c.FacadeDefaultScopeList {
-			if !slices.Contains(c.FacadeScopeList, s) {
-				bad("GATEWAY_FACADE_DEFAULT_SCOPE", "%q is not in GATEWAY_FACADE_SCOPES", s)
-			}
-		}
-		for _, s := range c.ScopeList {
-			if !slices.Contains(c.FacadeScopeList, s) {
-				bad("GATEWAY_REQUIRED_SCOPES", "%q is not in GATEWAY_FACADE_SCOPES, so no client could obtain a token with it", s)
-			}
-		}
-	}
-	c.TrustedProxyList = nil
-	for _, p := range fields(c.TrustedProxies) {
-		pfx, err := netip.ParsePrefix(p)
-		if err != nil {
-			a, aerr := netip.ParseAddr(p)
-			if aerr != nil {
-				bad("GATEWAY_TRUSTED_PROXIES", "%q is neither an IP address nor a CIDR range such as 10.0.0.0/8", p)
-				continue
-			}
-			pfx = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-		}
-		c.TrustedProxyList = append(c.TrustedProxyList, pfx.Masked())
-	}
-
-	// Logging.
-	if err := c.Level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		bad("GATEWAY_LOG_LEVEL", "must be debug, info, warn or error (got %q)", c.LogLevel)
-	}
-
-	// Algorithms.
-	c.AlgList = fields(c.SigningAlgs)
-	if len(c.AlgList) == 0 {
-		bad("GATEWAY_SIGNING_ALGS", "must name at least one algorithm")
-	}
-	for _, a := range c.AlgList {
-		if !slices.Contains(asymmetric, a) {
-			bad("GATEWAY_SIGNING_ALGS", "%q is not allowed; choose from %s", a, strings.Join(asymmetric, ","))
-		}
-	}
-
-	// Durations and sizes.
-	if c.ClockSkew < 0 || c.ClockSkew > 5*time.Minute {
-		bad("GATEWAY_CLOCK_SKEW", "must be between 0s and 5m (got %s)", c.ClockSkew)
-	}
-	if c.JWKSRefreshInterval < time.Minute {
-		bad("GATEWAY_JWKS_REFRESH_INTERVAL", "must be at least 1m (got %s)", c.JWKSRefreshInterval)
-	}
-	if c.JWKSRefetchCooldown < time.Second {
-		bad("GATEWAY_JWKS_REFETCH_COOLDOWN", "must be at least 1s (got %s)", c.JWKSRefetchCooldown)
-	}
-	if c.MaxBodyBytes < 1024 {
-		bad("GATEWAY_MAX_BODY_BYTES", "must be at least 1024 (got %d)", c.MaxBodyBytes)
-	}
-	if c.ShutdownTimeout <= 0 {
-		bad("GATEWAY_SHUTDOWN_TIMEOUT", "must be positive (got %s)", c.ShutdownTimeout)
-	}
-	if c.ReadHeaderTimeout <= 0 {
-		bad("GATEWAY_READ_HEADER_TIMEOUT", "must be positive (got %s)", c.ReadHeaderTimeout)
-	}
-	if c.ReadTimeout <= 0 {
-		bad("GATEWAY_READ_TIMEOUT", "must be positive (got %s)", c.ReadTimeout)
-	}
-	if c.WriteTimeout <= 0 {
-		bad("GATEWAY_WRITE_TIMEOUT", "must be positive (got %s)", c.WriteTimeout)
-	}
-	if c.UpstreamTimeout <= 0 {
-		bad("GATEWAY_UPSTREAM_TIMEOUT", "must be positive (got %s)", c.UpstreamTimeout)
 	}
 	return errors.Join(errs...)
 }
 
-// listenAddr is the address of the public listener: GATEWAY_LISTEN_ADDR when set, else HOST and PORT, PORT being 3000
-// when unset.
-func listenAddr(listen, host, port string) string {
-	if listen != "" {
-		return listen
+// origins returns GATEWAY_ALLOWED_ORIGINS as lower-case origins ("*" kept), else the public origin.
+func (e *Env) origins(public *url.URL) ([]string, error) {
+	var origins []string
+	var errs []error
+	for _, o := range e.AllowedOrigins {
+		if o == "*" {
+			origins = append(origins, o)
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			errs = append(errs, bad("GATEWAY_ALLOWED_ORIGINS", "%q is not an origin like https://app.example.com", o))
+			continue
+		}
+		origins = append(origins, strings.ToLower(u.Scheme+"://"+u.Host))
 	}
-	return net.JoinHostPort(host, cmp.Or(port, "3000"))
+	if len(origins) == 0 && public != nil {
+		origins = []string{public.String()}
+	}
+	return origins, errors.Join(errs...)
+}
+
+// checkSecrets checks that each secret set is at least 32 bytes.
+func (e *Env) checkSecrets() error {
+	var errs []error
+	for _, s := range []struct{ name, value string }{
+		{"GATEWAY_IDENTITY_SECRET", e.IdentitySecret},
+		{"GATEWAY_SESSION_SECRET", e.SessionSecret},
+	} {
+		if s.value != "" && len(s.value) < 32 {
+			errs = append(errs, bad(s.name, "must be at least 32 bytes (got %d); generate one with: openssl rand -base64 32", len(s.value)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkOptionB checks the pre-registered client and the facade's scopes: each set only with a client id, well formed,
+// and the scopes a client could be refused within the allow-list.
+func (e *Env) checkOptionB() error {
+	var errs []error
+	if e.ClientSecret != "" && e.ClientID == "" {
+		errs = append(errs, bad("MCP_USE_OAUTH_WORKOS_CLIENT_SECRET", "is set without MCP_USE_OAUTH_WORKOS_CLIENT_ID; set the client id it belongs to, or unset it"))
+	}
+	if e.ClientAuthMethod != "client_secret_basic" && e.ClientAuthMethod != "client_secret_post" {
+		errs = append(errs, bad("GATEWAY_CLIENT_AUTH_METHOD", "must be client_secret_basic or client_secret_post (got %q)", e.ClientAuthMethod))
+	}
+	if strings.ContainsAny(e.ClientID, " \t\r\n") {
+		errs = append(errs, bad("MCP_USE_OAUTH_WORKOS_CLIENT_ID", "must not contain white space"))
+	}
+	for _, v := range []struct {
+		name string
+		list List
+	}{{"GATEWAY_FACADE_SCOPES", e.FacadeScopes}, {"GATEWAY_FACADE_DEFAULT_SCOPE", e.FacadeDefaultScope}} {
+		if len(v.list) > 0 && e.ClientID == "" {
+			errs = append(errs, bad(v.name, "is set without MCP_USE_OAUTH_WORKOS_CLIENT_ID; it applies to Option B only"))
+		}
+		for _, s := range v.list {
+			if !validScopeToken(s) {
+				errs = append(errs, bad(v.name, "%q is not a valid scope", s))
+			}
+		}
+	}
+	if len(e.FacadeScopes) == 0 {
+		return errors.Join(errs...)
+	}
+	for _, s := range e.FacadeDefaultScope {
+		if !slices.Contains(e.FacadeScopes, s) {
+			errs = append(errs, bad("GATEWAY_FACADE_DEFAULT_SCOPE", "%q is not in GATEWAY_FACADE_SCOPES", s))
+		}
+	}
+	for _, s := range e.RequiredScopes {
+		if !slices.Contains(e.FacadeScopes, s) {
+			errs = append(errs, bad("GATEWAY_REQUIRED_SCOPES", "%q is not in GATEWAY_FACADE_SCOPES, so no client could obtain a token with it", s))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// trustedProxies returns GATEWAY_TRUSTED_PROXIES as masked prefixes, an address as the prefix of its full length.
+func (e *Env) trustedProxies() ([]netip.Prefix, error) {
+	var prefixes []netip.Prefix
+	var errs []error
+	for _, p := range e.TrustedProxies {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			a, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				errs = append(errs, bad("GATEWAY_TRUSTED_PROXIES", "%q is neither an IP address nor a CIDR range such as 10.0.0.0/8", p))
+				continue
+			}
+			pfx = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		prefixes = append(prefixes, pfx.Masked())
+	}
+	return prefixes, errors.Join(errs...)
+}
+
+// checkAlgs checks that GATEWAY_SIGNING_ALGS names at least one algorithm, and only asymmetric ones.
+func (e *Env) checkAlgs() error {
+	if len(e.SigningAlgs) == 0 {
+		return bad("GATEWAY_SIGNING_ALGS", "must name at least one algorithm")
+	}
+	var errs []error
+	for _, a := range e.SigningAlgs {
+		if !slices.Contains(asymmetric, a) {
+			errs = append(errs, bad("GATEWAY_SIGNING_ALGS", "%q is not allowed; choose from %s", a, strings.Join(asymmetric, ",")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkLimits checks the durations and sizes.
+func (e *Env) checkLimits() error {
+	var errs []error
+	if e.ClockSkew < 0 || e.ClockSkew > 5*time.Minute {
+		errs = append(errs, bad("GATEWAY_CLOCK_SKEW", "must be between 0s and 5m (got %s)", e.ClockSkew))
+	}
+	if e.JWKSRefreshInterval < time.Minute {
+		errs = append(errs, bad("GATEWAY_JWKS_REFRESH_INTERVAL", "must be at least 1m (got %s)", e.JWKSRefreshInterval))
+	}
+	if e.JWKSRefetchCooldown < time.Second {
+		errs = append(errs, bad("GATEWAY_JWKS_REFETCH_COOLDOWN", "must be at least 1s (got %s)", e.JWKSRefetchCooldown))
+	}
+	if e.MaxBodyBytes < 1024 {
+		errs = append(errs, bad("GATEWAY_MAX_BODY_BYTES", "must be at least 1024 (got %d)", e.MaxBodyBytes))
+	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"GATEWAY_SHUTDOWN_TIMEOUT", e.ShutdownTimeout},
+		{"GATEWAY_READ_HEADER_TIMEOUT", e.ReadHeaderTimeout},
+		{"GATEWAY_READ_TIMEOUT", e.ReadTimeout},
+		{"GATEWAY_WRITE_TIMEOUT", e.WriteTimeout},
+		{"GATEWAY_UPSTREAM_TIMEOUT", e.UpstreamTimeout},
+	} {
+		if t.d <= 0 {
+			errs = append(errs, bad(t.name, "must be positive (got %s)", t.d))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // DefaultPublicURL returns the public URL the gateway uses when environ sets neither GATEWAY_PUBLIC_URL nor MCP_URL:
 // http://localhost and the port it listens on (GATEWAY_LISTEN_ADDR, else HOST and PORT; :3000 by default). There is
 // none, and an error says why, when that port is 0 (known only once bound) or not a number.
 func DefaultPublicURL(environ map[string]string) (string, error) {
-	addr := listenAddr(environ["GATEWAY_LISTEN_ADDR"], environ["HOST"], environ["PORT"])
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return "", fmt.Errorf("must be set: the listen address %q is not host:port, so there is no default", addr)
+	e, _, _, _ := parseEnv(environ) // only the listen address is read: a string, which always parses
+	if _, _, err := net.SplitHostPort(e.ListenAddr); err != nil {
+		return "", fmt.Errorf("must be set: the listen address %q is not host:port, so there is no default", e.ListenAddr)
 	}
-	return defaultPublicURL(addr)
+	return defaultPublicURL(e.ListenAddr)
 }
 
 // defaultPublicURL is DefaultPublicURL for the listen address addr, which is host:port.

@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +184,114 @@ func TestLoadConfigFacadeScopesAndProxies(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: got %v, want an error naming %s", tc.name, err, w)
 			}
+		}
+	}
+}
+
+// TestLoadConfigAliases checks the variables of the mcp-use example: each is read when the gateway's own is unset or
+// empty, never over it, and a problem with a value read from one names it.
+func TestLoadConfigAliases(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		environ map[string]string
+		check   func(*Config) string // what is wrong, or ""
+		wantErr string               // a piece of the error, when loading fails
+	}{
+		{name: "client id alias", environ: map[string]string{"WORKOS_CLIENT_ID": "client_alias"}, check: func(c *Config) string {
+			if c.StaticClientID != "client_alias" || !c.OptionB() || c.Variable("MCP_USE_OAUTH_WORKOS_CLIENT_ID") != "WORKOS_CLIENT_ID" {
+				return fmt.Sprintf("StaticClientID %q from %s", c.StaticClientID, c.Variable("MCP_USE_OAUTH_WORKOS_CLIENT_ID"))
+			}
+			return ""
+		}},
+		{name: "client id over its alias", environ: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_1", "WORKOS_CLIENT_ID": "client_alias"},
+			check: func(c *Config) string {
+				if c.StaticClientID != "client_1" || c.Variable("MCP_USE_OAUTH_WORKOS_CLIENT_ID") != "MCP_USE_OAUTH_WORKOS_CLIENT_ID" {
+					return fmt.Sprintf("StaticClientID %q from %s", c.StaticClientID, c.Variable("MCP_USE_OAUTH_WORKOS_CLIENT_ID"))
+				}
+				return ""
+			}},
+		{name: "empty public URL falls back", environ: map[string]string{"GATEWAY_PUBLIC_URL": "", "MCP_URL": "https://mcp.example.com"},
+			check: func(c *Config) string {
+				if c.Resource != "https://mcp.example.com/mcp" || c.Variable("GATEWAY_PUBLIC_URL") != "MCP_URL" {
+					return "resource " + c.Resource + " from " + c.Variable("GATEWAY_PUBLIC_URL")
+				}
+				return ""
+			}},
+		{name: "HOST alone", environ: map[string]string{"HOST": "127.0.0.1"}, check: func(c *Config) string {
+			if c.ListenAddr != "127.0.0.1:3000" {
+				return "ListenAddr " + c.ListenAddr
+			}
+			return ""
+		}},
+		{name: "no client id", environ: map[string]string{}, check: func(c *Config) string {
+			if c.OptionB() || c.Variable("MCP_USE_OAUTH_WORKOS_CLIENT_ID") != "MCP_USE_OAUTH_WORKOS_CLIENT_ID" {
+				return "Option B without a client id"
+			}
+			return ""
+		}},
+		{name: "bad alias value names the alias", environ: map[string]string{"MCP_URL": "http://mcp.example.com"}, wantErr: "MCP_URL: must use https"},
+		{name: "bad subdomain alias", environ: map[string]string{"GATEWAY_ISSUER_URL": "", "WORKOS_SUBDOMAIN": "my_app"}, wantErr: "WORKOS_SUBDOMAIN: "},
+		{name: "client id alias with white space", environ: map[string]string{"WORKOS_CLIENT_ID": "a b"}, wantErr: "MCP_USE_OAUTH_WORKOS_CLIENT_ID: must not contain white space"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			environ := map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com"}
+			maps.Copy(environ, tt.environ)
+			c, err := LoadConfig(environ)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("LoadConfig: got %v, want an error with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("LoadConfig: %v", err)
+			}
+			if problem := tt.check(c); problem != "" {
+				t.Error(problem)
+			}
+		})
+	}
+}
+
+// TestLoadConfigParsesTypedValues checks what caarlos0/env parses through encoding.TextUnmarshaler and its own
+// parsers: lists split at commas and white space, levels, durations; and that a value that does not parse is named once
+// with the problem.
+func TestLoadConfigParsesTypedValues(t *testing.T) {
+	t.Parallel()
+	c, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com", "GATEWAY_SIGNING_ALGS": " RS256,\tES256  EdDSA,",
+		"GATEWAY_LOG_LEVEL": "WARN", "GATEWAY_CLOCK_SKEW": "1m30s", "GATEWAY_METRICS_ADDR": "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.AlgList, []string{"RS256", "ES256", "EdDSA"}; !slices.Equal(got, want) {
+		t.Errorf("AlgList: got %q, want %q", got, want)
+	}
+	if c.Level != slog.LevelWarn || c.ClockSkew != 90*time.Second || c.MetricsAddr != "" {
+		t.Errorf("got level %s, clock skew %s, metrics address %q", c.Level, c.ClockSkew, c.MetricsAddr)
+	}
+	_, err = LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com", "GATEWAY_LOG_LEVEL": "loud",
+		"GATEWAY_MAX_BODY_BYTES": "lots", "GATEWAY_SHUTDOWN_TIMEOUT": "-1s"})
+	want := []string{
+		`GATEWAY_LOG_LEVEL: must be debug, info, warn or error (got "loud")`,
+		`GATEWAY_MAX_BODY_BYTES: strconv.ParseInt: parsing "lots": invalid syntax`,
+		`GATEWAY_SHUTDOWN_TIMEOUT: must be positive (got -1s)`,
+	}
+	if err == nil || !slices.Equal(strings.Split(err.Error(), "\n"), want) {
+		t.Errorf("LoadConfig: got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// TestLoadConfigIgnoresProcessEnvironment guards against caarlos0/env's fallback to the process environment when it
+// is given a nil map.
+func TestLoadConfigIgnoresProcessEnvironment(t *testing.T) {
+	t.Setenv("GATEWAY_ISSUER_URL", "https://from-the-process.example.com")
+	t.Setenv("GATEWAY_LOG_LEVEL", "loud")
+	for _, environ := range []map[string]string{nil, {}} {
+		if _, err := LoadConfig(environ); err == nil || strings.Contains(err.Error(), "GATEWAY_LOG_LEVEL") {
+			t.Errorf("LoadConfig(%v): got %v, want only the missing issuer", environ, err)
 		}
 	}
 }

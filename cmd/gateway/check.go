@@ -1,24 +1,24 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcp-gateway/gateway/cmd/internal/envname"
 	"github.com/mcp-gateway/gateway/metadata"
@@ -64,173 +64,248 @@ func runCheck(ctx context.Context, env map[string]string, stdout io.Writer) erro
 
 // runChecks runs every check in order. Checks that need something an earlier check could not provide are skipped.
 func runChecks(ctx context.Context, env map[string]string, client *http.Client, now func() time.Time) []checkResult {
-	var out []checkResult
-	pass := func(name, format string, args ...any) {
-		out = append(out, checkResult{name: name, ok: true, detail: fmt.Sprintf(format, args...)})
+	c := &checker{ctx: ctx, env: env, client: client, now: now}
+	c.publicURL()
+	c.variables()
+	if !c.configuration() {
+		return c.out
 	}
-	fail := func(name, detail, fix string) {
-		out = append(out, checkResult{name: name, detail: detail, fix: fix})
+	if c.issuer() {
+		c.jwks()
+		c.registration()
+		c.pkce()
 	}
-	skip := func(reason string, names ...string) {
-		for _, n := range names {
-			out = append(out, checkResult{name: n, skip: true, detail: "not checked: " + reason})
-		}
-	}
+	c.staticClient()
+	c.audience()
+	c.upstream()
+	return c.out
+}
 
-	if detail, fix := checkPublicURL(env); fix == "" {
-		pass("public URL", "%s", detail)
+// checker holds what one run of the checks has found so far.
+type checker struct {
+	ctx    context.Context
+	env    map[string]string
+	client *http.Client
+	now    func() time.Time
+
+	out     []checkResult
+	cfg     *proxy.Config        // the configuration, once loaded
+	authKit bool                 // whether the issuer is WorkOS AuthKit, to word fixes for its dashboard
+	doc     *metadata.AuthServer // the authorization server's metadata, when it could be read
+}
+
+func (c *checker) pass(name, format string, args ...any) {
+	c.out = append(c.out, checkResult{name: name, ok: true, detail: fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) fail(name, detail, fix string) {
+	c.out = append(c.out, checkResult{name: name, detail: detail, fix: fix})
+}
+
+func (c *checker) skip(reason string, names ...string) {
+	for _, n := range names {
+		c.out = append(c.out, checkResult{name: n, skip: true, detail: "not checked: " + reason})
+	}
+}
+
+// publicURL checks that the public URL is https or on a loopback host.
+func (c *checker) publicURL() {
+	if detail, fix := checkPublicURL(c.env); fix == "" {
+		c.pass("public URL", "%s", detail)
 	} else {
-		fail("public URL", detail, fix)
+		c.fail("public URL", detail, fix)
 	}
+}
 
-	if unknown := unknownVariables(env); len(unknown) == 0 {
-		pass("variables", "every GATEWAY_* variable set is one the gateway reads")
-	} else {
-		for _, u := range unknown {
-			fail("variables", fmt.Sprintf("%s is not a variable the gateway reads, so its value is ignored; the closest one it reads is %s", u.Name, u.Suggestion),
-				unknownVariableFix(u))
-		}
+// variables checks that every GATEWAY_* variable set is one the gateway reads: one failure per other one.
+func (c *checker) variables() {
+	unknown := unknownVariables(c.env)
+	if len(unknown) == 0 {
+		c.pass("variables", "every GATEWAY_* variable set is one the gateway reads")
 	}
+	for _, u := range unknown {
+		c.fail("variables", fmt.Sprintf("%s is not a variable the gateway reads, so its value is ignored; the closest one it reads is %s", u.Name, u.Suggestion),
+			unknownVariableFix(u))
+	}
+}
 
-	cfg, err := proxy.LoadConfig(env)
+// configuration loads the configuration as the gateway does, and reports whether it is valid. When it is not, every
+// check that needs it is skipped.
+func (c *checker) configuration() bool {
+	cfg, err := proxy.LoadConfig(c.env)
 	if err != nil {
-		fail("configuration", "invalid: "+strings.ReplaceAll(err.Error(), "\n", "; "),
+		c.fail("configuration", "invalid: "+strings.ReplaceAll(err.Error(), "\n", "; "),
 			"correct each variable named above (the README's Configuration table describes them), then run --check again")
-		skip("the configuration is invalid", "issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE",
+		c.skip("the configuration is invalid", "issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE",
 			"static client id", "audience", "upstream")
-		return out
+		return false
 	}
-	pass("configuration", "loaded; issuer %s, MCP URL %s, upstream %s; %s", cfg.Issuer, cfg.Resource, cfg.Upstream.Redacted(), limitsSummary(cfg))
-	authKit := isAuthKit(cfg)
+	c.cfg, c.authKit = cfg, isAuthKit(cfg)
+	c.pass("configuration", "loaded; issuer %s, MCP URL %s, upstream %s; %s", cfg.Issuer, cfg.Resource, cfg.Upstream.Redacted(), limitsSummary(cfg))
+	return true
+}
 
-	// The authorization server's metadata, checked exactly as the gateway checks it at start.
-	doc, err := metadata.Discover(ctx, client, cfg.Issuer)
+// issuer fetches the authorization server's metadata and checks it exactly as the gateway does at start. It reports
+// whether a document could be read for the checks that follow; when none could, they are skipped.
+func (c *checker) issuer() bool {
+	doc, err := metadata.Discover(c.ctx, c.client, c.cfg.Issuer)
 	var derr *metadata.DiscoveryError
 	switch {
 	case err == nil:
-		pass("issuer reachable", "%s answered", doc.URL)
-		pass("issuer metadata", "issuer %q matches, jwks_uri %s", doc.Issuer, doc.JWKSURI)
+		c.pass("issuer reachable", "%s answered", doc.URL)
+		c.pass("issuer metadata", "issuer %q matches, jwks_uri %s", doc.Issuer, doc.JWKSURI)
+		c.doc = doc
 	case !errors.As(err, &derr) || firstAnswered(derr) == "":
 		fix := "check GATEWAY_ISSUER_URL and that this machine can reach it (DNS, proxy, firewall)"
-		if authKit {
+		if c.authKit {
 			fix = "check MCP_USE_OAUTH_WORKOS_SUBDOMAIN against the AuthKit domain in the WorkOS dashboard (Connect → Configuration), and that this machine can reach it"
 		}
-		fail("issuer reachable", err.Error(), fix)
-		skip("the issuer did not answer", "issuer metadata", "JWKS", "client registration", "PKCE")
-		doc = nil
+		c.fail("issuer reachable", err.Error(), fix)
+		c.skip("the issuer did not answer", "issuer metadata", "JWKS", "client registration", "PKCE")
 	default:
-		pass("issuer reachable", "%s answered", firstAnswered(derr))
-		doc = lenientMetadata(ctx, client, derr)
-		detail, fix := metadataFailure(derr, doc, cfg.Issuer, authKit)
-		fail("issuer metadata", detail, fix)
+		c.pass("issuer reachable", "%s answered", firstAnswered(derr))
+		c.doc = lenientMetadata(c.ctx, c.client, derr)
+		detail, fix := metadataFailure(derr, c.doc, c.cfg.Issuer, c.authKit)
+		c.fail("issuer metadata", detail, fix)
 	}
+	return c.doc != nil
+}
 
-	if doc != nil {
-		if detail, err := checkJWKS(ctx, client, cfg, doc.JWKSURI); err != nil {
-			fix := "the issuer's jwks_uri must answer with a JSON Web Key Set holding public signing keys in GATEWAY_SIGNING_ALGS"
-			if authKit {
-				fix = "AuthKit serves its keys at " + strings.TrimSuffix(cfg.Issuer, "/") + "/oauth2/jwks; check the issuer, and GATEWAY_SIGNING_ALGS (AuthKit signs with RS256)"
-			}
-			fail("JWKS", err.Error(), fix)
-		} else {
-			pass("JWKS", "%s", detail)
-		}
-
-		switch {
-		case cfg.OptionB() && (doc.AuthorizationEndpoint == "" || doc.TokenEndpoint == ""):
-			fail("client registration", "the metadata lacks authorization_endpoint or token_endpoint, which the gateway needs to sign MCP clients in with the pre-registered client (Option B)",
-				"use an authorization server that supports the authorization code grant, and check the issuer")
-		case cfg.OptionB():
-			pass("client registration", "not needed at the authorization server: the gateway registers MCP clients itself (Option B) and signs them in at %s, then redeems codes at %s",
-				doc.AuthorizationEndpoint, doc.TokenEndpoint)
-		default:
-			var ways []string
-			if doc.RegistrationEndpoint != "" {
-				ways = append(ways, "Dynamic Client Registration ("+doc.RegistrationEndpoint+")")
-			}
-			if doc.ClientIDMetadataDocumentSupported {
-				ways = append(ways, "Client ID Metadata Documents")
-			}
-			if len(ways) > 0 {
-				pass("client registration", "%s", strings.Join(ways, " and "))
-			} else {
-				fix := "enable Dynamic Client Registration (RFC 7591) or Client ID Metadata Documents on the authorization server, " +
-					"or pre-register one client there and set MCP_USE_OAUTH_WORKOS_CLIENT_ID (Option B)"
-				if authKit {
-					fix = "in the WorkOS dashboard, open Connect → Configuration and turn on Dynamic Client Registration (and/or Client ID Metadata Document); " +
-						"or, if you cannot, pre-register one client and set MCP_USE_OAUTH_WORKOS_CLIENT_ID (Option B)"
-				}
-				fail("client registration", "the metadata has neither registration_endpoint (Dynamic Client Registration) nor client_id_metadata_document_supported (Client ID Metadata Documents): MCP clients cannot register, and browser clients report a CORS error", fix)
-			}
-		}
-
-		if slices.Contains(doc.CodeChallengeMethodsSupported, "S256") {
-			pass("PKCE", "S256 advertised")
-		} else {
-			fail("PKCE", fmt.Sprintf("code_challenge_methods_supported is %q, without S256: MCP clients refuse such an authorization server", doc.CodeChallengeMethodsSupported),
-				"enable PKCE with S256 on the authorization server and advertise it in its metadata (AuthKit does by default: is the issuer really AuthKit?)")
-		}
+// jwks checks that the key set loads and holds keys the gateway can verify tokens with.
+func (c *checker) jwks() {
+	detail, err := checkJWKS(c.ctx, c.client, c.cfg, c.doc.JWKSURI)
+	if err == nil {
+		c.pass("JWKS", "%s", detail)
+		return
 	}
-
-	if name, id := staticClientID(cfg); id != "" {
-		kind := "a public client (no MCP_USE_OAUTH_WORKOS_CLIENT_SECRET)"
-		if cfg.ClientSecret != "" {
-			kind = "a confidential client (" + cfg.ClientAuthMethod + ")"
-		}
-		note := ""
-		if cfg.SessionSecret == "" && cfg.IdentitySecret == "" {
-			note = "; set GATEWAY_SESSION_SECRET (or GATEWAY_IDENTITY_SECRET), or registrations end with the process"
-		}
-		var upstreamScopes []string
-		if doc != nil {
-			upstreamScopes = doc.ScopesSupported
-		}
-		advertised, _, fallback := cfg.FacadeScopesFor(upstreamScopes)
-		scopes := "scopes: any the client asks for (GATEWAY_FACADE_SCOPES unset)"
-		if len(cfg.FacadeScopeList) > 0 {
-			scopes = "scopes: only " + strings.Join(cfg.FacadeScopeList, " ") + " (GATEWAY_FACADE_SCOPES)"
-		}
-		switch {
-		case len(advertised) == 0:
-			scopes += ", none advertised"
-		case len(cfg.FacadeScopeList) == 0:
-			scopes += ", advertised: the authorization server's " + strings.Join(advertised, " ")
-		}
-		switch {
-		case len(cfg.FacadeDefaultScopeList) > 0:
-			scopes += "; sent when a client sends none: " + strings.Join(fallback, " ") + " (GATEWAY_FACADE_DEFAULT_SCOPE)"
-		case len(fallback) > 0:
-			scopes += "; sent when a client sends none: " + strings.Join(fallback, " ") + " (what the protected resource metadata advertises)"
-		default:
-			scopes += "; a client that sends no scope sends none upstream (set GATEWAY_FACADE_DEFAULT_SCOPE if the authorization server needs one)"
-		}
-		addrs := "per-address limits count the TCP peer (set GATEWAY_TRUSTED_PROXIES behind a reverse proxy)"
-		if len(cfg.TrustedProxyList) > 0 {
-			addrs = fmt.Sprintf("per-address limits count the X-Forwarded-For address from %v (GATEWAY_TRUSTED_PROXIES)", cfg.TrustedProxyList)
-		}
-		pass("static client id", "%s is set (%s, %s): Option B, the gateway is the authorization server MCP clients see; register %s as the client's redirect URI at the authorization server; resource pinned to %s; %s; %s%s",
-			name, id, kind, cfg.CallbackURL(), cfg.Resource, scopes, addrs, note)
-	} else {
-		pass("static client id", "none set; clients register themselves")
+	fix := "the issuer's jwks_uri must answer with a JSON Web Key Set holding public signing keys in GATEWAY_SIGNING_ALGS"
+	if c.authKit {
+		fix = "AuthKit serves its keys at " + strings.TrimSuffix(c.cfg.Issuer, "/") + "/oauth2/jwks; check the issuer, and GATEWAY_SIGNING_ALGS (AuthKit signs with RS256)"
 	}
+	c.fail("JWKS", err.Error(), fix)
+}
 
-	if slices.Contains(cfg.AudienceList, cfg.Resource) {
-		note := ""
-		if authKit {
-			note = " (in WorkOS, add it as a Resource Indicator so that access tokens carry it)"
-		}
-		pass("audience", "tokens issued for %s are accepted%s", cfg.Resource, note)
-	} else {
-		fail("audience", fmt.Sprintf("GATEWAY_AUDIENCES is %q, without the resource identifier %s: tokens that MCP clients request for this resource (RFC 8707) are refused", cfg.AudienceList, cfg.Resource),
+// registration checks that MCP clients can register: at the authorization server in Option A, with the gateway (which
+// then needs the authorization and token endpoints) in Option B.
+func (c *checker) registration() {
+	doc := c.doc
+	switch {
+	case c.cfg.OptionB() && (doc.AuthorizationEndpoint == "" || doc.TokenEndpoint == ""):
+		c.fail("client registration", "the metadata lacks authorization_endpoint or token_endpoint, which the gateway needs to sign MCP clients in with the pre-registered client (Option B)",
+			"use an authorization server that supports the authorization code grant, and check the issuer")
+		return
+	case c.cfg.OptionB():
+		c.pass("client registration", "not needed at the authorization server: the gateway registers MCP clients itself (Option B) and signs them in at %s, then redeems codes at %s",
+			doc.AuthorizationEndpoint, doc.TokenEndpoint)
+		return
+	}
+	var ways []string
+	if doc.RegistrationEndpoint != "" {
+		ways = append(ways, "Dynamic Client Registration ("+doc.RegistrationEndpoint+")")
+	}
+	if doc.ClientIDMetadataDocumentSupported {
+		ways = append(ways, "Client ID Metadata Documents")
+	}
+	if len(ways) > 0 {
+		c.pass("client registration", "%s", strings.Join(ways, " and "))
+		return
+	}
+	fix := "enable Dynamic Client Registration (RFC 7591) or Client ID Metadata Documents on the authorization server, " +
+		"or pre-register one client there and set MCP_USE_OAUTH_WORKOS_CLIENT_ID (Option B)"
+	if c.authKit {
+		fix = "in the WorkOS dashboard, open Connect → Configuration and turn on Dynamic Client Registration (and/or Client ID Metadata Document); " +
+			"or, if you cannot, pre-register one client and set MCP_USE_OAUTH_WORKOS_CLIENT_ID (Option B)"
+	}
+	c.fail("client registration", "the metadata has neither registration_endpoint (Dynamic Client Registration) nor client_id_metadata_document_supported (Client ID Metadata Documents): MCP clients cannot register, and browser clients report a CORS error", fix)
+}
+
+// pkce checks that the authorization server advertises PKCE with S256, without which MCP clients refuse it.
+func (c *checker) pkce() {
+	if slices.Contains(c.doc.CodeChallengeMethodsSupported, "S256") {
+		c.pass("PKCE", "S256 advertised")
+		return
+	}
+	c.fail("PKCE", fmt.Sprintf("code_challenge_methods_supported is %q, without S256: MCP clients refuse such an authorization server", c.doc.CodeChallengeMethodsSupported),
+		"enable PKCE with S256 on the authorization server and advertise it in its metadata (AuthKit does by default: is the issuer really AuthKit?)")
+}
+
+// staticClient says whether a pre-registered client is configured (Option B) and, if so, what to register for it and
+// how the gateway deals with scopes and client addresses. It always passes.
+func (c *checker) staticClient() {
+	cfg := c.cfg
+	name, id := staticClientID(cfg)
+	if id == "" {
+		c.pass("static client id", "none set; clients register themselves")
+		return
+	}
+	kind := "a public client (no MCP_USE_OAUTH_WORKOS_CLIENT_SECRET)"
+	if cfg.ClientSecret != "" {
+		kind = "a confidential client (" + cfg.ClientAuthMethod + ")"
+	}
+	note := ""
+	if cfg.SessionSecret == "" && cfg.IdentitySecret == "" {
+		note = "; set GATEWAY_SESSION_SECRET (or GATEWAY_IDENTITY_SECRET), or registrations end with the process"
+	}
+	var upstreamScopes []string
+	if c.doc != nil {
+		upstreamScopes = c.doc.ScopesSupported
+	}
+	addrs := "per-address limits count the TCP peer (set GATEWAY_TRUSTED_PROXIES behind a reverse proxy)"
+	if len(cfg.TrustedProxyList) > 0 {
+		addrs = fmt.Sprintf("per-address limits count the X-Forwarded-For address from %v (GATEWAY_TRUSTED_PROXIES)", cfg.TrustedProxyList)
+	}
+	c.pass("static client id", "%s is set (%s, %s): Option B, the gateway is the authorization server MCP clients see; register %s as the client's redirect URI at the authorization server; resource pinned to %s; %s; %s%s",
+		name, id, kind, cfg.CallbackURL(), cfg.Resource, facadeScopes(cfg, upstreamScopes), addrs, note)
+}
+
+// facadeScopes says, in Option B, which scopes clients may ask for, which are advertised, and which are sent upstream
+// for a client that sends none, given the authorization server's scopes_supported.
+func facadeScopes(cfg *proxy.Config, upstream []string) string {
+	advertised, _, fallback := cfg.FacadeScopesFor(upstream)
+	scopes := "scopes: any the client asks for (GATEWAY_FACADE_SCOPES unset)"
+	if len(cfg.FacadeScopeList) > 0 {
+		scopes = "scopes: only " + strings.Join(cfg.FacadeScopeList, " ") + " (GATEWAY_FACADE_SCOPES)"
+	}
+	switch {
+	case len(advertised) == 0:
+		scopes += ", none advertised"
+	case len(cfg.FacadeScopeList) == 0:
+		scopes += ", advertised: the authorization server's " + strings.Join(advertised, " ")
+	}
+	switch {
+	case len(cfg.FacadeDefaultScopeList) > 0:
+		scopes += "; sent when a client sends none: " + strings.Join(fallback, " ") + " (GATEWAY_FACADE_DEFAULT_SCOPE)"
+	case len(fallback) > 0:
+		scopes += "; sent when a client sends none: " + strings.Join(fallback, " ") + " (what the protected resource metadata advertises)"
+	default:
+		scopes += "; a client that sends no scope sends none upstream (set GATEWAY_FACADE_DEFAULT_SCOPE if the authorization server needs one)"
+	}
+	return scopes
+}
+
+// audience checks that tokens issued for the resource identifier, which MCP clients ask for, are accepted.
+func (c *checker) audience() {
+	cfg := c.cfg
+	if !slices.Contains(cfg.AudienceList, cfg.Resource) {
+		c.fail("audience", fmt.Sprintf("GATEWAY_AUDIENCES is %q, without the resource identifier %s: tokens that MCP clients request for this resource (RFC 8707) are refused", cfg.AudienceList, cfg.Resource),
 			fmt.Sprintf("add %s to GATEWAY_AUDIENCES, or unset it (it defaults to the resource identifier)", cfg.Resource))
+		return
 	}
+	note := ""
+	if c.authKit {
+		note = " (in WorkOS, add it as a Resource Indicator so that access tokens carry it)"
+	}
+	c.pass("audience", "tokens issued for %s are accepted%s", cfg.Resource, note)
+}
 
-	if info, err := probeUpstream(ctx, client, cfg, now); err != nil {
-		fail("upstream", err.Error(), upstreamFix(err, cfg))
-	} else {
-		pass("upstream", "%s answers MCP initialize (%s)", cfg.Upstream.Redacted(), info)
+// upstream checks that the upstream answers MCP initialize sent as the gateway would forward it.
+func (c *checker) upstream() {
+	info, err := probeUpstream(c.ctx, c.client, c.cfg, c.now)
+	if err != nil {
+		c.fail("upstream", err.Error(), upstreamFix(err, c.cfg))
+		return
 	}
-	return out
+	c.pass("upstream", "%s answers MCP initialize (%s)", c.cfg.Upstream.Redacted(), info)
 }
 
 // checkPublicURL checks, from the environment alone, that the public URL is https or on a loopback host. It returns a
@@ -304,13 +379,10 @@ func isAuthKit(cfg *proxy.Config) bool {
 
 // staticClientID returns the variable and value of a configured static client id, if any.
 func staticClientID(cfg *proxy.Config) (string, string) {
-	switch {
-	case cfg.ClientID != "":
-		return "MCP_USE_OAUTH_WORKOS_CLIENT_ID", cfg.ClientID
-	case cfg.ClientIDAlias != "":
-		return "WORKOS_CLIENT_ID", cfg.ClientIDAlias
+	if cfg.StaticClientID == "" {
+		return "", ""
 	}
-	return "", ""
+	return cfg.Variable("MCP_USE_OAUTH_WORKOS_CLIENT_ID"), cfg.StaticClientID
 }
 
 // firstAnswered returns the first URL that answered over HTTP, or "".
@@ -418,106 +490,86 @@ type upstreamError struct {
 func (e *upstreamError) Error() string { return e.err.Error() }
 func (e *upstreamError) Unwrap() error { return e.err }
 
-// probeUpstream sends the upstream an MCP initialize request as the gateway would forward it (identity headers for
-// the user "gateway-check", signed when GATEWAY_IDENTITY_SECRET is set), then ends the session it may have opened.
-// It returns the server's name, version and protocol version.
+// probeProtocolVersion is the protocol version --check asks the upstream for in MCP initialize.
+const probeProtocolVersion = "2025-06-18"
+
+// probeUpstream connects to the upstream with the go-sdk's MCP client, as the gateway would forward an MCP client
+// (identity headers for the user "gateway-check", signed when GATEWAY_IDENTITY_SECRET is set), then closes the session
+// it may have opened. It returns the server's name, version and protocol version.
 func probeUpstream(ctx context.Context, client *http.Client, cfg *proxy.Config, now func() time.Time) (string, error) {
-	target := cfg.Upstream.String()
-	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"gateway-check","version":"1"}}}`
-	// identify sets the identity on r, and signs it (for r's method, host and path) when a secret is configured.
-	identify := func(r *http.Request) {
-		id := identity.Identity{UserID: "gateway-check"}
-		id.Set(r.Header)
-		if cfg.IdentitySecret != "" {
-			identity.Sign(r, []byte(cfg.IdentitySecret), now())
-		}
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	rt := &identifyingTransport{base: client.Transport, secret: []byte(cfg.IdentitySecret), now: now}
+	if rt.base == nil {
+		rt.base = http.DefaultTransport
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(body))
+	hc := *client
+	hc.Transport = rt
+	mc := mcp.NewClient(&mcp.Implementation{Name: "gateway-check", Version: "1"},
+		&mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
+	session, err := mc.Connect(ctx, &mcp.StreamableClientTransport{
+		Endpoint: cfg.Upstream.String(), HTTPClient: &hc, MaxRetries: -1, DisableStandaloneSSE: true,
+	}, &mcp.ClientSessionOptions{ProtocolVersion: probeProtocolVersion})
 	if err != nil {
-		return "", &upstreamError{kind: "unreachable", err: err}
+		return "", rt.initializeFailure(err, cfg.Upstream.Redacted())
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	identify(req)
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", &upstreamError{kind: "unreachable", err: fmt.Errorf("%s did not answer: %w", cfg.Upstream.Redacted(), errors.Unwrap(err))}
+	defer session.Close()
+	res := session.InitializeResult()
+	name, version := "unnamed server", ""
+	if res.ServerInfo != nil {
+		name, version = cmp.Or(res.ServerInfo.Name, name), res.ServerInfo.Version
 	}
-	defer resp.Body.Close()
-	if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
-		defer func() {
-			del, err := http.NewRequestWithContext(ctx, http.MethodDelete, target, nil)
-			if err != nil {
-				return
-			}
-			identify(del)
-			del.Header.Set("Mcp-Session-Id", sid)
-			if r, err := client.Do(del); err == nil {
-				r.Body.Close()
-			}
-		}()
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", &upstreamError{kind: "status", status: resp.StatusCode,
-			err: fmt.Errorf("%s answered %s to MCP initialize", cfg.Upstream.Redacted(), resp.Status)}
-	}
-	msg, err := readRPC(resp)
-	if err != nil {
-		return "", &upstreamError{kind: "protocol", err: fmt.Errorf("%s answered, but not with an MCP initialize result: %w", cfg.Upstream.Redacted(), err)}
-	}
-	var res struct {
-		Result *struct {
-			ProtocolVersion string `json:"protocolVersion"`
-			ServerInfo      struct {
-				Name    string `json:"name"`
-				Version string `json:"version"`
-			} `json:"serverInfo"`
-		} `json:"result"`
-		Error *struct {
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	switch {
-	case json.Unmarshal(msg, &res) != nil:
-		return "", &upstreamError{kind: "protocol", err: fmt.Errorf("%s answered, but not with JSON-RPC", cfg.Upstream.Redacted())}
-	case res.Error != nil:
-		return "", &upstreamError{kind: "protocol", err: fmt.Errorf("%s refused MCP initialize: %s", cfg.Upstream.Redacted(), res.Error.Message)}
-	case res.Result == nil || res.Result.ProtocolVersion == "":
-		return "", &upstreamError{kind: "protocol", err: fmt.Errorf("%s answered, but the result has no protocolVersion", cfg.Upstream.Redacted())}
-	}
-	r := res.Result
-	return fmt.Sprintf("%s %s, protocol %s", cmp.Or(r.ServerInfo.Name, "unnamed server"), r.ServerInfo.Version, r.ProtocolVersion), nil
+	return fmt.Sprintf("%s %s, protocol %s", name, version, res.ProtocolVersion), nil
 }
 
-// readRPC returns the first JSON-RPC message of a response: the body of application/json, or the data of the first
-// event of text/event-stream.
-func readRPC(resp *http.Response) ([]byte, error) {
-	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	body := io.LimitReader(resp.Body, 1<<20)
-	switch ct {
-	case "application/json":
-		return io.ReadAll(body)
-	case "text/event-stream":
-		sc := bufio.NewScanner(body)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		var data bytes.Buffer
-		for sc.Scan() {
-			line := sc.Text()
-			if v, ok := strings.CutPrefix(line, "data:"); ok {
-				data.WriteString(strings.TrimPrefix(v, " "))
-				continue
-			}
-			if line == "" && data.Len() > 0 {
-				return data.Bytes(), nil
-			}
-		}
-		if data.Len() > 0 {
-			return data.Bytes(), nil
-		}
-		return nil, errors.New("the event stream ended without a message")
-	default:
-		return nil, fmt.Errorf("content type %q is neither application/json nor text/event-stream", ct)
+// identifyingTransport plays the gateway's side of the identity contract for --check: it sends every request with
+// the identity of the user "gateway-check", signed for that request when secret is set. It keeps how the first request,
+// MCP initialize, was answered, to say why a failed initialize failed.
+type identifyingTransport struct {
+	base   http.RoundTripper
+	secret []byte
+	now    func() time.Time
+
+	mu     sync.Mutex
+	sent   bool   // whether the first request was sent
+	status string // its response's status, "" when there was none
+	code   int    // its response's status code
+	err    error  // why it got no response
+}
+
+func (t *identifyingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	id := identity.Identity{UserID: "gateway-check"}
+	id.Set(r.Header)
+	if len(t.secret) > 0 {
+		identity.Sign(r, t.secret, t.now())
 	}
+	resp, err := t.base.RoundTrip(r)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.sent {
+		t.sent, t.err = true, err
+		if resp != nil {
+			t.status, t.code = resp.Status, resp.StatusCode
+		}
+	}
+	return resp, err
+}
+
+// initializeFailure words err, the go-sdk client's failure to initialize with upstream, as an *upstreamError.
+func (t *identifyingTransport) initializeFailure(err error, upstream string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var rpcErr *jsonrpc.Error
+	switch {
+	case !t.sent || t.err != nil:
+		return &upstreamError{kind: "unreachable", err: fmt.Errorf("%s did not answer: %w", upstream, cmp.Or(t.err, err))}
+	case t.code != http.StatusOK:
+		return &upstreamError{kind: "status", status: t.code, err: fmt.Errorf("%s answered %s to MCP initialize", upstream, t.status)}
+	case errors.As(err, &rpcErr):
+		return &upstreamError{kind: "protocol", err: fmt.Errorf("%s refused MCP initialize: %s", upstream, rpcErr.Message)}
+	}
+	return &upstreamError{kind: "protocol", err: fmt.Errorf("%s answered, but not with an MCP initialize result: %w", upstream, err)}
 }
 
 // upstreamFix says what to do about a failed upstream check.

@@ -5,15 +5,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/identity"
 	"github.com/mcp-gateway/gateway/tools"
 )
 
@@ -230,6 +234,80 @@ func TestCheckWordsFixesForAuthKit(t *testing.T) {
 		}
 		if got := isAuthKit(cfg); got != tc.want {
 			t.Errorf("isAuthKit(%v): got %t, want %t", tc.env, got, tc.want)
+		}
+	}
+}
+
+// TestCheckProbesUpstreamAsTheGateway checks the upstream probe: every request carries the signed identity of
+// gateway-check, a session the upstream opens is ended with DELETE, and an initialize result split over several
+// event-stream data lines is read whole.
+func TestCheckProbesUpstreamAsTheGateway(t *testing.T) {
+	t.Parallel()
+	const secret = "check-identity-secret-of-32-bytes!!"
+	type seen struct {
+		method, user string
+		verified     bool
+	}
+	var (
+		mu       sync.Mutex
+		requests []seen
+	)
+	record := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			requests = append(requests, seen{r.Method, r.Header.Get(identity.HeaderUserID), identity.Verify(r, []byte(secret), time.Now(), time.Minute) == nil})
+			mu.Unlock()
+			next.ServeHTTP(w, r)
+		})
+	}
+	stateful := httptest.NewServer(record(tools.Handler(tools.Options{IdentitySecret: []byte(secret), Stateful: true})))
+	t.Cleanup(stateful.Close)
+	split := httptest.NewServer(record(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		var msg struct{ ID json.RawMessage }
+		json.NewDecoder(r.Body).Decode(&msg)
+		if msg.ID == nil { // notifications/initialized
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\ndata: \"result\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\ndata: \"serverInfo\":{\"name\":\"split\",\"version\":\"2\"}}}\n\n", msg.ID)
+	})))
+	t.Cleanup(split.Close)
+
+	for _, tc := range []struct {
+		name, url, want string
+		methods         []string
+	}{
+		{"stateful upstream", stateful.URL + "/mcp", "mcp-gateway-tools 1.0.0, protocol 2025-06-18", []string{"POST", "POST", "DELETE"}},
+		{"data lines", split.URL + "/mcp", "split 2, protocol 2025-06-18", []string{"POST", "POST"}},
+	} {
+		mu.Lock()
+		requests = nil
+		mu.Unlock()
+		cfg, err := proxy.LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com", "GATEWAY_UPSTREAM_URL": tc.url,
+			"GATEWAY_IDENTITY_SECRET": secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := probeUpstream(t.Context(), &http.Client{Timeout: checkTimeout}, cfg, time.Now)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: got %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+		mu.Lock()
+		var methods []string
+		for _, r := range requests {
+			methods = append(methods, r.method)
+			if r.user != "gateway-check" || !r.verified {
+				t.Errorf("%s: %s as %q, signature verified %t; want gateway-check, signed", tc.name, r.method, r.user, r.verified)
+			}
+		}
+		mu.Unlock()
+		if !slices.Equal(methods, tc.methods) {
+			t.Errorf("%s: got requests %q, want %q", tc.name, methods, tc.methods)
 		}
 	}
 }

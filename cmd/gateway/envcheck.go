@@ -8,15 +8,15 @@ import (
 	"github.com/mcp-gateway/gateway/proxy"
 )
 
-// devVariables are the variables the gateway reads outside proxy.Config: development mode's.
+// devVariables are the variables the gateway reads outside proxy.Env: development mode's.
 var devVariables = []string{"GATEWAY_DEV", "GATEWAY_DEV_ISSUER_ADDR", "GATEWAY_DEV_TOOLS_ADDR", "GATEWAY_DEV_AUTOLOGIN"}
 
 // unknownVariables returns, sorted by name, every variable in environ whose name starts with GATEWAY_ (in any letter
 // case) and that the gateway does not read, each with the closest name it does read: most often a misspelling that
-// leaves a setting at its default. The known names are the env tags of proxy.Config and devVariables. Other names are
+// leaves a setting at its default. The known names are the env tags of proxy.Env and devVariables. Other names are
 // not checked: the gateway shares its environment with the mcp-use example's and the tool service's variables.
 func unknownVariables(environ map[string]string) []envname.Unknown {
-	known := append(envname.Tags(reflect.TypeFor[proxy.Config]()), devVariables...)
+	known := append(envname.Tags(reflect.TypeFor[proxy.Env]()), devVariables...)
 	return envname.Find(environ, []string{"GATEWAY_"}, known)
 }
 

@@ -34,15 +34,15 @@ func TestUnknownVariables(t *testing.T) {
 		t.Errorf("UnknownVariables = %+v, want %+v", got, want)
 	}
 
-	// Every variable Config reads is known.
+	// Every variable Env reads is known.
 	all := map[string]string{}
-	for f := range reflect.TypeFor[proxy.Config]().Fields() {
+	for f := range reflect.TypeFor[proxy.Env]().Fields() {
 		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" && name != "-" {
 			all[name] = "x"
 		}
 	}
 	if got := unknownVariables(all); len(got) != 0 {
-		t.Errorf("UnknownVariables of proxy.Config's own variables = %+v, want none", got)
+		t.Errorf("UnknownVariables of proxy.Env's own variables = %+v, want none", got)
 	}
 }
 

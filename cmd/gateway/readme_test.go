@@ -5,8 +5,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -104,24 +109,166 @@ func TestReadmeDocumentsDevAndCheck(t *testing.T) {
 	}
 }
 
-// TestReadmeDocumentsEveryVariable checks that README.md's configuration table has a row for every variable the
-// gateway reads.
-func TestReadmeDocumentsEveryVariable(t *testing.T) {
+// TestReadmeConfigurationTables keeps README.md's configuration tables and the binaries' config structs in step: the
+// first table under Configuration documents exactly proxy.Env's variables, the second exactly those of the tool
+// service's config; each with its alias, if any, and with its envDefault wherever the table states a default literally
+// (`30s`, or `:3000` (or …)). A table that says there is none ("—", "unset …", "none") means no envDefault.
+func TestReadmeConfigurationTables(t *testing.T) {
 	md := readme(t)
-	_, table, ok := strings.Cut(md, "\n## Configuration")
+	_, section, ok := strings.Cut(md, "\n## Configuration\n")
 	if !ok {
 		t.Fatal("README.md has no Configuration section")
 	}
-	table, _, _ = strings.Cut(table, "\n## ")
-	for f := range reflect.TypeFor[proxy.Config]().Fields() {
-		name := f.Tag.Get("env")
-		if name == "" || name == "-" {
-			continue
+	section, _, _ = strings.Cut(section, "\n## ")
+	tables := markdownTables(section)
+	if len(tables) != 2 {
+		t.Fatalf("README.md's Configuration section has %d tables, want 2 (the gateway's, the tool service's)", len(tables))
+	}
+	var gateway []reflect.StructTag
+	for f := range reflect.TypeFor[proxy.Env]().Fields() {
+		gateway = append(gateway, f.Tag)
+	}
+	for _, b := range []struct {
+		name string
+		tags []reflect.StructTag
+	}{{"the gateway (proxy.Env)", gateway}, {"the tool service (cmd/tools config)", toolsConfigTags(t)}} {
+		documented := documentedVars(t, tables[0])
+		tables = tables[1:]
+		declared := declaredVars(b.tags)
+		for name, d := range declared {
+			doc, ok := documented[name]
+			switch {
+			case !ok:
+				t.Errorf("README.md does not document %s of %s", name, b.name)
+			case doc.alias != d.alias:
+				t.Errorf("README.md documents %s of %s with alias %q, but its alias tag is %q", name, b.name, doc.alias, d.alias)
+			case doc.stated && doc.def != d.def:
+				t.Errorf("README.md states the default of %s of %s as %q, but its envDefault is %q", name, b.name, doc.def, d.def)
+			case doc.none && d.def != "":
+				t.Errorf("README.md says %s of %s has no default, but its envDefault is %q", name, b.name, d.def)
+			}
 		}
-		if !strings.Contains(table, "`"+name+"`") {
-			t.Errorf("README.md's Configuration section does not document %s", name)
+		for name := range documented {
+			if _, ok := declared[name]; !ok {
+				t.Errorf("README.md documents %s for %s, which does not read it", name, b.name)
+			}
 		}
 	}
+}
+
+// configVar is a variable as a config struct declares it or a README table documents it.
+type configVar struct {
+	alias  string
+	def    string // the envDefault, or the default the table states literally
+	stated bool   // the table states def literally
+	none   bool   // the table says there is no default
+}
+
+// declaredVars returns the variables that struct tags declare, by name.
+func declaredVars(tags []reflect.StructTag) map[string]configVar {
+	vars := map[string]configVar{}
+	for _, tag := range tags {
+		if name, _, _ := strings.Cut(tag.Get("env"), ","); name != "" && name != "-" {
+			vars[name] = configVar{alias: tag.Get("alias"), def: tag.Get("envDefault")}
+		}
+	}
+	return vars
+}
+
+var (
+	// tableVariable is a variable cell: `NAME`, or `NAME` (alias `OTHER`).
+	tableVariable = regexp.MustCompile("^`([A-Z0-9_]+)`(?: \\(alias `([A-Z0-9_]+)`\\))?$")
+	// tableLiteral is a default cell that states the default literally: `value`, maybe followed by a remark in
+	// parentheses.
+	tableLiteral = regexp.MustCompile("^`([^`]*)`(?: \\(.*\\))?$")
+)
+
+// documentedVars returns the variables a table's rows document, by name.
+func documentedVars(t *testing.T, rows [][]string) map[string]configVar {
+	t.Helper()
+	vars := map[string]configVar{}
+	for _, row := range rows {
+		m := tableVariable.FindStringSubmatch(row[0])
+		if m == nil {
+			t.Errorf("README.md: configuration row %q: want `NAME` or `NAME` (alias `OTHER`) in its first cell", row[0])
+			continue
+		}
+		v := configVar{alias: m[2]}
+		def := row[1]
+		if lit := tableLiteral.FindStringSubmatch(def); lit != nil {
+			v.def, v.stated = lit[1], true
+		}
+		v.none = def == "—" || strings.HasPrefix(def, "unset") || strings.HasPrefix(def, "none")
+		if _, dup := vars[m[1]]; dup {
+			t.Errorf("README.md documents %s twice in one table", m[1])
+		}
+		vars[m[1]] = v
+	}
+	return vars
+}
+
+// markdownTables returns the body rows of every table with the header | variable | default | meaning | in md, each
+// row as its trimmed cells.
+func markdownTables(md string) [][][]string {
+	var tables [][][]string
+	var cur [][]string
+	in := false
+	for line := range strings.Lines(md + "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case !strings.HasPrefix(line, "|"):
+			if in {
+				tables = append(tables, cur)
+			}
+			cur, in = nil, false
+		case line == "| variable | default | meaning |":
+			in = true
+		case in && !strings.HasPrefix(line, "| ---"):
+			var cells []string
+			for c := range strings.SplitSeq(strings.Trim(line, "|"), "|") {
+				cells = append(cells, strings.TrimSpace(c))
+			}
+			cur = append(cur, cells)
+		}
+	}
+	return tables
+}
+
+// toolsConfigTags returns the struct tags of the tool service's config type, read from its source: it is package
+// main, which cannot be imported.
+func toolsConfigTags(t *testing.T) []reflect.StructTag {
+	t.Helper()
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("../tools/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []reflect.StructTag
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			ts, ok := n.(*ast.TypeSpec)
+			if !ok || ts.Name.Name != "config" {
+				return true
+			}
+			for _, field := range ts.Type.(*ast.StructType).Fields.List {
+				if field.Tag != nil {
+					tags = append(tags, reflect.StructTag(strings.Trim(field.Tag.Value, "`")))
+				}
+			}
+			return false
+		})
+	}
+	if len(tags) == 0 {
+		t.Fatal("found no tagged fields of type config in cmd/tools")
+	}
+	return tags
 }
 
 // TestReadmeIsAFrontDoor checks that README.md stays a front door (at most 25 KiB; depth goes to docs/) and that every

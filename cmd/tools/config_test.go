@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ func TestLoadConfig(t *testing.T) {
 		WorkOSAPIURL:   "https://api.workos.com",
 		IdentityMaxAge: 60 * time.Second,
 		Stateless:      true,
-		LogLevel:       "info",
+		LogLevel:       slog.LevelInfo,
 	}
 	secret := strings.Repeat("s", minSecretLen)
 	tests := []struct {
@@ -40,26 +41,26 @@ func TestLoadConfig(t *testing.T) {
 			},
 			want: config{
 				ListenAddr: ":8080", WorkOSAPIURL: "http://127.0.0.1:9999/workos", WorkOSAPIKey: "sk_primary",
-				IdentitySecret: secret, IdentityMaxAge: 2 * time.Minute, Stateless: false, JSONResponse: true, LogLevel: "DEBUG",
+				IdentitySecret: secret, IdentityMaxAge: 2 * time.Minute, Stateless: false, JSONResponse: true, LogLevel: slog.LevelDebug,
 			},
 			wantAPIKey: "sk_primary",
 		},
 		{
 			name:       "API key: MCP_USE_OAUTH_WORKOS_API_KEY wins over WORKOS_API_KEY",
 			environ:    map[string]string{"MCP_USE_OAUTH_WORKOS_API_KEY": "sk_primary", "WORKOS_API_KEY": "sk_alias"},
-			want:       with(defaults, func(c *config) { c.WorkOSAPIKey, c.WorkOSAPIKeyAlias = "sk_primary", "sk_alias" }),
+			want:       with(defaults, func(c *config) { c.WorkOSAPIKey = "sk_primary" }),
 			wantAPIKey: "sk_primary",
 		},
 		{
 			name:       "API key: WORKOS_API_KEY alone",
 			environ:    map[string]string{"WORKOS_API_KEY": "sk_alias"},
-			want:       with(defaults, func(c *config) { c.WorkOSAPIKeyAlias = "sk_alias" }),
+			want:       with(defaults, func(c *config) { c.WorkOSAPIKey = "sk_alias" }),
 			wantAPIKey: "sk_alias",
 		},
 		{
 			name:       "API key: empty MCP_USE_OAUTH_WORKOS_API_KEY falls back",
 			environ:    map[string]string{"MCP_USE_OAUTH_WORKOS_API_KEY": " ", "WORKOS_API_KEY": "sk_alias"},
-			want:       with(defaults, func(c *config) { c.WorkOSAPIKey, c.WorkOSAPIKeyAlias = " ", "sk_alias" }),
+			want:       with(defaults, func(c *config) { c.WorkOSAPIKey = "sk_alias" }),
 			wantAPIKey: "sk_alias",
 		},
 	}
@@ -222,7 +223,7 @@ func TestUnknownVariables(t *testing.T) {
 	// Every name config reads is known.
 	all := map[string]string{}
 	for f := range reflect.TypeFor[config]().Fields() {
-		if name := envName(f.Name); name != "" {
+		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" {
 			all[name] = "x"
 		}
 	}
@@ -241,7 +242,7 @@ func TestLoadConfigIgnoresProcessEnvironment(t *testing.T) {
 		if err != nil {
 			t.Fatalf("loadConfig(%v): %v", environ, err)
 		}
-		if cfg.LogLevel != "info" || cfg.apiKey() != "" {
+		if cfg.LogLevel != slog.LevelInfo || cfg.apiKey() != "" {
 			t.Errorf("loadConfig(%v) read the process environment: %+v", environ, cfg)
 		}
 	}

@@ -55,47 +55,60 @@ func main() {
 // first; environ holds the environment variables (run never reads the process environment). Logs, including the
 // "listening" line that carries the bound address as addr, go to stderr as JSON; stdout is not written.
 func run(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) error {
+	healthcheck, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(environ)
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if healthcheck {
+		return checkHealth(ctx, cfg.ListenAddr)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	warnInsecure(logger, cfg)
+	for _, u := range unknownVariables(environ) {
+		logger.Warn("unknown variable: the tool service does not read it, so its value is ignored",
+			"name", u.Name, "closest_known", u.Suggestion)
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return serve(ctx, cfg, logger, ln)
+}
+
+// parseFlags parses the command line (program name first) and reports whether --healthcheck was given. It returns
+// flag.ErrHelp, after printing the usage, for -h and --help.
+func parseFlags(args []string, stderr io.Writer) (healthcheck bool, err error) {
 	name := "tools"
 	if len(args) > 0 {
 		name, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	healthcheck := fs.Bool("healthcheck", false, "ask the service listening on TOOLS_LISTEN_ADDR whether it answers, and exit 0 if it does "+
+	fs.BoolVar(&healthcheck, "healthcheck", false, "ask the service listening on TOOLS_LISTEN_ADDR whether it answers, and exit 0 if it does "+
 		"(for container health checks; needs no shell)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s [--healthcheck]\n\nServes the MCP tools at /mcp behind the gateway; configured by environment variables.\n\n", name)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return false, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return false, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	return healthcheck, nil
+}
 
-	cfg, err := loadConfig(environ)
-	if err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	if *healthcheck {
-		return checkHealth(ctx, cfg.ListenAddr)
-	}
-	level, _ := parseLevel(cfg.LogLevel) // Validate checked it
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	warnInsecure(logger, cfg)
-	for _, u := range unknownVariables(environ) {
-		logger.Warn("unknown variable: the tool service does not read it, so its value is ignored",
-			"name", u.Name, "closest_known", u.Suggestion)
-	}
-
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
+// serve serves the tools on ln until ctx is done, then shuts down: requests in flight may finish within
+// shutdownTimeout, standalone event streams end at once. It closes ln.
+func serve(ctx context.Context, cfg config, logger *slog.Logger, ln net.Listener) error {
 	// Standalone event streams (GET /mcp) stay open until the client goes away; endStreams ends them once shutdown
 	// starts so that it does not wait for the timeout.
 	endStreams, stopStreams := context.WithCancel(context.Background())
@@ -122,16 +135,21 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		"stateless", cfg.Stateless, "json_response", cfg.JSONResponse)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	return shutdown(srv, served, logger)
+}
+
+// shutdown stops srv gracefully within shutdownTimeout, from a fresh context (the serving one is done), closes it
+// when that runs out, and waits for Serve, whose result served carries, to return.
+func shutdown(srv *http.Server, served <-chan error, logger *slog.Logger) error {
 	logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
+	err := srv.Shutdown(ctx)
 	if err != nil {
 		err = errors.Join(fmt.Errorf("shutdown: %w", err), srv.Close())
 	}

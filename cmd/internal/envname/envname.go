@@ -1,5 +1,7 @@
-// Package envname finds the environment variables a program is given but does not read, such as a misspelt setting
-// that silently leaves its default in place, and names the known variable closest to each.
+// Package envname reads the commands' configuration from environment variables: Load parses it with caarlos0/env and
+// reports every problem at once, each naming its variable; Find finds the variables a program is given but does not
+// read, such as a misspelt setting that silently leaves its default in place, and names the known variable closest to
+// each.
 package envname
 
 import (

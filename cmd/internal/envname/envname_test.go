@@ -1,9 +1,13 @@
 package envname
 
 import (
+	"errors"
+	"log/slog"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestTags(t *testing.T) {
@@ -94,5 +98,68 @@ func TestDistance(t *testing.T) {
 		if got := distance(tt.b, tt.a); got != tt.want {
 			t.Errorf("distance(%q, %q) = %d, want %d", tt.b, tt.a, got, tt.want)
 		}
+	}
+}
+
+// loadConfig is a configuration for TestLoad.
+type loadConfig struct {
+	Addr  string        `env:"APP_ADDR" envDefault:":80"`
+	Key   string        `env:"APP_KEY" alias:"LEGACY_KEY"`
+	Wait  time.Duration `env:"APP_WAIT" envDefault:"1s"`
+	Level slog.Level    `env:"APP_LEVEL" envDefault:"info"`
+}
+
+func (c loadConfig) Validate() error {
+	var errs []error
+	if c.Wait <= 0 {
+		errs = append(errs, &Error{Name: "APP_WAIT", Problem: "must be positive"})
+	}
+	if c.Addr == "" {
+		errs = append(errs, &Error{Name: "APP_ADDR", Problem: "must be set"})
+	}
+	return errors.Join(errs...)
+}
+
+func TestLoad(t *testing.T) {
+	t.Setenv("APP_ADDR", "from the process")
+	tests := []struct {
+		name    string
+		environ map[string]string
+		want    loadConfig
+		wantErr []string // the problems, in order
+	}{
+		{name: "nil is empty, not the process environment", want: loadConfig{Addr: ":80", Wait: time.Second}},
+		{name: "alias", environ: map[string]string{"LEGACY_KEY": "k"}, want: loadConfig{Addr: ":80", Key: "k", Wait: time.Second}},
+		{name: "blank variable takes its alias", environ: map[string]string{"APP_KEY": " ", "LEGACY_KEY": "k"},
+			want: loadConfig{Addr: ":80", Key: "k", Wait: time.Second}},
+		{name: "variable over its alias", environ: map[string]string{"APP_KEY": "own", "LEGACY_KEY": "k"},
+			want: loadConfig{Addr: ":80", Key: "own", Wait: time.Second}},
+		{name: "level", environ: map[string]string{"APP_LEVEL": "DEBUG"}, want: loadConfig{Addr: ":80", Wait: time.Second, Level: slog.LevelDebug}},
+		{
+			name:    "every problem, a value that does not parse once",
+			environ: map[string]string{"APP_WAIT": "soon", "APP_LEVEL": "loud", "APP_ADDR": ""},
+			wantErr: []string{`APP_WAIT: invalid value: unable to parse duration: time: invalid duration "soon"`,
+				"APP_LEVEL: must be debug, info, warn or error"},
+		},
+		{name: "validation", environ: map[string]string{"APP_WAIT": "-1s"}, wantErr: []string{"APP_WAIT: must be positive"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got loadConfig
+			err := Load(&got, tt.environ)
+			if tt.wantErr != nil {
+				if err == nil || !slices.Equal(strings.Split(err.Error(), "\n"), tt.wantErr) {
+					t.Errorf("Load: got error %v, want %q", err, tt.wantErr)
+				}
+				var e *Error
+				if !errors.As(err, &e) || e.Name == "" {
+					t.Errorf("Load: got %T, want *Error", err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("Load: got %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/mcp-gateway/gateway/proxy/identity"
+	"github.com/mcp-gateway/gateway/proxy/relay"
 )
 
 // upstream forwards authenticated requests upstream: to the upstream's MCP endpoint (the path of the upstream URL),
@@ -19,6 +20,7 @@ type upstream struct {
 	g        *Gateway
 	endpoint bool
 	proxy    *httputil.ReverseProxy
+	relay    *relay.Relay // long-lived event streams, when the gateway relays them (stream.go); nil: off
 }
 
 // upstreams are the two ways upstream.
@@ -38,6 +40,9 @@ func (g *Gateway) newUpstream(endpoint bool) *upstream {
 		ErrorLog:   slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		BufferPool: g.buffers,
 		// FlushInterval 0: text/event-stream and unknown-length responses are flushed after every write anyway.
+	}
+	if g.streamRelay {
+		u.relay = g.newRelay(u.rewrite)
 	}
 	return u
 }

@@ -121,7 +121,7 @@ func TestIdentitySignatureCoversRequest(t *testing.T) {
 			}
 		})
 	}
-	if got := h.gw.streams.len(); got != 0 {
+	if got := h.gw.relayedStreams(); got != 0 {
 		t.Errorf("relayed streams still open: %d", got)
 	}
 }

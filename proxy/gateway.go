@@ -4,8 +4,8 @@
 //
 // One request goes: server → router (request id, access log, metrics) → public routes (well-known metadata, health) or
 // the protected chain (origin check and CORS, body limit, authenticate, session binding) → reverse proxy (strip
-// credentials and inbound identity headers, set identity, stream) → upstream → back, streamed. A GET event stream
-// takes the relay in stream.go instead of the reverse proxy, with the same rewrite.
+// credentials and inbound identity headers, set identity, stream) → upstream → back, streamed. A long-lived event
+// stream may take the relay (package relay, chosen in stream.go) instead of the reverse proxy, with the same rewrite.
 //
 // With a pre-registered client (Config.ClientID, "Option B"), the gateway is also the authorization server MCP clients
 // see: package authserver, whose routes the gateway mounts (optionb.go joins the two).
@@ -31,6 +31,7 @@ import (
 
 	"github.com/mcp-gateway/gateway/metadata"
 	"github.com/mcp-gateway/gateway/proxy/authserver"
+	"github.com/mcp-gateway/gateway/proxy/relay"
 	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
@@ -63,12 +64,12 @@ type Gateway struct {
 
 	transport http.RoundTripper
 	buffers   *bufferPool
-	// relay is whether GET event streams go through the relay (stream.go) rather than the reverse proxy: with the
-	// default transport to an http upstream.
-	relay        bool
+	// streamRelay is whether long-lived event streams take the relay (package relay) rather than the reverse proxy
+	// (GATEWAY_STREAM_RELAY, decided by connectUpstream); relays are those the upstream handlers built.
+	streamRelay  bool
+	relays       []*relay.Relay
 	dialer       *net.Dialer
 	upstreamAddr string // host:port of the upstream
-	streams      streamSet
 	// upstreamOrigin is the upstream URL without its path.
 	upstreamOrigin *url.URL
 
@@ -187,9 +188,9 @@ func (g *Gateway) connectUpstream(transport http.RoundTripper) {
 		Transport:     &http.Transport{DialContext: g.dial, DisableKeepAlives: true, DisableCompression: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	g.streamRelay = g.chooseStreamPath(transport != nil)
 	if transport == nil {
 		transport = newUpstreamTransport(g.dial, cfg.UpstreamTimeout)
-		g.relay = cfg.Upstream.Scheme == "http"
 	} else {
 		g.probe.Transport = transport
 	}

@@ -530,7 +530,7 @@ func TestEventStreamIsNotBuffered(t *testing.T) {
 	if got := testutil.ToFloat64(h.gw.metrics.OpenStreams); got != 1 {
 		t.Errorf("open streams: got %v, want 1", got)
 	}
-	if got := h.gw.streams.len(); got != 0 {
+	if got := h.gw.relayedStreams(); got != 0 {
 		t.Errorf("relayed streams: got %d, want 0 (a POST goes through the reverse proxy)", got)
 	}
 	close(release)

@@ -391,7 +391,7 @@ func TestShutdownEndsStreams(t *testing.T) {
 		<-r.Context().Done()
 	}
 	relayed := h.openStream(t, t.Context(), nil)
-	waitFor(t, "the stream to be relayed", func() bool { return h.gw.streams.len() == 1 })
+	waitFor(t, "the stream to be relayed", func() bool { return h.gw.relayedStreams() == 1 })
 	// A GET the relay does not take (no Accept: text/event-stream) goes through the reverse proxy.
 	proxied := h.do(t, "GET", "/mcp", h.token(t, "user_1"), nil, "")
 	if proxied.StatusCode != 200 {

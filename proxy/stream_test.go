@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mcp-gateway/gateway/proxy/relay"
 )
 
 // waitFor polls cond until it holds, failing the test after 10 s.
@@ -83,7 +85,7 @@ func TestRelayedStream(t *testing.T) {
 	if line, err := br.ReadString('\n'); err != nil || line != "event: message\n" {
 		t.Fatalf("first line: %q, %v", line, err)
 	}
-	if got := h.gw.streams.len(); got != 1 {
+	if got := h.gw.relayedStreams(); got != 1 {
 		t.Fatalf("relayed streams: got %d, want 1 (the stream did not go through the relay)", got)
 	}
 	if got := testutil.ToFloat64(h.gw.metrics.OpenStreams); got != 1 {
@@ -97,7 +99,7 @@ func TestRelayedStream(t *testing.T) {
 	if want := "data: {\"first\":true}\n\n" + big + "data: last\n\n"; string(rest) != want {
 		t.Errorf("rest of stream: got %d bytes, want %d", len(rest), len(want))
 	}
-	waitFor(t, "the stream to be closed", func() bool { return h.gw.streams.len() == 0 })
+	waitFor(t, "the stream to be closed", func() bool { return h.gw.relayedStreams() == 0 })
 	if got := testutil.ToFloat64(h.gw.metrics.OpenStreams); got != 0 {
 		t.Errorf("open streams after the end: got %v, want 0", got)
 	}
@@ -138,7 +140,7 @@ func TestRelayedStreamRequestAsReverseProxy(t *testing.T) {
 	}
 	viaProxy := upstreamHeaders("DELETE") // not relayable: through httputil.ReverseProxy
 	relayed := upstreamHeaders("GET")
-	if !h.gw.relay {
+	if !h.gw.streamRelay {
 		t.Fatal("the relay is off in the test harness")
 	}
 	if !reflect.DeepEqual(relayed, viaProxy) {
@@ -179,14 +181,14 @@ func TestRelayedStreamClientLeaves(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	waitFor(t, "the stream to be relayed", func() bool { return h.gw.streams.len() == 1 })
+	waitFor(t, "the stream to be relayed", func() bool { return h.gw.relayedStreams() == 1 })
 	cancel()
 	select {
 	case <-canceled:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the upstream request was not cancelled 10s after the client went away")
 	}
-	waitFor(t, "the stream to be closed", func() bool { return h.gw.streams.len() == 0 })
+	waitFor(t, "the stream to be closed", func() bool { return h.gw.relayedStreams() == 0 })
 	if got := testutil.ToFloat64(h.gw.metrics.OpenStreams); got != 0 {
 		t.Errorf("open streams: got %v, want 0", got)
 	}
@@ -216,7 +218,7 @@ func TestRelayedStreamOtherAnswers(t *testing.T) {
 	}
 
 	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Big", strings.Repeat("b", maxUpstreamHeadBytes))
+		w.Header().Set("X-Big", strings.Repeat("b", relay.MaxHeadBytes))
 		w.Header().Set("Content-Type", "text/event-stream")
 	}
 	if resp := h.openStream(t, t.Context(), nil); resp.StatusCode != http.StatusBadGateway {
@@ -263,7 +265,7 @@ func TestRelayedStreamPipelinedRequest(t *testing.T) {
 	if _, err := io.ReadAll(br); errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("connection not closed after a pipelined request: %v", err)
 	}
-	waitFor(t, "the stream to be closed", func() bool { return h.gw.streams.len() == 0 })
+	waitFor(t, "the stream to be closed", func() bool { return h.gw.relayedStreams() == 0 })
 }
 
 // TestRelayedStreamLongAnswers checks that answers longer than the bound on the upstream's head pass whole: a 2 MiB

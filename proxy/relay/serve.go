@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -51,6 +52,9 @@ func (rl *Relay) outbound(w http.ResponseWriter, r *http.Request) (*http.Request
 	}
 	out = out.WithContext(r.Context()) // without the reverse proxy's trace of informational answers
 	out.Close = true
+	if out.Body != nil {
+		out.Body = io.NopCloser(r.Body) // the reverse proxy's wrapper refuses reads once it returned; the server closes r.Body
+	}
 	return out, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -117,8 +116,8 @@ func trailerNames(resp *http.Response) string {
 
 // streamHead builds what the client is first sent of a 200 event stream relayed raw on its own connection: the headers
 // already set for it (h: the request id, CORS), the upstream's (resp, hop-by-hop headers removed), the trailers
-// announced as the reverse proxy announces them, the upstream's framing (chunked, a length, or none: until the
-// connection closes), Connection: close and a Date; then the body bytes br read with the head, as received (with a
+// announced as the reverse proxy announces them, the upstream's framing (chunked, its Content-Length as it wrote it,
+// or none: until the connection closes), Connection: close and a Date; then the body bytes br read with the head, as received (with a
 // length, no more than the body: bytes after it are not the client's). It returns that, how many body bytes it
 // holds, and how many are still to come when the upstream gave a length (-1: until it closes).
 func streamHead(h http.Header, resp *http.Response, br *bufio.Reader, now time.Time) (buf []byte, body int, left int64) {
@@ -126,12 +125,8 @@ func streamHead(h http.Header, resp *http.Response, br *bufio.Reader, now time.T
 	if len(resp.Trailer) > 0 {
 		h.Add("Trailer", trailerNames(resp))
 	}
-	delete(h, "Content-Length")
-	switch {
-	case len(resp.TransferEncoding) > 0 && resp.TransferEncoding[len(resp.TransferEncoding)-1] == "chunked":
+	if len(resp.TransferEncoding) > 0 { // chunked: http.ReadResponse refuses any other
 		h["Transfer-Encoding"] = []string{"chunked"}
-	case resp.ContentLength >= 0:
-		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}
 	h["Connection"] = []string{"close"}
 	if _, ok := h["Date"]; !ok {

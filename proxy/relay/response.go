@@ -7,7 +7,7 @@ import (
 
 // writeResponse passes resp, whose hop-by-hop headers are removed, back through w as reverseproxy.go's ServeHTTP does
 // after its round trip (Go 1.26): the headers and the announced trailers' names, the body flushed as it comes when it
-// is an event stream or of unknown length (and the head at once), the response aborted when the copy fails halfway,
+// is an event stream or of unknown length, the response aborted when the copy fails halfway,
 // and the trailers after the body.
 func (rl *Relay) writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 	defer resp.Body.Close()
@@ -22,6 +22,12 @@ func (rl *Relay) writeResponse(w http.ResponseWriter, r *http.Request, resp *htt
 		h.Add("Trailer", trailerNames(resp))
 	}
 	w.WriteHeader(resp.StatusCode)
+	// reverseproxy.go flushes event streams and bodies of unknown length after every write, and the head from a
+	// timer started with the copy, which mostly fires after the first write (so that the server still sniffs a
+	// missing Content-Type). Here the head of an event stream goes at once, any other with the first write.
+	if isEventStream(resp.Header) {
+		http.NewResponseController(w).Flush()
+	}
 	flush := isEventStream(resp.Header) || resp.ContentLength == -1
 	if err := rl.copyBody(w, resp.Body, flush); err != nil {
 		panic(http.ErrAbortHandler) // the client must not take a cut body for a whole one
@@ -41,13 +47,10 @@ func (rl *Relay) writeResponse(w http.ResponseWriter, r *http.Request, resp *htt
 	}
 }
 
-// copyBody copies body to w, flushing the head first and then after every write when flush is set, and returns the
-// first write error or read error other than io.EOF.
+// copyBody copies body to w, flushing after every write when flush is set, and returns the first write error or
+// read error other than io.EOF.
 func (rl *Relay) copyBody(w http.ResponseWriter, body io.Reader, flush bool) error {
 	rc := http.NewResponseController(w)
-	if flush {
-		rc.Flush()
-	}
 	buf := rl.buffers.Get()
 	defer rl.buffers.Put(buf)
 	for {

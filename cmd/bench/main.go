@@ -49,6 +49,10 @@ type options struct {
 	streams     []int
 	short       bool
 	streamsOnly bool
+	// streamKinds are the stream requests measured (GET, POST: a POST of subscriptions/listen); streamPaths the
+	// values of GATEWAY_STREAM_RELAY (auto: the relay, off: the reverse proxy).
+	streamKinds []string
+	streamPaths []string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -65,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.runs, "runs", 3, "runs per scenario and set-up; medians are reported")
 	fs.StringVar(&streams, "streams", "1000,5000,9000", "numbers of idle event streams to hold open through the gateway (each needs two open files in the gateway: ulimit -n bounds it)")
 	fs.BoolVar(&o.streamsOnly, "streams-only", false, "measure only the open streams")
+	kinds := fs.String("stream-kinds", "GET,POST", "stream requests to measure: GET (the standalone stream), POST (subscriptions/listen, MCP 2026-07-28)")
+	paths := fs.String("stream-relay", "auto,off", "values of GATEWAY_STREAM_RELAY to measure streams with (auto: the relay; off: the reverse proxy)")
 	fs.BoolVar(&o.short, "short", false, "one 2s run per scenario and 200 streams: proves the set-up works, figures are not meaningful")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,6 +91,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.short {
 		o.duration, o.runs, streams = 2*time.Second, 1, "200"
+	}
+	o.streamKinds, o.streamPaths = strings.Split(*kinds, ","), strings.Split(*paths, ",")
+	for _, k := range o.streamKinds {
+		if k != "GET" && k != "POST" {
+			return fmt.Errorf("-stream-kinds: %q is neither GET nor POST", k)
+		}
 	}
 	for _, s := range strings.Split(streams, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))

@@ -17,8 +17,8 @@ import (
 	"time"
 )
 
-// broadcaster is an upstream that holds event streams open and ends each with one event when told to (POST /fire).
-// GET /open reports how many streams it holds. It runs in its own process so that each process needs at most one
+// broadcaster is an upstream that holds event streams open and ends each with one event when told to (POST /fire):
+// GET streams, and POST streams of subscriptions/listen (MCP 2026-07-28). GET /open reports how many streams it holds. It runs in its own process so that each process needs at most one
 // file descriptor per stream (the gateway needs two).
 type broadcaster struct {
 	open atomic.Int64
@@ -30,6 +30,7 @@ func serveBroadcaster(ctx context.Context, listen string) error {
 	b := &broadcaster{fire: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.Handle("GET /mcp", b)
+	mux.Handle("POST /mcp", b)
 	mux.HandleFunc("POST /fire", func(w http.ResponseWriter, r *http.Request) { b.once.Do(func() { close(b.fire) }) })
 	mux.HandleFunc("GET /open", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, b.open.Load()) })
 	srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -41,6 +42,13 @@ func serveBroadcaster(ctx context.Context, listen string) error {
 }
 
 func (b *broadcaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		io.Copy(io.Discard, r.Body)
+		if r.Header.Get("Mcp-Method") != "subscriptions/listen" {
+			http.Error(w, "only subscriptions/listen", http.StatusBadRequest)
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	io.WriteString(w, ": open\n\n")
 	w.(http.Flusher).Flush()
@@ -54,8 +62,11 @@ func (b *broadcaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// streamsBench holds N idle event streams open through a fresh gateway and reports its memory per stream, then ends
-// every stream with an event and checks that each client received it.
+// listenBody is the body of a POST stream: a subscriptions/listen request.
+const listenBody = `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"toolsListChanged":true}}}`
+
+// streamsBench measures, for each kind of stream request and each path (GATEWAY_STREAM_RELAY), the gateway's memory
+// per idle stream.
 func streamsBench(ctx context.Context, o options, is *issuer, gatewayBin string, stdout, stderr io.Writer) error {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
@@ -63,6 +74,21 @@ func streamsBench(ctx context.Context, o options, is *issuer, gatewayBin string,
 			return fmt.Errorf("-streams: %d streams need about %d open files in the gateway, and this machine allows %d (ulimit -n)", slices.Max(o.streams), need, lim.Cur)
 		}
 	}
+	for _, kind := range o.streamKinds {
+		for _, path := range o.streamPaths {
+			fmt.Fprintf(stdout, "\n%s streams, GATEWAY_STREAM_RELAY=%s.\n", kind, path)
+			if err := streamsRun(ctx, o, is, gatewayBin, kind, path, stdout, stderr); err != nil {
+				return fmt.Errorf("%s streams, GATEWAY_STREAM_RELAY=%s: %w", kind, path, err)
+			}
+		}
+	}
+	return nil
+}
+
+// streamsRun holds N idle event streams of one kind (GET or POST) open through a fresh gateway whose
+// GATEWAY_STREAM_RELAY is path and reports its memory per stream, then ends every stream with an event and checks
+// that each client received it.
+func streamsRun(ctx context.Context, o options, is *issuer, gatewayBin, kind, path string, stdout, stderr io.Writer) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -80,7 +106,7 @@ func streamsBench(ctx context.Context, o options, is *issuer, gatewayBin string,
 	gwAddr, _ := freeAddr()
 	gw, err := start(ctx, "gateway", []string{"GATEWAY_LISTEN_ADDR=" + gwAddr, "GATEWAY_PUBLIC_URL=http://" + gwAddr,
 		"GATEWAY_ISSUER_URL=" + is.url, "GATEWAY_UPSTREAM_URL=http://" + upAddr + "/mcp", "GATEWAY_METRICS_ADDR=off",
-		"GATEWAY_LOG_LEVEL=warn"}, gatewayBin)
+		"GATEWAY_LOG_LEVEL=warn", "GATEWAY_STREAM_RELAY=" + path}, gatewayBin)
 	if err != nil {
 		return err
 	}
@@ -97,6 +123,7 @@ func streamsBench(ctx context.Context, o options, is *issuer, gatewayBin string,
 		mu      sync.Mutex
 		readers []*bufio.Reader
 		bodies  []io.Closer
+		relayed atomic.Int64 // streams answered with Connection: close, which only the relay says
 	)
 	defer func() {
 		for _, c := range bodies {
@@ -114,8 +141,14 @@ func streamsBench(ctx context.Context, o options, is *issuer, gatewayBin string,
 				defer wg.Done()
 				defer func() { <-sem }()
 				req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+gwAddr+"/mcp", nil)
+				if kind == "POST" {
+					req, _ = http.NewRequestWithContext(ctx, "POST", "http://"+gwAddr+"/mcp", strings.NewReader(listenBody))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Mcp-Method", "subscriptions/listen")
+					req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+				}
 				req.Header.Set("Authorization", "Bearer "+tok)
-				req.Header.Set("Accept", "text/event-stream")
+				req.Header.Set("Accept", "application/json, text/event-stream")
 				resp, err := client.Do(req)
 				if err != nil {
 					errc <- err
@@ -126,6 +159,9 @@ func streamsBench(ctx context.Context, o options, is *issuer, gatewayBin string,
 					resp.Body.Close()
 					errc <- fmt.Errorf("stream did not open: %q %v", line, err)
 					return
+				}
+				if resp.Close {
+					relayed.Add(1)
 				}
 				mu.Lock()
 				readers, bodies = append(readers, br), append(bodies, resp.Body)
@@ -155,6 +191,7 @@ func streamsBench(ctx context.Context, o options, is *issuer, gatewayBin string,
 		rss := settle()
 		fmt.Fprintf(stdout, "| %d | %.1f MiB | %.1f |\n", n, float64(rss)/1024, float64(rss-base)/float64(n))
 	}
+	fmt.Fprintf(stdout, "\nTaken over by the relay: %d of %d streams.\n", relayed.Load(), total)
 	if got := httpText(ctx, "GET", "http://"+upAddr+"/open"); got != strconv.Itoa(total) {
 		return fmt.Errorf("upstream holds %s streams, want %d", got, total)
 	}

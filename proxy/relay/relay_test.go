@@ -374,3 +374,35 @@ func TestEndStreams(t *testing.T) {
 		t.Errorf("streams after EndStreams: %d", rl.Streams())
 	}
 }
+
+// TestOutboundQueryAsReverseProxy checks that the upstream request's query is cleaned by the standard library itself:
+// a well-formed query is kept as sent, one with a ';' is encoded again, and with GODEBUG urlmaxqueryparams set every
+// query is encoded again, as httputil.ReverseProxy does (a copy of its cleaning, which the relay had, missed that).
+func TestOutboundQueryAsReverseProxy(t *testing.T) {
+	rl, err := New(Options{UpstreamAddr: "u:80", HeadTimeout: time.Second, WriteTimeout: time.Second,
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(&url.URL{Scheme: "http", Host: "u"}) },
+		OnError: func(http.ResponseWriter, *http.Request, error) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := func(target string) string {
+		t.Helper()
+		out, err := rl.outbound(httptest.NewRecorder(), httptest.NewRequest("GET", target, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !out.Close || out.Header.Get("User-Agent") != "" {
+			t.Errorf("outbound request: Close %t, User-Agent %q; want true and empty", out.Close, out.Header.Get("User-Agent"))
+		}
+		return out.URL.RawQuery
+	}
+	for target, want := range map[string]string{"/mcp?b=2&a=%41": "b=2&a=%41", "/mcp?b=2;c=3&a=1": "a=1"} {
+		if got := query(target); got != want {
+			t.Errorf("%s: got query %q, want %q", target, got, want)
+		}
+	}
+	t.Setenv("GODEBUG", "urlmaxqueryparams=20000")
+	if got := query("/mcp?b=2&a=%41"); got != "a=A&b=2" {
+		t.Errorf("with urlmaxqueryparams set: got query %q, want %q (encoded again)", got, "a=A&b=2")
+	}
+}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
 )
 
 // paths is one client-facing server in front of two gateways built from one configuration, one that carries
@@ -32,9 +34,9 @@ type paths struct {
 
 func newPaths(t *testing.T, env map[string]string) *paths {
 	t.Helper()
-	p := &paths{harness: &harness{key: newKey(t, "k1", 0), up: &upstreamRecorder{}, clock: newClock(), logs: &logBuffer{}}}
+	p := &paths{harness: &harness{key: tokentest.NewKey(t, "k1", 0), up: &upstreamRecorder{}, clock: tokentest.NewClock(), logs: &logBuffer{}}}
 	h := p.harness
-	h.is = newTestIssuer(t, h.key)
+	h.is = tokentest.NewIssuer(t, h.key)
 	h.upSrv = httptest.NewServer(h.up)
 	t.Cleanup(h.upSrv.Close)
 	h.srv = httptest.NewUnstartedServer(nil)
@@ -65,7 +67,7 @@ func newPaths(t *testing.T, env map[string]string) *paths {
 		}
 		p.gws[path] = gw
 	}
-	if p.gws["relay"].relay == nil || p.gws["proxy"].relay != nil {
+	if !p.gws["relay"].streamRelay || p.gws["proxy"].streamRelay {
 		t.Fatal("GATEWAY_STREAM_RELAY did not choose the paths")
 	}
 	h.gw = p.gws["relay"]
@@ -220,6 +222,13 @@ func TestStreamPaths(t *testing.T) {
 					t.Error("no request id")
 				}
 			}},
+		{name: "GET stream on another path (to the upstream's origin)", method: "GET", target: "/sse?x=1", hdr: stream, answer: events,
+			detached: true,
+			check: func(t *testing.T, x exchange) {
+				if x.UpstreamTarget != "/sse?x=1" {
+					t.Errorf("upstream target: got %q, want /sse?x=1", x.UpstreamTarget)
+				}
+			}},
 		{name: "GET stream with a length", method: "GET", target: "/mcp", hdr: stream, detached: true,
 			answer: rawAnswer("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 9\r\n\r\ndata: x\n\n")},
 		{name: "GET stream with trailers", method: "GET", target: "/mcp", hdr: stream, detached: true,
@@ -357,11 +366,7 @@ func TestStreamPaths(t *testing.T) {
 			}
 		})
 	}
-	for path, gw := range p.gws {
-		if gw.relay != nil {
-			waitFor(t, path+" streams to close", func() bool { return gw.relay.Streams() == 0 })
-		}
-	}
+	waitFor(t, "the relayed streams to close", func() bool { return p.gws["relay"].relayedStreams() == 0 })
 }
 
 // TestShutdownEndsStreamsOnBothPaths checks that a shutdown ends at once the GET streams and the POST
@@ -395,7 +400,7 @@ func TestShutdownEndsStreamsOnBothPaths(t *testing.T) {
 			streams = append(streams, open{path + " " + method, resp})
 		}
 	}
-	if got := p.gws["relay"].relay.Streams(); got != 2 {
+	if got := p.gws["relay"].relayedStreams(); got != 2 {
 		t.Fatalf("relayed streams: got %d, want 2", got)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -462,7 +467,7 @@ func TestStreamPathSwitch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := g.relay != nil; got != tt.want {
+			if got := g.streamRelay; got != tt.want {
 				t.Errorf("relay on: got %t, want %t", got, tt.want)
 			}
 			var said []string

@@ -89,10 +89,15 @@ func (g *Gateway) onStream(r *http.Request, detached bool) func(int64) {
 	}
 	g.obs.label(st) // now: routing's record of the route does not outlive the handler
 	st.relayed = true
+	// The stream keeps what its access line needs, not the request body or routing's context: through them the
+	// server's state for the connection it no longer serves (its buffers, the request) would live as long as the
+	// stream, about 12 KiB more per idle POST stream.
+	kept := *st
+	kept.body, kept.rctx = nil, nil
 	method, path := r.Method, r.URL.Path
 	return func(sent int64) {
 		g.metrics.OpenStreams.Dec()
-		g.obs.record(context.Background(), st, method, path, http.StatusOK, sent, g.now().Sub(st.start))
+		g.obs.record(context.Background(), &kept, method, path, http.StatusOK, sent, g.now().Sub(kept.start))
 	}
 }
 

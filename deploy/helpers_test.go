@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/config"
 )
 
 // repoRoot is the repository this module sits in.
@@ -55,10 +55,10 @@ func binaryVars(t *testing.T) map[string]map[string]string {
 	return map[string]map[string]string{"gateway": gatewayVars(), "tools": toolsVars(t)}
 }
 
-// gatewayVars reads the env tags of proxy.Env, and its alias tags (aliases have no default of their own).
+// gatewayVars reads the env tags of config.Env, and its alias tags (aliases have no default of their own).
 func gatewayVars() map[string]string {
 	vars := map[string]string{}
-	typ := reflect.TypeFor[proxy.Env]()
+	typ := reflect.TypeFor[config.Env]()
 	for i := range typ.NumField() {
 		f := typ.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
@@ -209,7 +209,7 @@ func (l *loopback) env(netns, binary string, env map[string]string) map[string]s
 		if err != nil {
 			l.t.Fatalf("%s=%q is not host:port", name, v)
 		}
-		if host != "" && host != "0.0.0.0" && host != "::" && !proxy.IsLoopbackHost(host) {
+		if host != "" && host != "0.0.0.0" && host != "::" && !config.IsLoopbackHost(host) {
 			l.t.Fatalf("%s=%q binds a host that a test on loopback cannot stand in for", name, v)
 		}
 		out[name] = net.JoinHostPort("127.0.0.1", l.port(netns, port))
@@ -238,7 +238,7 @@ func (l *loopback) url(netns, raw string) string {
 	switch {
 	case l.peers[host]:
 		netns = host
-	case proxy.IsLoopbackHost(host):
+	case config.IsLoopbackHost(host):
 	default:
 		return raw
 	}

@@ -32,7 +32,7 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
-	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/config"
 )
 
 const (
@@ -363,7 +363,7 @@ func TestKubernetesPod(t *testing.T) {
 		}
 		metrics := gwEnv["GATEWAY_METRICS_ADDR"]
 		host, mport, err := net.SplitHostPort(metrics)
-		if err != nil || proxy.IsLoopbackHost(host) {
+		if err != nil || config.IsLoopbackHost(host) {
 			t.Errorf("GATEWAY_METRICS_ADDR=%q: want an address beyond loopback, or Prometheus cannot scrape the pod", metrics)
 		}
 		ann := m.deployment.Spec.Template.Annotations

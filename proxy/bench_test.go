@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/token"
 	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
 )
@@ -19,7 +20,7 @@ import (
 // BenchmarkSanitiseAndInject is the header work of one forwarded request, as the reverse proxy runs it: Rewrite strips
 // credentials and inbound identity headers and sets the verified identity.
 func BenchmarkSanitiseAndInject(b *testing.B) {
-	cfg, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "http://127.0.0.1:1"})
+	cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "http://127.0.0.1:1"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func BenchmarkChain(b *testing.B) {
 		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
 	}))
 	defer up.Close()
-	cfg, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"})
+	cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func BenchmarkChainLoopback(b *testing.B) {
 		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
 	}))
 	defer up.Close()
-	cfg, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"})
+	cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,13 +2,15 @@
 // server, answers with the challenges and metadata MCP clients need to obtain one, and forwards authenticated requests
 // to the MCP server behind it with the verified identity in headers (see package identity).
 //
-// One request goes: server → router (request id, access log, metrics) → public routes (well-known metadata, health) or
-// the protected chain (origin check and CORS, body limit, authenticate, session binding) → reverse proxy (strip
-// credentials and inbound identity headers, set identity, stream) → upstream → back, streamed. A long-lived event
-// stream may take the relay (package relay, chosen in stream.go) instead of the reverse proxy, with the same rewrite.
+// One request goes, file by file: routes.go (the chi router: public routes, or the protected group) → observe.go
+// (request id, access line, metrics) → body.go (read deadline, size limit) → origin.go (Origin check, CORS) →
+// authenticate.go (package token verifies) → session.go (session binding) → stream.go (a long-lived event stream
+// takes package relay, anything else the reverse proxy) → forward.go (strip credentials and inbound identity headers,
+// set the identity) → upstream → back, streamed. Whatever fails on the way is an *Error written by writeError
+// (errors.go), the one place that decides what a client sees. The configuration is package config's.
 //
-// With a pre-registered client (Config.ClientID, "Option B"), the gateway is also the authorization server MCP clients
-// see: package authserver, whose routes the gateway mounts (optionb.go joins the two).
+// With a pre-registered client (config.Config.StaticClientID, "Option B"), the gateway is also the authorization
+// server MCP clients see: package authserver, whose routes the gateway mounts (optionb.go joins the two).
 package proxy
 
 import (
@@ -31,6 +33,7 @@ import (
 
 	"github.com/mcp-gateway/gateway/metadata"
 	"github.com/mcp-gateway/gateway/proxy/authserver"
+	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/relay"
 	"github.com/mcp-gateway/gateway/proxy/token"
 )
@@ -49,7 +52,7 @@ type Options struct {
 // Gateway is the authenticating reverse proxy. Create it with New, start its background work with Run, and serve
 // Handler.
 type Gateway struct {
-	cfg      *Config
+	cfg      *config.Config
 	log      *slog.Logger
 	metrics  *Metrics
 	now      func() time.Time
@@ -93,7 +96,7 @@ type Gateway struct {
 }
 
 // New builds a gateway for a validated configuration. It does no I/O: Run discovers the authorization server.
-func New(cfg *Config, o Options) (*Gateway, error) {
+func New(cfg *config.Config, o Options) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: o.Logger, now: o.Now, asClient: o.ASClient}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -122,7 +125,7 @@ func New(cfg *Config, o Options) (*Gateway, error) {
 		g.secret = []byte(cfg.IdentitySecret)
 	}
 	if cfg.StaticClientID != "" {
-		g.authServer, err = authserver.New(cfg.authServerConfig(), authserver.Options{Key: g.key("oauth-facade", true),
+		g.authServer, err = authserver.New(cfg.AuthServer(), authserver.Options{Key: g.key("oauth-facade", true),
 			Client: g.asClient, Now: g.now, AuthServer: g.upstreamAS.Load, Note: noteOAuth})
 		if err != nil {
 			return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/identity"
 	"github.com/mcp-gateway/gateway/proxy/token"
 	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
@@ -141,7 +142,7 @@ func newHarness(t *testing.T, env map[string]string, discover bool) *harness {
 	for k, v := range env {
 		m[k] = v
 	}
-	cfg, err := LoadConfig(m)
+	cfg, err := config.Load(m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/mcp-gateway/gateway/proxy/authserver"
 	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
@@ -13,27 +12,6 @@ import (
 
 // ReasonOAuth labels, in the access log, a request the authorization server refused.
 const ReasonOAuth token.Reason = "oauth_refused"
-
-// authServerConfig is what the authorization server needs of the configuration.
-func (c *Config) authServerConfig() authserver.Config {
-	var public string
-	if c.Public != nil {
-		public = c.Public.String()
-	}
-	return authserver.Config{
-		PublicURL:        public,
-		Resource:         c.Resource,
-		ResourceName:     c.ResourceName,
-		Issuer:           c.Issuer,
-		ClientID:         c.StaticClientID,
-		ClientSecret:     c.ClientSecret,
-		ClientAuthMethod: c.ClientAuthMethod,
-		Scopes:           c.FacadeScopeList,
-		DefaultScope:     c.FacadeDefaultScopeList,
-		RequiredScopes:   c.ScopeList,
-		TrustedProxies:   c.TrustedProxyList,
-	}
-}
 
 // noteOAuth puts what the authorization server says of a request on the request's access line, labelled ReasonOAuth
 // when it refused the request.

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mcp-gateway/gateway/proxy/config"
 )
 
 // Option B as the gateway serves it: the authorization server's routes mounted, the protected resource metadata
@@ -41,15 +43,15 @@ func TestFacadeOwnsItsPathsOnlyInOptionB(t *testing.T) {
 			t.Errorf("Option A %s: got %d, want 401 (forwarded, authenticated)", p, resp.StatusCode)
 		}
 	}
-	if _, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example", "MCP_USE_OAUTH_WORKOS_CLIENT_ID": "c", "GATEWAY_MCP_PATH": "/token"}); err == nil ||
+	if _, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example", "MCP_USE_OAUTH_WORKOS_CLIENT_ID": "c", "GATEWAY_MCP_PATH": "/token"}); err == nil ||
 		!strings.Contains(err.Error(), "GATEWAY_MCP_PATH") {
 		t.Errorf("MCP path /token in Option B: got %v", err)
 	}
-	if _, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example", "MCP_USE_OAUTH_WORKOS_CLIENT_SECRET": "s"}); err == nil ||
+	if _, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example", "MCP_USE_OAUTH_WORKOS_CLIENT_SECRET": "s"}); err == nil ||
 		!strings.Contains(err.Error(), "MCP_USE_OAUTH_WORKOS_CLIENT_SECRET") {
 		t.Errorf("a secret without a client id: got %v", err)
 	}
-	if _, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example", "MCP_USE_OAUTH_WORKOS_CLIENT_ID": "c", "GATEWAY_CLIENT_AUTH_METHOD": "private_key_jwt"}); err == nil {
+	if _, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example", "MCP_USE_OAUTH_WORKOS_CLIENT_ID": "c", "GATEWAY_CLIENT_AUTH_METHOD": "private_key_jwt"}); err == nil {
 		t.Error("GATEWAY_CLIENT_AUTH_METHOD private_key_jwt accepted")
 	}
 	b := newOptionBHarness(t, nil, nil)

@@ -49,7 +49,7 @@ func paramHeaders(requested string) string {
 	var b strings.Builder
 	for _, h := range strings.Split(requested, ",") {
 		h = strings.TrimSpace(h)
-		if len(h) > len("mcp-param-") && strings.EqualFold(h[:len("mcp-param-")], "mcp-param-") && validScopeToken(h) && !strings.ContainsAny(h, ",;") {
+		if len(h) > len("mcp-param-") && strings.EqualFold(h[:len("mcp-param-")], "mcp-param-") && validHeaderName(h) {
 			b.WriteString(", ")
 			b.WriteString(h)
 		}
@@ -65,4 +65,14 @@ func originSet(origins []string) func(origin string) bool {
 	return func(origin string) bool {
 		return slices.ContainsFunc(origins, func(o string) bool { return strings.EqualFold(o, origin) })
 	}
+}
+
+// validHeaderName reports whether s is a header field name (RFC 9110 §5.1: a token).
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return s != ""
 }

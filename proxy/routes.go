@@ -3,19 +3,12 @@ package proxy
 import (
 	"fmt"
 	"net/http"
-	"strings"
 	"sync/atomic"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/mcp-gateway/gateway/metadata"
 )
-
-// isOwnedPath reports whether the gateway answers path itself instead of forwarding it, in either mode. In Option B it
-// also owns the authorization server's paths (authserver.OwnsPath).
-func isOwnedPath(p string) bool {
-	return p == "/healthz" || p == "/readyz" || p == "/.well-known" || strings.HasPrefix(p, "/.well-known/")
-}
 
 // routes builds the router: every request is observed and its body bounded; the public routes (metadata, health,
 // Option B) answer without a token; everything else is the protected chain (origin and CORS, body limit,

@@ -6,6 +6,7 @@ import (
 	"net/http/httputil"
 	"time"
 
+	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/relay"
 )
 
@@ -30,7 +31,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // streamPath decides which path long-lived event streams take, and why, from GATEWAY_STREAM_RELAY, the upstream's
 // scheme and whether an upstream transport is injected.
-func streamPath(cfg *Config, injected bool) (useRelay bool, why string) {
+func streamPath(cfg *config.Config, injected bool) (useRelay bool, why string) {
 	switch {
 	case cfg.StreamRelay == "off":
 		return false, "GATEWAY_STREAM_RELAY=off"

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
 )
 
@@ -52,7 +53,7 @@ func newPaths(t *testing.T, env map[string]string) *paths {
 	p.gws = map[string]*Gateway{}
 	for path, relay := range map[string]string{"relay": "on", "proxy": "off"} {
 		m["GATEWAY_STREAM_RELAY"] = relay
-		cfg, err := LoadConfig(m)
+		cfg, err := config.Load(m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -447,7 +448,7 @@ func TestStreamPathSwitch(t *testing.T) {
 		name := fmt.Sprintf("%s %s injected=%t", tt.value, tt.upstream, tt.injected)
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://issuer.example.com",
+			cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "https://issuer.example.com",
 				"GATEWAY_UPSTREAM_URL": tt.upstream, "GATEWAY_STREAM_RELAY": tt.value})
 			if tt.wantErr {
 				if err == nil || !strings.Contains(err.Error(), "GATEWAY_STREAM_RELAY") {

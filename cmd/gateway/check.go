@@ -22,7 +22,7 @@ import (
 
 	"github.com/mcp-gateway/gateway/cmd/internal/envname"
 	"github.com/mcp-gateway/gateway/metadata"
-	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/identity"
 	"github.com/mcp-gateway/gateway/proxy/token"
 )
@@ -89,7 +89,7 @@ type checker struct {
 	now    func() time.Time
 
 	out     []checkResult
-	cfg     *proxy.Config        // the configuration, once loaded
+	cfg     *config.Config       // the configuration, once loaded
 	authKit bool                 // whether the issuer is WorkOS AuthKit, to word fixes for its dashboard
 	doc     *metadata.AuthServer // the authorization server's metadata, when it could be read
 }
@@ -132,7 +132,7 @@ func (c *checker) variables() {
 // configuration loads the configuration as the gateway does, and reports whether it is valid. When it is not, every
 // check that needs it is skipped.
 func (c *checker) configuration() bool {
-	cfg, err := proxy.LoadConfig(c.env)
+	cfg, err := config.Load(c.env)
 	if err != nil {
 		c.fail("configuration", "invalid: "+strings.ReplaceAll(err.Error(), "\n", "; "),
 			"correct each variable named above (the README's Configuration table describes them), then run --check again")
@@ -260,7 +260,7 @@ func (c *checker) staticClient() {
 
 // facadeScopes says, in Option B, which scopes clients may ask for, which are advertised, and which are sent upstream
 // for a client that sends none, given the authorization server's scopes_supported.
-func facadeScopes(cfg *proxy.Config, upstream []string) string {
+func facadeScopes(cfg *config.Config, upstream []string) string {
 	advertised, _, fallback := cfg.FacadeScopesFor(upstream)
 	scopes := "scopes: any the client asks for (GATEWAY_FACADE_SCOPES unset)"
 	if len(cfg.FacadeScopeList) > 0 {
@@ -317,7 +317,7 @@ func checkPublicURL(env map[string]string) (detail, fix string) {
 	}
 	note := ""
 	if raw == "" {
-		def, err := proxy.DefaultPublicURL(env)
+		def, err := config.DefaultPublicURL(env)
 		if err != nil {
 			return fmt.Sprintf("%s %v", name, err),
 				"set " + name + " to the origin clients connect to (e.g. http://localhost:3000 on this machine), or listen on a fixed port"
@@ -330,7 +330,7 @@ func checkPublicURL(env map[string]string) (detail, fix string) {
 		return fmt.Sprintf("%s is not an absolute URL (%q)", name, raw), "set " + name + " to the origin clients connect to, e.g. https://mcp.example.com"
 	case u.Scheme == "https":
 		return raw + " uses https", ""
-	case u.Scheme == "http" && proxy.IsLoopbackHost(u.Hostname()):
+	case u.Scheme == "http" && config.IsLoopbackHost(u.Hostname()):
 		return raw + note + " is loopback (plain http is fine on this machine only)", ""
 	default:
 		return fmt.Sprintf("%s is %s: neither https nor loopback, so tokens would cross the network in the clear", name, raw),
@@ -340,7 +340,7 @@ func checkPublicURL(env map[string]string) (detail, fix string) {
 
 // limitsSummary says how the gateway bounds each phase of a request, whether it forwards upgrades and whether it
 // signs the identity it forwards.
-func limitsSummary(cfg *proxy.Config) string {
+func limitsSummary(cfg *config.Config) string {
 	conns := "no connection cap"
 	if n := connectionCap(cfg.MaxConnections); n > 0 {
 		conns = fmt.Sprintf("at most %d connections", n)
@@ -369,7 +369,7 @@ func unknownVariableFix(u envname.Unknown) string {
 }
 
 // isAuthKit reports whether the issuer is WorkOS AuthKit, to word fixes for its dashboard.
-func isAuthKit(cfg *proxy.Config) bool {
+func isAuthKit(cfg *config.Config) bool {
 	if cfg.IssuerURL == "" {
 		return true // from MCP_USE_OAUTH_WORKOS_SUBDOMAIN
 	}
@@ -378,7 +378,7 @@ func isAuthKit(cfg *proxy.Config) bool {
 }
 
 // staticClientID returns the variable and value of a configured static client id, if any.
-func staticClientID(cfg *proxy.Config) (string, string) {
+func staticClientID(cfg *config.Config) (string, string) {
 	if cfg.StaticClientID == "" {
 		return "", ""
 	}
@@ -442,7 +442,7 @@ func metadataFailure(d *metadata.DiscoveryError, doc *metadata.AuthServer, issue
 }
 
 // checkJWKS loads the key set with the gateway's own key set code, then describes it.
-func checkJWKS(ctx context.Context, client *http.Client, cfg *proxy.Config, jwksURI string) (string, error) {
+func checkJWKS(ctx context.Context, client *http.Client, cfg *config.Config, jwksURI string) (string, error) {
 	ks := token.NewKeySet(token.KeySetOptions{URL: jwksURI, Client: client, Algs: cfg.AlgList})
 	if err := ks.Refresh(ctx); err != nil {
 		return "", err
@@ -496,7 +496,7 @@ const probeProtocolVersion = "2025-06-18"
 // probeUpstream connects to the upstream with the go-sdk's MCP client, as the gateway would forward an MCP client
 // (identity headers for the user "gateway-check", signed when GATEWAY_IDENTITY_SECRET is set), then closes the session
 // it may have opened. It returns the server's name, version and protocol version.
-func probeUpstream(ctx context.Context, client *http.Client, cfg *proxy.Config, now func() time.Time) (string, error) {
+func probeUpstream(ctx context.Context, client *http.Client, cfg *config.Config, now func() time.Time) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	rt := &identifyingTransport{base: client.Transport, secret: []byte(cfg.IdentitySecret), now: now}
@@ -573,7 +573,7 @@ func (t *identifyingTransport) initializeFailure(err error, upstream string) err
 }
 
 // upstreamFix says what to do about a failed upstream check.
-func upstreamFix(err error, cfg *proxy.Config) string {
+func upstreamFix(err error, cfg *config.Config) string {
 	var ue *upstreamError
 	errors.As(err, &ue)
 	switch {

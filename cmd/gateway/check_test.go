@@ -16,7 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/identity"
 	"github.com/mcp-gateway/gateway/tools"
 )
@@ -228,7 +228,7 @@ func TestCheckWordsFixesForAuthKit(t *testing.T) {
 		{map[string]string{"GATEWAY_ISSUER_URL": "https://my-app-54.authkit.app"}, true},
 		{map[string]string{"GATEWAY_ISSUER_URL": "https://login.example.com"}, false},
 	} {
-		cfg, err := proxy.LoadConfig(tc.env)
+		cfg, err := config.Load(tc.env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,7 +288,7 @@ func TestCheckProbesUpstreamAsTheGateway(t *testing.T) {
 		mu.Lock()
 		requests = nil
 		mu.Unlock()
-		cfg, err := proxy.LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com", "GATEWAY_UPSTREAM_URL": tc.url,
+		cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com", "GATEWAY_UPSTREAM_URL": tc.url,
 			"GATEWAY_IDENTITY_SECRET": secret})
 		if err != nil {
 			t.Fatal(err)

@@ -22,12 +22,12 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/mcp-gateway/gateway/cmd/gateway/internal/devauth"
-	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/tools"
 )
 
 // devConfig is the configuration of development mode. The gateway itself is configured as in production (see
-// proxy.Config); development mode fills in the issuer, the upstream and a few defaults, and refuses anything that
+// config.Config); development mode fills in the issuer, the upstream and a few defaults, and refuses anything that
 // would make it reachable from another machine.
 type devConfig struct {
 	// IssuerAddr is where the development authorization server listens, on loopback. Default 127.0.0.1:3002.
@@ -83,7 +83,7 @@ func loadDevConfig(environ map[string]string) (devConfig, error) {
 		name, public = "MCP_URL", c.PublicAlias
 	}
 	if public != "" {
-		if u, err := url.Parse(public); err != nil || !proxy.IsLoopbackHost(u.Hostname()) {
+		if u, err := url.Parse(public); err != nil || !config.IsLoopbackHost(u.Hostname()) {
 			errs = append(errs, fmt.Errorf("%s: development mode serves this machine only, so the public URL must be on a loopback host such as http://localhost:3000 (got %q)", name, public))
 		}
 	}
@@ -190,7 +190,7 @@ func runDev(ctx context.Context, environ map[string]string, stdout, stderr io.Wr
 		toolsURL = "http://" + toolsLns[0].Addr().String() + tools.Path
 	}
 	genv, ignored := devGatewayEnv(environ, dc, issuer, gwLns[0], toolsURL)
-	cfg, err := proxy.LoadConfig(genv)
+	cfg, err := config.Load(genv)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -280,7 +280,7 @@ func randomSecret() string {
 }
 
 // printBanner tells a developer what runs and how to connect a client.
-func printBanner(w io.Writer, cfg *proxy.Config, as *devauth.Server, ownTools bool) {
+func printBanner(w io.Writer, cfg *config.Config, as *devauth.Server, ownTools bool) {
 	mcpURL := cfg.Resource
 	upstream := cfg.Upstream.Redacted()
 	if ownTools {

@@ -259,7 +259,7 @@ func TestDevEnvironmentVariable(t *testing.T) {
 }
 
 // TestDevVariablesAreKnown checks that proxy.UnknownVariables, which knows the gateway's variables outside
-// proxy.Config by name, knows every variable development mode reads.
+// config.Config by name, knows every variable development mode reads.
 func TestDevVariablesAreKnown(t *testing.T) {
 	t.Parallel()
 	environ := map[string]string{"GATEWAY_DEV": "true"}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/mcp-gateway/gateway/cmd/internal/envname"
-	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/config"
 )
 
 func TestUnknownVariables(t *testing.T) {
@@ -36,13 +36,13 @@ func TestUnknownVariables(t *testing.T) {
 
 	// Every variable Env reads is known.
 	all := map[string]string{}
-	for f := range reflect.TypeFor[proxy.Env]().Fields() {
+	for f := range reflect.TypeFor[config.Env]().Fields() {
 		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" && name != "-" {
 			all[name] = "x"
 		}
 	}
 	if got := unknownVariables(all); len(got) != 0 {
-		t.Errorf("UnknownVariables of proxy.Env's own variables = %+v, want none", got)
+		t.Errorf("UnknownVariables of config.Env's own variables = %+v, want none", got)
 	}
 }
 
@@ -75,7 +75,7 @@ func TestLogWarnings(t *testing.T) {
 			for k, v := range tt.environ {
 				environ[k] = v
 			}
-			c, err := proxy.LoadConfig(environ)
+			c, err := config.Load(environ)
 			if err != nil {
 				t.Fatal(err)
 			}

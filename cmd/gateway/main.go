@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/config"
 )
 
 func main() {
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		return runCheck(ctx, env, stdout)
 	}
 
-	cfg, err := proxy.LoadConfig(env)
+	cfg, err := config.Load(env)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -109,7 +110,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	return serve(ctx, cfg, log, []net.Listener{ln}, nil)
 }
 
-func newLogger(cfg *proxy.Config, w io.Writer) *slog.Logger {
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.Level}))
 }
 
@@ -122,7 +123,7 @@ type sidecar struct {
 
 // serve runs the gateway on lns (already bound; every one serves the same handler), its metrics listener and the
 // sidecars until ctx ends, then shuts them all down gracefully, the gateway first. It closes lns on every path.
-func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.Listener, sidecars []sidecar) error {
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, lns []net.Listener, sidecars []sidecar) error {
 	closeAll := func() {
 		for _, ln := range lns {
 			ln.Close()
@@ -199,7 +200,7 @@ func serve(ctx context.Context, cfg *proxy.Config, log *slog.Logger, lns []net.L
 }
 
 // gatewayServer is the public server for gw.
-func gatewayServer(cfg *proxy.Config, gw *proxy.Gateway, log *slog.Logger) *http.Server {
+func gatewayServer(cfg *config.Config, gw *proxy.Gateway, log *slog.Logger) *http.Server {
 	srv := &http.Server{
 		Handler:           gw.Handler(),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -222,7 +223,7 @@ func metricsServer(reg *prometheus.Registry) *http.Server {
 
 // shutdown stops servers within GATEWAY_SHUTDOWN_TIMEOUT, the gateway's first (servers[0]), and waits for the
 // gateway's own streams and access lines.
-func shutdown(cfg *proxy.Config, log *slog.Logger, gw *proxy.Gateway, servers []*http.Server) {
+func shutdown(cfg *config.Config, log *slog.Logger, gw *proxy.Gateway, servers []*http.Server) {
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	// A fresh context: the serving context is already cancelled.
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcp-gateway/gateway/proxy"
+	"github.com/mcp-gateway/gateway/proxy/config"
 )
 
 // quickStart is what the README's first code block must say: the two commands a newcomer needs.
@@ -110,7 +110,7 @@ func TestReadmeDocumentsDevAndCheck(t *testing.T) {
 }
 
 // TestReadmeConfigurationTables keeps README.md's configuration tables and the binaries' config structs in step: the
-// first table under Configuration documents exactly proxy.Env's variables, the second exactly those of the tool
+// first table under Configuration documents exactly config.Env's variables, the second exactly those of the tool
 // service's config; each with its alias, if any, and with its envDefault wherever the table states a default literally
 // (`30s`, or `:3000` (or …)). A table that says there is none ("—", "unset …", "none") means no envDefault.
 func TestReadmeConfigurationTables(t *testing.T) {
@@ -125,13 +125,13 @@ func TestReadmeConfigurationTables(t *testing.T) {
 		t.Fatalf("README.md's Configuration section has %d tables, want 2 (the gateway's, the tool service's)", len(tables))
 	}
 	var gateway []reflect.StructTag
-	for f := range reflect.TypeFor[proxy.Env]().Fields() {
+	for f := range reflect.TypeFor[config.Env]().Fields() {
 		gateway = append(gateway, f.Tag)
 	}
 	for _, b := range []struct {
 		name string
 		tags []reflect.StructTag
-	}{{"the gateway (proxy.Env)", gateway}, {"the tool service (cmd/tools config)", toolsConfigTags(t)}} {
+	}{{"the gateway (config.Env)", gateway}, {"the tool service (cmd/tools config)", toolsConfigTags(t)}} {
 		documented := documentedVars(t, tables[0])
 		tables = tables[1:]
 		declared := declaredVars(b.tags)

@@ -1,4 +1,7 @@
-package proxy
+// Package config is the gateway's configuration: the environment variables it reads (Env), parsed by
+// caarlos0/env and checked one concern at a time into an immutable Config. Load reports every problem at once, each
+// naming its variable.
+package config
 
 import (
 	"cmp"
@@ -21,7 +24,7 @@ import (
 )
 
 // Env is the gateway's environment: one field per variable, parsed by caarlos0/env (env and envDefault tags), the
-// input of LoadConfig. The variables of the mcp-use WorkOS example keep working: a field's alias tag names the
+// input of Load. The variables of the mcp-use WorkOS example keep working: a field's alias tag names the
 // variable read in its place when its own is unset or empty, and HOST and PORT stand for GATEWAY_LISTEN_ADDR when that
 // is unset (HOST:PORT, PORT 3000 when unset). The gateway's own names take precedence.
 type Env struct {
@@ -185,7 +188,7 @@ func (l *List) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// Config is the gateway's configuration: Env validated, with the values derived from it. LoadConfig builds it and
+// Config is the gateway's configuration: Env validated, with the values derived from it. Load builds it and
 // nothing changes it afterwards.
 type Config struct {
 	// Issuer is the issuer tokens must name in iss, compared byte for byte: GATEWAY_ISSUER_URL, else the AuthKit URL
@@ -271,9 +274,9 @@ type Config struct {
 // asymmetric lists the JWS algorithms the gateway accepts at all.
 var asymmetric = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
-// LoadConfig reads the configuration from environ (use a map in tests; nil is not the process environment here) and
+// Load reads the configuration from environ (use a map in tests; nil is not the process environment here) and
 // validates it. The error reports every problem at once, each on its own line and naming its variable.
-func LoadConfig(environ map[string]string) (*Config, error) {
+func Load(environ map[string]string) (*Config, error) {
 	e, from, parseErrs, failed := parseEnv(environ)
 	c, err := e.config(from)
 	if err := errors.Join(append(parseErrs, without(err, failed)...)...); err != nil {
@@ -469,7 +472,7 @@ func (e *Env) checkMCPPath() error {
 		return bad("GATEWAY_MCP_PATH", "must not end with / (got %q)", p)
 	case strings.ContainsAny(p, "?#%*{} \t"):
 		return bad("GATEWAY_MCP_PATH", "must be a plain path (got %q)", p)
-	case isOwnedPath(p):
+	case gatewayPath(p):
 		return bad("GATEWAY_MCP_PATH", "%q is a path the gateway serves itself", p)
 	case e.ClientID != "" && authserver.OwnsPath(p):
 		return bad("GATEWAY_MCP_PATH", "%q is a path the gateway serves itself when MCP_USE_OAUTH_WORKOS_CLIENT_ID is set", p)
@@ -712,12 +715,12 @@ func (c *Config) OptionB() bool { return c.StaticClientID != "" }
 // the protected resource metadata (the same without offline_access, plus RequiredScopes), and the scope sent
 // upstream when a client sends none (FacadeDefaultScope, else the protected resource metadata's).
 func (c *Config) FacadeScopesFor(upstream []string) (advertised, resource, fallback []string) {
-	return c.authServerConfig().ScopesFor(upstream)
+	return c.AuthServer().ScopesFor(upstream)
 }
 
 // CallbackURL is the gateway's redirect URI at the authorization server in Option B: the one URL to register there for
 // the pre-registered client.
-func (c *Config) CallbackURL() string { return c.authServerConfig().CallbackURL() }
+func (c *Config) CallbackURL() string { return c.AuthServer().CallbackURL() }
 
 // FacadeIssuer is the issuer MCP clients see in Option B: the public URL.
 func (c *Config) FacadeIssuer() string { return c.Public.String() }
@@ -799,4 +802,32 @@ func validScopeToken(s string) bool {
 // fields splits a list separated by commas and/or whitespace.
 func fields(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+}
+
+// AuthServer is what Option B's authorization server (package authserver) needs of the configuration.
+func (c *Config) AuthServer() authserver.Config {
+	var public string
+	if c.Public != nil {
+		public = c.Public.String()
+	}
+	return authserver.Config{
+		PublicURL:        public,
+		Resource:         c.Resource,
+		ResourceName:     c.ResourceName,
+		Issuer:           c.Issuer,
+		ClientID:         c.StaticClientID,
+		ClientSecret:     c.ClientSecret,
+		ClientAuthMethod: c.ClientAuthMethod,
+		Scopes:           c.FacadeScopeList,
+		DefaultScope:     c.FacadeDefaultScopeList,
+		RequiredScopes:   c.ScopeList,
+		TrustedProxies:   c.TrustedProxyList,
+	}
+}
+
+// gatewayPath reports whether the gateway answers path p itself instead of forwarding it, in either mode: the MCP
+// endpoint cannot be one of them. In Option B the gateway also owns the authorization server's paths
+// (authserver.OwnsPath).
+func gatewayPath(p string) bool {
+	return p == "/healthz" || p == "/readyz" || p == "/.well-known" || strings.HasPrefix(p, "/.well-known/")
 }

@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"slices"
@@ -40,7 +40,7 @@ func TestDefaultPublicURLFollowsListenPort(t *testing.T) {
 			for k, v := range tt.environ {
 				environ[k] = v
 			}
-			c, err := LoadConfig(environ)
+			c, err := Load(environ)
 			if tt.wantErr != nil {
 				if err == nil {
 					t.Fatalf("LoadConfig: got public URL %s, want an error", c.Public)

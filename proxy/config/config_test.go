@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"fmt"
@@ -35,7 +35,7 @@ func TestIssuerFromSubdomain(t *testing.T) {
 
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
-	c, err := LoadConfig(map[string]string{"MCP_USE_OAUTH_WORKOS_SUBDOMAIN": "my-app-54"})
+	c, err := Load(map[string]string{"MCP_USE_OAUTH_WORKOS_SUBDOMAIN": "my-app-54"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 
 func TestLoadConfigPrecedenceAndAliases(t *testing.T) {
 	t.Parallel()
-	c, err := LoadConfig(map[string]string{
+	c, err := Load(map[string]string{
 		"MCP_USE_OAUTH_WORKOS_SUBDOMAIN": "ignored",
 		"GATEWAY_ISSUER_URL":             "http://localhost:9000/tenant",
 		"MCP_URL":                        "https://MCP.Example.com/",
@@ -87,7 +87,7 @@ func TestLoadConfigPrecedenceAndAliases(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
 		}
 	}
-	c, err = LoadConfig(map[string]string{"WORKOS_SUBDOMAIN": "alias-app", "GATEWAY_PUBLIC_URL": "https://a.example.com", "MCP_URL": "https://b.example.com"})
+	c, err = Load(map[string]string{"WORKOS_SUBDOMAIN": "alias-app", "GATEWAY_PUBLIC_URL": "https://a.example.com", "MCP_URL": "https://b.example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestLoadConfigPrecedenceAndAliases(t *testing.T) {
 // TestLoadConfigReportsEveryProblem checks that one run names every bad variable.
 func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	t.Parallel()
-	_, err := LoadConfig(map[string]string{
+	_, err := Load(map[string]string{
 		"GATEWAY_ISSUER_URL":            "http://auth.example.com",
 		"GATEWAY_PUBLIC_URL":            "https://mcp.example.com/base",
 		"GATEWAY_MCP_PATH":              "/.well-known/x",
@@ -138,7 +138,7 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 
 func TestLoadConfigNeedsAnIssuer(t *testing.T) {
 	t.Parallel()
-	_, err := LoadConfig(nil)
+	_, err := Load(nil)
 	if err == nil || !strings.Contains(err.Error(), "MCP_USE_OAUTH_WORKOS_SUBDOMAIN") {
 		t.Errorf("got %v, want an error naming how to set the issuer", err)
 	}
@@ -153,7 +153,7 @@ func TestLoadConfigFacadeScopesAndProxies(t *testing.T) {
 		}
 		return m
 	}
-	c, err := LoadConfig(base("GATEWAY_FACADE_SCOPES", "openid, email offline_access", "GATEWAY_FACADE_DEFAULT_SCOPE", "openid email",
+	c, err := Load(base("GATEWAY_FACADE_SCOPES", "openid, email offline_access", "GATEWAY_FACADE_DEFAULT_SCOPE", "openid email",
 		"GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7 ::1"))
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func TestLoadConfigFacadeScopesAndProxies(t *testing.T) {
 			[]string{"GATEWAY_FACADE_SCOPES", "GATEWAY_FACADE_DEFAULT_SCOPE"}},
 		{"bad proxy", base("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33, proxy.internal"), []string{"GATEWAY_TRUSTED_PROXIES: \"10.0.0.0/33\"", "GATEWAY_TRUSTED_PROXIES: \"proxy.internal\""}},
 	} {
-		_, err := LoadConfig(tc.env)
+		_, err := Load(tc.env)
 		for _, w := range tc.want {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: got %v, want an error naming %s", tc.name, err, w)
@@ -239,7 +239,7 @@ func TestLoadConfigAliases(t *testing.T) {
 			t.Parallel()
 			environ := map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com"}
 			maps.Copy(environ, tt.environ)
-			c, err := LoadConfig(environ)
+			c, err := Load(environ)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Errorf("LoadConfig: got %v, want an error with %q", err, tt.wantErr)
@@ -261,7 +261,7 @@ func TestLoadConfigAliases(t *testing.T) {
 // with the problem.
 func TestLoadConfigParsesTypedValues(t *testing.T) {
 	t.Parallel()
-	c, err := LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com", "GATEWAY_SIGNING_ALGS": " RS256,\tES256  EdDSA,",
+	c, err := Load(map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com", "GATEWAY_SIGNING_ALGS": " RS256,\tES256  EdDSA,",
 		"GATEWAY_LOG_LEVEL": "WARN", "GATEWAY_CLOCK_SKEW": "1m30s", "GATEWAY_METRICS_ADDR": "off"})
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +272,7 @@ func TestLoadConfigParsesTypedValues(t *testing.T) {
 	if c.Level != slog.LevelWarn || c.ClockSkew != 90*time.Second || c.MetricsAddr != "" {
 		t.Errorf("got level %s, clock skew %s, metrics address %q", c.Level, c.ClockSkew, c.MetricsAddr)
 	}
-	_, err = LoadConfig(map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com", "GATEWAY_LOG_LEVEL": "loud",
+	_, err = Load(map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com", "GATEWAY_LOG_LEVEL": "loud",
 		"GATEWAY_MAX_BODY_BYTES": "lots", "GATEWAY_SHUTDOWN_TIMEOUT": "-1s"})
 	want := []string{
 		`GATEWAY_LOG_LEVEL: must be debug, info, warn or error (got "loud")`,
@@ -290,8 +290,8 @@ func TestLoadConfigIgnoresProcessEnvironment(t *testing.T) {
 	t.Setenv("GATEWAY_ISSUER_URL", "https://from-the-process.example.com")
 	t.Setenv("GATEWAY_LOG_LEVEL", "loud")
 	for _, environ := range []map[string]string{nil, {}} {
-		if _, err := LoadConfig(environ); err == nil || strings.Contains(err.Error(), "GATEWAY_LOG_LEVEL") {
-			t.Errorf("LoadConfig(%v): got %v, want only the missing issuer", environ, err)
+		if _, err := Load(environ); err == nil || strings.Contains(err.Error(), "GATEWAY_LOG_LEVEL") {
+			t.Errorf("Load(%v): got %v, want only the missing issuer", environ, err)
 		}
 	}
 }

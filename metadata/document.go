@@ -221,7 +221,7 @@ func (d *Document) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodOptions:
-		preflight(w, r)
+		Preflight(w, r, allowedMethods)
 		return
 	default:
 		methodNotAllowed(w)

@@ -51,12 +51,17 @@ func setHeaders(dst, src http.Header) {
 	}
 }
 
-// preflight answers a CORS preflight (or a plain OPTIONS) with 204. The documents are public and sent without
-// credentials, so any origin and any requested header are allowed; browser MCP clients send MCP-Protocol-Version.
-func preflight(w http.ResponseWriter, r *http.Request) {
+// AllowAnyOrigin lets any origin read a public answer: the documents and the public endpoints take no credentials
+// from a browser (no cookies), and browser MCP clients must read them. It is the one place public answers get CORS;
+// the MCP endpoint's CORS, for allowed origins only, is the gateway's.
+func AllowAnyOrigin(h http.Header) { h.Set("Access-Control-Allow-Origin", "*") }
+
+// Preflight answers a CORS preflight (or a plain OPTIONS) for a public endpoint that serves methods, with 204: any
+// origin and any requested header are allowed (browser MCP clients send MCP-Protocol-Version).
+func Preflight(w http.ResponseWriter, r *http.Request, methods string) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Allow-Methods", allowedMethods)
+	AllowAnyOrigin(h)
+	h.Set("Access-Control-Allow-Methods", methods)
 	if req := r.Header.Values("Access-Control-Request-Headers"); len(req) > 0 {
 		// net/http has already rejected header values with control characters, so echoing cannot inject.
 		for _, v := range req {
@@ -65,7 +70,7 @@ func preflight(w http.ResponseWriter, r *http.Request) {
 		h.Add("Vary", "Access-Control-Request-Headers")
 	}
 	h.Set("Access-Control-Max-Age", "86400")
-	h.Set("Allow", allowedMethods)
+	h.Set("Allow", methods)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -74,7 +79,7 @@ func writeError(w http.ResponseWriter, status int, body string) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	h.Set("Access-Control-Allow-Origin", "*")
+	AllowAnyOrigin(h)
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	io.WriteString(w, body)

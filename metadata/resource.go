@@ -70,7 +70,7 @@ func (s *staticJSON) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Write(s.body)
 		}
 	case http.MethodOptions:
-		preflight(w, r)
+		Preflight(w, r, allowedMethods)
 	default:
 		methodNotAllowed(w)
 	}

@@ -111,7 +111,7 @@ func docHandler(p *atomic.Pointer[metadata.Document]) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := p.Load()
 		if d == nil {
-			w.Header().Set("Access-Control-Allow-Origin", "*")
+			metadata.AllowAnyOrigin(w.Header())
 			writeError(w, r, errNotReady)
 			return
 		}

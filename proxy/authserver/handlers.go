@@ -58,11 +58,11 @@ func (s *Server) document() []byte {
 func (s *Server) metadataHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
+		metadata.AllowAnyOrigin(h)
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
 		case http.MethodOptions:
-			corsPreflight(w, r, "GET, HEAD, OPTIONS")
+			metadata.Preflight(w, r, "GET, HEAD, OPTIONS")
 			return
 		default:
 			h.Set("Allow", "GET, HEAD, OPTIONS")
@@ -79,28 +79,16 @@ func (s *Server) metadataHandler() http.Handler {
 	})
 }
 
-// corsPreflight answers a preflight for a public endpoint that takes no cookies.
-func corsPreflight(w http.ResponseWriter, r *http.Request, methods string) {
-	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Allow-Methods", methods)
-	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
-		h.Set("Access-Control-Allow-Headers", req)
-	}
-	h.Set("Access-Control-Max-Age", "600")
-	w.WriteHeader(http.StatusNoContent)
-}
-
 // postEndpoint answers what a cross-origin, POST-only endpoint owes before its work: CORS for any origin, nosniff on
 // every answer, the preflight, and 405 for other methods. It reports whether the handler should go on.
 func postEndpoint(w http.ResponseWriter, r *http.Request) bool {
-	w.Header().Set("Access-Control-Allow-Origin", "*")
+	metadata.AllowAnyOrigin(w.Header())
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	switch r.Method {
 	case http.MethodPost:
 		return true
 	case http.MethodOptions:
-		corsPreflight(w, r, "POST, OPTIONS")
+		metadata.Preflight(w, r, "POST, OPTIONS")
 	default:
 		w.Header().Set("Allow", "POST, OPTIONS")
 		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")

@@ -225,6 +225,9 @@ var omittedFromCompose = map[string]string{
 	"GATEWAY_FACADE_DEFAULT_SCOPE":       "Option B only, with MCP_USE_OAUTH_WORKOS_CLIENT_ID",
 	"WORKOS_API_KEY":                     "alias of MCP_USE_OAUTH_WORKOS_API_KEY",
 	"GATEWAY_DEV":                        "dev mode is the dev profile's gateway-dev service",
+	"GATEWAY_POLICY_FILE":                "a policy is a file: mount it into the gateway's container and set the variable there",
+	"GATEWAY_AUDIT_LOG":                  "audit events exist only with GATEWAY_POLICY_FILE",
+	"GATEWAY_AUDIT_ARGUMENTS":            "audit events exist only with GATEWAY_POLICY_FILE",
 }
 
 // TestComposeVariables checks that .env.example lists exactly the variables compose.yaml uses, that every variable a

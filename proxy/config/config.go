@@ -140,6 +140,19 @@ type Env struct {
 	// proxy always. The choice is logged at start. Security is the same either way.
 	StreamRelay string `env:"GATEWAY_STREAM_RELAY" envDefault:"auto"`
 
+	// PolicyFile names a YAML policy (see package policy and docs/policy.md) that decides which tools, prompts and
+	// resources each caller may see and use. Default unset: every valid token may use everything. A policy that does
+	// not load stops the gateway at start; on reload (SIGHUP, or the file changing) the previous one stays.
+	PolicyFile string `env:"GATEWAY_POLICY_FILE"`
+
+	// AuditLog is where one audit event per MCP operation goes when a policy is set: "stderr" (default), "off", or a
+	// file path (appended to).
+	AuditLog string `env:"GATEWAY_AUDIT_LOG" envDefault:"stderr"`
+
+	// AuditArguments is what an audit event records of a call's arguments: "off" (default: nothing) or "hash" (their
+	// SHA-256). Arguments themselves are never recorded.
+	AuditArguments string `env:"GATEWAY_AUDIT_ARGUMENTS" envDefault:"off"`
+
 	// ResourceName is the resource_name in the protected resource metadata. Default "MCP server".
 	ResourceName string `env:"GATEWAY_RESOURCE_NAME" envDefault:"MCP server"`
 
@@ -251,6 +264,12 @@ type Config struct {
 	AllowUpgrade bool
 	// StreamRelay is GATEWAY_STREAM_RELAY: auto, on or off (see Env.StreamRelay and streamPath).
 	StreamRelay string
+	// PolicyFile is GATEWAY_POLICY_FILE; "" means no policy.
+	PolicyFile string
+	// AuditLog is GATEWAY_AUDIT_LOG: "stderr", "off" or a file path.
+	AuditLog string
+	// AuditArguments is GATEWAY_AUDIT_ARGUMENTS: "off" or "hash".
+	AuditArguments string
 	// ResourceName is GATEWAY_RESOURCE_NAME.
 	ResourceName string
 
@@ -391,7 +410,7 @@ func (e *Env) config(from readFrom) (*Config, error) {
 		MaxBodyBytes: e.MaxBodyBytes, ShutdownTimeout: e.ShutdownTimeout, ReadHeaderTimeout: e.ReadHeaderTimeout,
 		ReadTimeout: e.ReadTimeout, WriteTimeout: e.WriteTimeout, MaxConnections: e.MaxConnections,
 		UpstreamTimeout: e.UpstreamTimeout, AllowUpgrade: e.AllowUpgrade, ResourceName: e.ResourceName,
-		StreamRelay:    e.StreamRelay,
+		StreamRelay:    e.StreamRelay, PolicyFile: e.PolicyFile, AuditLog: e.AuditLog, AuditArguments: e.AuditArguments,
 		StaticClientID: e.ClientID, ClientSecret: e.ClientSecret, ClientAuthMethod: e.ClientAuthMethod,
 		FacadeScopeList: e.FacadeScopes, FacadeDefaultScopeList: e.FacadeDefaultScope,
 		readFrom: from,
@@ -406,7 +425,20 @@ func (e *Env) config(from readFrom) (*Config, error) {
 	c.OriginList, originErr = e.origins(c.Public)
 	c.TrustedProxyList, proxyErr = e.trustedProxies()
 	return c, errors.Join(issuerErr, publicErr, e.checkMCPPath(), upstreamErr, listenErr, e.checkScopes(), originErr,
-		e.checkSecrets(), e.checkOptionB(), proxyErr, e.checkAlgs(), e.checkLimits(), e.checkStreamRelay(c.Upstream))
+		e.checkSecrets(), e.checkOptionB(), proxyErr, e.checkAlgs(), e.checkLimits(), e.checkStreamRelay(c.Upstream),
+		e.checkAudit())
+}
+
+// checkAudit checks GATEWAY_AUDIT_LOG and GATEWAY_AUDIT_ARGUMENTS.
+func (e *Env) checkAudit() error {
+	var errs []error
+	if e.AuditLog == "" {
+		errs = append(errs, bad("GATEWAY_AUDIT_LOG", "must be stderr, off or a file path"))
+	}
+	if e.AuditArguments != "off" && e.AuditArguments != "hash" {
+		errs = append(errs, bad("GATEWAY_AUDIT_ARGUMENTS", "must be off or hash (got %q)", e.AuditArguments))
+	}
+	return errors.Join(errs...)
 }
 
 // issuer returns the issuer: GATEWAY_ISSUER_URL, else the AuthKit domain's URL.

@@ -151,12 +151,27 @@ type Principal struct {
 	Identity identity.Identity
 	// hdr holds the identity headers, built once per verified token and shared, read-only, by its requests.
 	hdr http.Header
+
+	claimsOnce sync.Once
+	claims     map[string]any
 }
 
 // Headers returns the identity headers to forward for p (identity.Identity.Set of p.Identity), built once when the
 // token was verified. The map is shared by every request with the same token: callers copy its entries and never
 // modify it or its values.
 func (p *Principal) Headers() http.Header { return p.hdr }
+
+// Claims returns the verified token's claims (Identity.Claims) decoded as JSON, numbers as float64, for rules that
+// read any claim. They are decoded once per verified token, on first use, and shared by every request with the same
+// token: callers never modify the map or its values. A payload that does not decode gives an empty map.
+func (p *Principal) Claims() map[string]any {
+	p.claimsOnce.Do(func() {
+		if json.Unmarshal(p.Identity.Claims, &p.claims) != nil || p.claims == nil {
+			p.claims = map[string]any{}
+		}
+	})
+	return p.claims
+}
 
 // ClaimRules are what CheckClaims enforces.
 type ClaimRules struct {

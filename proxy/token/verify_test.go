@@ -9,6 +9,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -181,6 +183,34 @@ func TestVerifierClaimsToIdentity(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
 		}
+	}
+}
+
+// TestPrincipalClaims: the verified claims as a map, decoded once per verified token and shared by its requests.
+func TestPrincipalClaims(t *testing.T) {
+	t.Parallel()
+	k1 := tokentest.NewKey(t, "k1", 0)
+	is := tokentest.NewIssuer(t, k1)
+	c := tokentest.NewClock()
+	v, _ := newTestVerifier(t, is, c)
+	claims := is.Claims(testResource, "user_1", c.Now())
+	claims["groups"] = []string{"eng"}
+	claims["email"] = "ada@example.com"
+	tok := k1.Sign(t, claims)
+	p, err := v.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := p.Claims()
+	if m["email"] != "ada@example.com" || m["sub"] != "user_1" || fmt.Sprint(m["groups"]) != "[eng]" || m["exp"] != float64(c.Now().Add(time.Hour).Unix()) {
+		t.Fatalf("claims: got %v", m)
+	}
+	p2, _ := v.Verify(context.Background(), tok)
+	if p2 != p || reflect.ValueOf(p2.Claims()).Pointer() != reflect.ValueOf(m).Pointer() {
+		t.Error("the claims of one token are decoded again")
+	}
+	if got := (&Principal{}).Claims(); got == nil || len(got) != 0 {
+		t.Errorf("no payload: got %v, want an empty map", got)
 	}
 }
 

@@ -18,6 +18,9 @@ type Error struct {
 	Status      int    // the response status
 	Code        string // the JSON body's error; "" writes no body
 	Description string // the JSON body's error_description: fixed, client-safe text
+	// JSONRPC, when set, is the body instead of Code's: a JSON-RPC response (an error for a request, or the
+	// gateway's answers to a batch), for MCP messages the gateway answers itself.
+	JSONRPC []byte
 
 	// Challenge, when set, is sent as WWW-Authenticate.
 	Challenge *Challenge
@@ -82,15 +85,21 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Close {
 		h.Set("Connection", "close")
 	}
-	if e.Code == "" {
+	switch {
+	case e.JSONRPC != nil:
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
 		w.WriteHeader(e.Status)
-		return
+		w.Write(e.JSONRPC)
+	case e.Code == "":
+		w.WriteHeader(e.Status)
+	default:
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(e.Status)
+		b, _ := json.Marshal(errorBody{Error: e.Code, ErrorDescription: e.Description})
+		w.Write(append(b, '\n'))
 	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(e.Status)
-	b, _ := json.Marshal(errorBody{Error: e.Code, ErrorDescription: e.Description})
-	w.Write(append(b, '\n'))
 }
 
 // refusal is the answer to a request refused for reason (see challengeFor for the ones about the token): fixed texts,

@@ -28,6 +28,8 @@ type reqState struct {
 	body            *deadlineBody // the request body under the read timeout, if the request has one
 	start           time.Time
 	relayed         bool // the response continues on a relayed stream, which records the request when it ends
+	// mcp is what Authorize learnt of the request's MCP messages, when a policy is in force and the answer needs it.
+	mcp *mcpExchange
 }
 
 type stateKey struct{}

@@ -1,0 +1,272 @@
+package proxy
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mcp-gateway/gateway/proxy/config"
+	"github.com/mcp-gateway/gateway/proxy/policy"
+)
+
+// AuditLog writes one JSON line per MCP message the gateway decided on (GATEWAY_AUDIT_LOG): who, what, the decision
+// and the rule that made it, written as decided (never inferred from a status), and how the upstream answered. It
+// never records arguments or results; with HashArguments, a SHA-256 of a call's arguments as sent.
+//
+// Writing never holds a request: events go through a bounded queue to one writer goroutine, which writes them in
+// batches. When the queue is full (the destination is slower than the requests, or stuck), new events are dropped
+// and counted (mcp_gateway_audit_dropped_total) rather than waited for.
+type AuditLog struct {
+	w       io.Writer
+	issuer  string
+	hash    bool
+	now     func() time.Time
+	dropped func()
+
+	queue chan *[]byte
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+	lines sync.Pool
+}
+
+// AuditOptions configure NewAuditLog.
+type AuditOptions struct {
+	// Issuer is the iss of every event: the gateway accepts tokens of one issuer.
+	Issuer string
+	// HashArguments records the SHA-256 of a call's arguments (GATEWAY_AUDIT_ARGUMENTS=hash).
+	HashArguments bool
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+	// Queue is how many events may wait to be written before new ones are dropped; 0: 8192.
+	Queue int
+	// Dropped is called for each event dropped; nil: none.
+	Dropped func()
+}
+
+// NewAuditLog starts an audit log writing to w. Close flushes and stops it.
+func NewAuditLog(w io.Writer, o AuditOptions) *AuditLog {
+	a := &AuditLog{w: w, issuer: o.Issuer, hash: o.HashArguments, now: o.Now, dropped: o.Dropped,
+		queue: make(chan *[]byte, cmp.Or(o.Queue, 8192)), stop: make(chan struct{}), done: make(chan struct{})}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.dropped == nil {
+		a.dropped = func() {}
+	}
+	a.lines.New = func() any { b := make([]byte, 0, 512); return &b }
+	go a.run()
+	return a
+}
+
+// Close writes the events waiting and stops the writer. Events sent after it are dropped.
+func (a *AuditLog) Close() {
+	a.once.Do(func() { close(a.stop) })
+	<-a.done
+}
+
+// auditBatch is how much the writer collects into one write.
+const auditBatch = 32 << 10
+
+func (a *AuditLog) run() {
+	defer close(a.done)
+	batch := make([]byte, 0, auditBatch+4<<10)
+	for {
+		select {
+		case l := <-a.queue:
+			a.w.Write(a.collect(batch[:0], l)) // a destination that fails has nowhere to report it
+		case <-a.stop:
+			for {
+				select {
+				case l := <-a.queue:
+					a.w.Write(a.collect(batch[:0], l))
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// collect appends l and the lines waiting after it, up to a batch.
+func (a *AuditLog) collect(batch []byte, l *[]byte) []byte {
+	for {
+		batch = append(batch, *l...)
+		a.lines.Put(l)
+		if len(batch) >= auditBatch {
+			return batch
+		}
+		select {
+		case l = <-a.queue:
+		default:
+			return batch
+		}
+	}
+}
+
+// send queues a line, or drops it when the queue is full or the log closed.
+func (a *AuditLog) send(l *[]byte) {
+	select {
+	case <-a.stop:
+		a.dropped()
+		return
+	default:
+	}
+	select {
+	case a.queue <- l:
+	default:
+		a.lines.Put(l)
+		a.dropped()
+	}
+}
+
+// event writes the event of message m of the request st (status: the upstream's, 0 when it was not forwarded).
+func (a *AuditLog) event(st *reqState, ex *mcpExchange, m *message, status int, d time.Duration) {
+	bp := a.lines.Get().(*[]byte)
+	b := append((*bp)[:0], `{"time":"`...)
+	b = a.now().UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","request_id":`...)
+	b = appendJSONString(b, st.reqID)
+	b = appendField(b, "mcp.method.name", m.method)
+	if m.id != nil {
+		id, ok := decodeString(span{0, len(m.id)}, m.id)
+		if !ok {
+			id = string(m.id)
+		}
+		b = appendField(b, "jsonrpc.request.id", id)
+	}
+	b = appendField(b, "mcp.protocol.version", ex.version)
+	b = appendField(b, "mcp.session.id", st.upstreamSession)
+	if m.kind != "" {
+		b = appendField(b, nameField[m.kind], m.name)
+	}
+	p := st.principal
+	b = appendField(b, "enduser.id", p.Subject)
+	b = appendField(b, "client_id", p.Identity.ClientID)
+	b = appendField(b, "org_id", p.Identity.OrgID)
+	b = appendField(b, "iss", a.issuer)
+	b = a.appendDecision(b, m)
+	if m.list != nil && m.listDone && m.code == 0 {
+		b = append(b, `,"items_in":`...)
+		b = strconv.AppendInt(b, int64(m.itemsIn), 10)
+		b = append(b, `,"items_out":`...)
+		b = strconv.AppendInt(b, int64(m.itemsOut), 10)
+	}
+	if a.hash && m.args != nil {
+		sum := sha256.Sum256(m.args)
+		b = append(b, `,"arguments_sha256":"`...)
+		b = hex.AppendEncode(b, sum[:])
+		b = append(b, '"')
+	}
+	if status > 0 {
+		b = append(b, `,"http.response.status_code":`...)
+		b = strconv.AppendInt(b, int64(status), 10)
+	}
+	if m.code != 0 {
+		b = append(b, `,"rpc.response.status_code":`...)
+		b = strconv.AppendInt(b, int64(m.code), 10)
+	}
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', -1, 64)
+	b = append(b, "}\n"...)
+	*bp = b
+	a.send(bp)
+}
+
+// appendDecision writes the decision as made: the outcome, the rule, and for a step-up the scopes challenged for. A
+// message that names nothing is allowed without a rule.
+func (a *AuditLog) appendDecision(b []byte, m *message) []byte {
+	if !m.decided {
+		return append(b, `,"decision":"allow"`...)
+	}
+	b = appendField(b, "decision", string(m.decision.Outcome))
+	b = appendField(b, "security_rule.name", m.decision.Rule)
+	if m.decision.Outcome == policy.StepUp {
+		b = append(b, `,"scopes_required":[`...)
+		for i, s := range m.decision.Scopes {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, s)
+		}
+		b = append(b, ']')
+	}
+	return b
+}
+
+// nameField is the member that holds what a message names, by kind (OpenTelemetry's MCP names).
+var nameField = map[policy.Kind]string{policy.Tool: "gen_ai.tool.name", policy.Prompt: "gen_ai.prompt.name",
+	policy.Resource: "mcp.resource.uri"}
+
+// appendField appends ,"key":"value", or nothing for an empty value.
+func appendField(b []byte, key, value string) []byte {
+	if value == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':')
+	return appendJSONString(b, value)
+}
+
+// finish writes the audit events of the request's messages once it has ended (forwarded: whether it went upstream).
+// A POST refused before its messages were decided (not JSON-RPC, headers that disagree with the body) has none: its
+// access line says why.
+func (ex *mcpExchange) finish(w http.ResponseWriter, st *reqState, o AuthorizeOptions, forwarded bool) {
+	if o.Audit == nil || !ex.decided {
+		return
+	}
+	status := 0
+	if forwarded {
+		status = ex.status
+		if sw, ok := w.(*statusWriter); ok && status == 0 {
+			status = sw.status // the relay's answer, which the reverse proxy's hook did not see
+		}
+	}
+	d := o.Audit.now().Sub(st.start)
+	for i := range ex.msgs {
+		m := &ex.msgs[i]
+		if m.method == "" {
+			continue // the client's answer to a request of the server's
+		}
+		s := status
+		if m.dropped {
+			s = 0
+		}
+		o.Audit.event(st, ex, m, s, d)
+	}
+}
+
+// openAudit opens GATEWAY_AUDIT_LOG: nil for "off", stderr (or out, when set) for "stderr", else the file, created
+// if need be and appended to. The returned close flushes the log and closes the file.
+func openAudit(cfg *config.Config, out io.Writer, o AuditOptions) (*AuditLog, func(), error) {
+	var f *os.File
+	switch cfg.AuditLog {
+	case "off":
+		return nil, func() {}, nil
+	case "stderr":
+		if out == nil {
+			out = os.Stderr
+		}
+	default:
+		var err error
+		if f, err = os.OpenFile(cfg.AuditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
+			return nil, nil, fmt.Errorf("GATEWAY_AUDIT_LOG: %w", err)
+		}
+		out = f
+	}
+	a := NewAuditLog(out, o)
+	return a, func() {
+		a.Close()
+		if f != nil {
+			f.Close()
+		}
+	}, nil
+}

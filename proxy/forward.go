@@ -21,6 +21,7 @@ type upstream struct {
 	endpoint bool
 	proxy    *httputil.ReverseProxy
 	relay    *relay.Relay // long-lived event streams, when the gateway relays them (stream.go); nil: off
+	policed  bool         // a policy is in force: answers may need Authorize's rewriting (filter.go)
 }
 
 // upstreams are the two ways upstream.
@@ -29,11 +30,15 @@ func (g *Gateway) upstreams() (endpoint, origin *upstream) {
 }
 
 func (g *Gateway) newUpstream(endpoint bool) *upstream {
-	u := &upstream{g: g, endpoint: endpoint}
+	u := &upstream{g: g, endpoint: endpoint, policed: g.policy != nil}
+	modify := g.modifyResponse
+	if u.policed {
+		modify = g.modifyPolicedResponse
+	}
 	u.proxy = &httputil.ReverseProxy{
 		Rewrite:        u.rewrite,
 		Transport:      g.transport,
-		ModifyResponse: g.modifyResponse,
+		ModifyResponse: modify,
 		ErrorHandler:   g.upstreamError,
 		// Debug: what it reports (an upstream body cut halfway) concerns one request, whose access line says how it
 		// ended; a line of its own per request would let an upstream multiply the log.
@@ -140,6 +145,18 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		g.metrics.OpenStreams.Inc()
 		resp.Body = &streamBody{ReadCloser: resp.Body, done: g.metrics.OpenStreams.Dec}
+	}
+	return nil
+}
+
+// modifyPolicedResponse is modifyResponse with a policy in force: the answer then passes through the request's MCP
+// exchange, which filters lists and merges the gateway's answers (mcpExchange.modify).
+func (g *Gateway) modifyPolicedResponse(resp *http.Response) error {
+	if err := g.modifyResponse(resp); err != nil {
+		return err
+	}
+	if st := stateOf(resp.Request.Context()); st != nil && st.mcp != nil {
+		return st.mcp.modify(resp)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -47,6 +48,10 @@ type Options struct {
 	ASClient *http.Client
 	// UpstreamTransport carries requests to the upstream. nil: a transport tuned for one upstream.
 	UpstreamTransport http.RoundTripper
+	// LoadPolicy loads the policy file (GATEWAY_POLICY_FILE). nil: LoadPolicy (package policy).
+	LoadPolicy func(path string) (Decider, error)
+	// AuditOut is where GATEWAY_AUDIT_LOG=stderr writes. nil: os.Stderr.
+	AuditOut io.Writer
 }
 
 // Gateway is the authenticating reverse proxy. Create it with New, start its background work with Run, and serve
@@ -82,6 +87,12 @@ type Gateway struct {
 	upstreamAS atomic.Pointer[metadata.AuthServer]
 	// authServer serves Option B (a pre-registered client); nil in Option A.
 	authServer *authserver.Server
+
+	// policy decides per caller what MCP messages may name (GATEWAY_POLICY_FILE); nil: no policy, every valid token
+	// may use everything, and the request path is the one without policy.
+	policy     *policyStore
+	audit      *AuditLog // nil: no audit events
+	closeAudit func()
 
 	readyMu    sync.Mutex
 	readyAt    time.Time
@@ -139,6 +150,9 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	g.verifier = token.NewVerifier(token.VerifierOptions{
 		Keys: g.keys, Issuer: cfg.Issuer, Audiences: cfg.AudienceList, Skew: cfg.ClockSkew, Now: g.now,
 	})
+	if err := g.loadPolicy(o); err != nil {
+		return nil, err
+	}
 	g.connectUpstream(o.UpstreamTransport)
 	g.closing, g.endStreams = context.WithCancel(context.Background())
 	g.handler = g.routes()
@@ -147,6 +161,35 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 			"clients that request a token for it will be refused", "resource", cfg.Resource, "audiences", cfg.AudienceList)
 	}
 	return g, nil
+}
+
+// loadPolicy loads GATEWAY_POLICY_FILE, when it is set, and opens the audit log that goes with it. A policy that
+// does not load stops the gateway.
+func (g *Gateway) loadPolicy(o Options) error {
+	g.closeAudit = func() {}
+	if g.cfg.PolicyFile == "" {
+		return nil
+	}
+	load := o.LoadPolicy
+	if load == nil {
+		load = LoadPolicy
+	}
+	var err error
+	if g.policy, err = newPolicyStore(g.cfg.PolicyFile, load, g.metrics, g.log); err != nil {
+		return err
+	}
+	g.audit, g.closeAudit, err = openAudit(g.cfg, o.AuditOut, AuditOptions{Issuer: g.cfg.Issuer,
+		HashArguments: g.cfg.AuditArguments == "hash", Now: g.now, Dropped: g.metrics.AuditDropped.Inc})
+	return err
+}
+
+// ReloadPolicy reads the policy file again and puts it in force for the requests that follow. A file that does not
+// load leaves the policy in force; the error says why (and is logged). Without a policy it returns ErrNoPolicy.
+func (g *Gateway) ReloadPolicy() error {
+	if g.policy == nil {
+		return ErrNoPolicy
+	}
+	return g.policy.reload()
 }
 
 // key returns the key for one purpose: derived from GATEWAY_SESSION_SECRET, else from GATEWAY_IDENTITY_SECRET, else
@@ -266,8 +309,12 @@ func (g *Gateway) onKeyFetch(err error) {
 }
 
 // Run discovers the authorization server and loads its keys, retrying with backoff until it succeeds (the gateway
-// answers 503 meanwhile), then refreshes the keys every JWKSRefreshInterval. It returns when ctx ends.
+// answers 503 meanwhile), then refreshes the keys every JWKSRefreshInterval. With a policy, it also reloads the
+// policy when its file changes. It returns when ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
+	if g.policy != nil {
+		go g.policy.watch(ctx, policyPollInterval)
+	}
 	backoff := time.Second
 	for {
 		err := g.discover(ctx)

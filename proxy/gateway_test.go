@@ -127,6 +127,12 @@ func (b *logBuffer) linesOf(t *testing.T, id string) []map[string]any {
 // configuration; discover loads the keys before returning.
 func newHarness(t *testing.T, env map[string]string, discover bool) *harness {
 	t.Helper()
+	return newHarnessWith(t, env, discover, nil)
+}
+
+// newHarnessWith is newHarness with opts changing the gateway's options.
+func newHarnessWith(t *testing.T, env map[string]string, discover bool, opts func(*Options)) *harness {
+	t.Helper()
 	h := &harness{key: tokentest.NewKey(t, "k1", 0), up: &upstreamRecorder{}, clock: tokentest.NewClock(), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
 	h.is = tokentest.NewIssuer(t, h.key)
 	h.upSrv = httptest.NewServer(h.up)
@@ -148,7 +154,11 @@ func newHarness(t *testing.T, env map[string]string, discover bool) *harness {
 	}
 	h.resource = cfg.Resource
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h.gw, err = New(cfg, Options{Reg: h.reg, Now: h.clock.Now, ASClient: h.is.Client(), Logger: log})
+	o := Options{Reg: h.reg, Now: h.clock.Now, ASClient: h.is.Client(), Logger: log}
+	if opts != nil {
+		opts(&o)
+	}
+	h.gw, err = New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,10 @@ type Metrics struct {
 	KeysLoaded     prometheus.Gauge
 	UpstreamErrors *prometheus.CounterVec
 	OpenStreams    prometheus.Gauge
+	// PolicyDecisions counts the decisions on MCP messages by outcome and rule (the policy's rule names and "default").
+	PolicyDecisions *prometheus.CounterVec
+	PolicyReloads   *prometheus.CounterVec
+	AuditDropped    prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -44,8 +48,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		OpenStreams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mcp_gateway_open_streams", Help: "Server-sent event streams open through the gateway.",
 		}),
+		PolicyDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcp_gateway_policy_decisions_total", Help: "Decisions on MCP messages that name a tool, prompt or resource, by outcome (allow, deny, step_up) and the rule that decided (or default).",
+		}, []string{"outcome", "rule"}),
+		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcp_gateway_policy_reloads_total", Help: "Policy reloads, by result (ok; error: the previous policy stays in force).",
+		}, []string{"result"}),
+		AuditDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mcp_gateway_audit_dropped_total", Help: "Audit events dropped because the audit log could not keep up.",
+		}),
 	}
-	reg.MustRegister(m.Requests, m.Duration, m.AuthFailures, m.JWKSFetches, m.KeysLoaded, m.UpstreamErrors, m.OpenStreams)
+	reg.MustRegister(m.Requests, m.Duration, m.AuthFailures, m.JWKSFetches, m.KeysLoaded, m.UpstreamErrors, m.OpenStreams,
+		m.PolicyDecisions, m.PolicyReloads, m.AuditDropped)
 	for _, r := range []token.Reason{token.ReasonNoToken, token.ReasonMalformed, token.ReasonSignature,
 		token.ReasonUnknownKey, token.ReasonExpired, token.ReasonNotYetValid, token.ReasonIssuer, token.ReasonAudience,
 		token.ReasonMissingClaim, token.ReasonInvalidClaim, token.ReasonScope, token.ReasonKeysUnavailable,

@@ -13,7 +13,8 @@ import (
 // routes builds the router: every request is observed and its body bounded; the public routes (metadata, health,
 // Option B) answer without a token; everything else is the protected chain (origin and CORS, body limit,
 // authentication, session binding) and goes upstream, the MCP endpoint to the upstream's MCP URL and any other path
-// to the upstream's origin. Route names, for metrics and logs, are read from the pattern a request matched.
+// to the upstream's origin. With a policy, the MCP endpoint's requests pass Authorize too. Route names, for metrics
+// and logs, are read from the pattern a request matched.
 func (g *Gateway) routes() http.Handler {
 	r := chi.NewRouter()
 	names := map[string]string{}
@@ -50,11 +51,16 @@ func (g *Gateway) routes() http.Handler {
 				Resource: g.cfg.Resource, Audiences: g.cfg.AudienceList}),
 			bindSession(g.binder))
 		endpoint, origin := g.upstreams()
+		mcp := r
+		if g.policy != nil { // the MCP endpoint alone; without a policy, the chain is the one above
+			mcp = r.With(Authorize(g.policy.current, AuthorizeOptions{MaxBodyBytes: g.cfg.MaxBodyBytes,
+				ResourceMetadata: g.prmURL, Audit: g.audit, Count: g.policy.count}))
+		}
 		if g.cfg.MCPPath == "/" {
-			handle(r, "mcp", "/*", endpoint)
+			handle(mcp, "mcp", "/*", endpoint)
 			return
 		}
-		handle(r, "mcp", g.cfg.MCPPath, endpoint)
+		handle(mcp, "mcp", g.cfg.MCPPath, endpoint)
 		handle(r, "forward", "/*", origin)
 	})
 	g.obs.routes = names

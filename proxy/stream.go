@@ -14,7 +14,7 @@ import (
 // (package relay, when GATEWAY_STREAM_RELAY puts it on), everything else through the reverse proxy. A long-lived
 // stream (a GET, or a POST of subscriptions/listen) ends when a shutdown starts; other requests may finish.
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if u.relay != nil && u.relay.Relayable(r) {
+	if u.relay != nil && u.relay.Relayable(r) && !(u.policed && filtered(r)) {
 		u.relay.ServeHTTP(w, r)
 		return
 	}
@@ -27,6 +27,13 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(u.g.closing, cancel)
 	defer stop()
 	u.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// filtered reports whether Authorize must see r's answer (a resumed stream, which may replay list responses): then
+// it takes the reverse proxy, whose answers pass through ModifyResponse.
+func filtered(r *http.Request) bool {
+	st := stateOf(r.Context())
+	return st != nil && st.mcp != nil && st.mcp.resume
 }
 
 // streamPath decides which path long-lived event streams take, and why, from GATEWAY_STREAM_RELAY, the upstream's
@@ -94,7 +101,7 @@ func (g *Gateway) onStream(r *http.Request, detached bool) func(int64) {
 	// server's state for the connection it no longer serves (its buffers, the request) would live as long as the
 	// stream, about 12 KiB more per idle POST stream.
 	kept := *st
-	kept.body, kept.rctx = nil, nil
+	kept.body, kept.rctx, kept.mcp = nil, nil, nil
 	method, path := r.Method, r.URL.Path
 	return func(sent int64) {
 		g.metrics.OpenStreams.Dec()
@@ -122,7 +129,7 @@ func (g *Gateway) EndStreams() {
 }
 
 // Shutdown ends the event streams (EndStreams) and waits until every request the gateway is answering has ended and
-// been recorded, or ctx ends. Call it after the server's Shutdown, or its Close once that timed out: the handlers of
+// been recorded, then writes the audit events waiting, or returns when ctx ends. Call it after the server's Shutdown, or its Close once that timed out: the handlers of
 // the connections Close cut still write their access lines, which Shutdown waits for.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.EndStreams()
@@ -140,5 +147,6 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			return err
 		}
 	}
+	g.closeAudit()
 	return nil
 }

@@ -6,6 +6,8 @@
 //	gateway --healthcheck   ask a running gateway for /healthz (for container health checks)
 //	gateway --dev           development mode: a local authorization server with demo users and the tool service,
 //	                        on loopback only (also GATEWAY_DEV=true); not for production
+//
+// SIGHUP reloads the policy (GATEWAY_POLICY_FILE); SIGINT and SIGTERM stop the gateway gracefully.
 package main
 
 import (
@@ -184,6 +186,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, lns []net.
 	defer cancel()
 	done := make(chan struct{})
 	go func() { defer close(done); gw.Run(runCtx) }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHangup(runCtx, hup, gw.ReloadPolicy, log)
 
 	var serveErr error
 	select {
@@ -197,6 +203,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, lns []net.
 		return serveErr
 	}
 	return nil
+}
+
+// reloadOnHangup reloads the policy (reload) on each signal from hup until ctx ends. A policy that does not load is
+// logged by the gateway, which keeps the one in force.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, reload func() error, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := reload(); errors.Is(err, proxy.ErrNoPolicy) {
+				log.Info("SIGHUP: no policy to reload (GATEWAY_POLICY_FILE is unset)")
+			}
+		}
+	}
 }
 
 // gatewayServer is the public server for gw.

@@ -69,7 +69,8 @@ func Authorize(current func() Decider, o AuthorizeOptions) func(http.Handler) ht
 				writeError(w, r, errors.New("authorize: no policy in force")) // unreachable: the store always has one
 				return
 			}
-			ex := &mcpExchange{policy: d, facts: factsOf(st.principal), version: r.Header.Get("Mcp-Protocol-Version")}
+			ex := &mcpExchange{policy: d, version: r.Header.Get("Mcp-Protocol-Version")}
+			ex.facts = factsOf(&ex.factsOf, st.principal)
 			switch {
 			case r.Method == http.MethodPost:
 				if !ex.readPost(w, r, o) {
@@ -94,10 +95,11 @@ func Authorize(current func() Decider, o AuthorizeOptions) func(http.Handler) ht
 	}
 }
 
-// factsOf returns what the rules look at of p.
-func factsOf(p *token.Principal) *policy.Facts {
-	return &policy.Facts{Permissions: p.Identity.Permissions, Roles: p.Identity.Roles, Scopes: p.Scopes,
+// factsOf fills f with what the rules look at of p, and returns it.
+func factsOf(f *policy.Facts, p *token.Principal) *policy.Facts {
+	*f = policy.Facts{Permissions: p.Identity.Permissions, Roles: p.Identity.Roles, Scopes: p.Scopes,
 		Org: p.Identity.OrgID, Claims: p.Claims()}
+	return f
 }
 
 // message is one JSON-RPC message of a POST, as the gateway read it.
@@ -156,14 +158,14 @@ func (ex *mcpExchange) readPost(w http.ResponseWriter, r *http.Request, o Author
 	if r.Body == nil {
 		r.Body = http.NoBody
 	}
-	body, err := readAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes), r.ContentLength)
+	body, err := readAll(r.Body, r.ContentLength, o.MaxBodyBytes)
 	r.Body.Close()
 	if err != nil {
 		writeError(w, r, bodyFailure(r, err, o.MaxBodyBytes))
 		return false
 	}
 	ex.body = body
-	if ex.msgs, ex.batch, err = parseMessages(body); err != nil {
+	if ex.msgs, ex.batch, err = parseMessages(ex.one[:0], body); err != nil {
 		writeError(w, r, &Error{Status: http.StatusBadRequest, Code: "parse_error", Cause: err,
 			JSONRPC: rpcError(nil, codeParseError, "Parse error", nil)})
 		return false
@@ -193,9 +195,10 @@ func (ex *mcpExchange) readPost(w http.ResponseWriter, r *http.Request, o Author
 	return ex.forward(w, r)
 }
 
-// readAll reads a request body of declared length size (-1: unknown) in one allocation when the length is known.
-func readAll(r io.Reader, size int64) ([]byte, error) {
-	if size < 0 || size > 1<<20 {
+// readAll reads a request body of declared length size (-1: unknown), in one allocation when the length is known,
+// and fails with *http.MaxBytesError past max bytes.
+func readAll(r io.Reader, size, max int64) ([]byte, error) {
+	if size < 0 || size > max {
 		size = 512
 	}
 	b := make([]byte, 0, size+1) // +1: the read that finds the end
@@ -205,11 +208,13 @@ func readAll(r io.Reader, size int64) ([]byte, error) {
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
-		if err == io.EOF {
+		switch {
+		case int64(len(b)) > max:
+			return nil, &http.MaxBytesError{Limit: max}
+		case err == io.EOF:
 			return b, nil
-		}
-		if err != nil {
-			return b, err
+		case err != nil:
+			return nil, err
 		}
 	}
 }
@@ -227,8 +232,9 @@ func bodyFailure(r *http.Request, err error, max int64) *Error {
 		Close: true, Cause: err}
 }
 
-// parseMessages reads a POST body: one JSON-RPC message, or a batch (an array of them, 2025-03-26).
-func parseMessages(body []byte) (msgs []message, batch bool, err error) {
+// parseMessages reads a POST body, one JSON-RPC message or a batch (an array of them, 2025-03-26), appending them to
+// msgs.
+func parseMessages(msgs []message, body []byte) (_ []message, batch bool, err error) {
 	if !json.Valid(body) {
 		return nil, false, errors.New("the body is not JSON")
 	}
@@ -236,7 +242,7 @@ func parseMessages(body []byte) (msgs []message, batch bool, err error) {
 	switch body[i] {
 	case '{':
 		m, err := parseMessage(body, span{i, skipValue(body, i)})
-		return []message{m}, false, err
+		return append(msgs, m), false, err
 	case '[':
 		elements(body, func(s span) bool {
 			var m message
@@ -261,13 +267,14 @@ func parseMessage(body []byte, s span) (message, error) {
 	if _, err := members(b, msgKeys, v[:]); err != nil {
 		return message{}, err
 	}
-	if ver, _ := v[kJSONRPC].str(b); ver != "2.0" {
-		return message{}, errInvalidMessage
+	if ver := v[kJSONRPC].in(b); string(ver) != `"2.0"` {
+		if s, _ := v[kJSONRPC].str(b); s != "2.0" {
+			return message{}, errInvalidMessage
+		}
 	}
 	m := message{raw: s}
 	if v[kID].ok() {
 		m.id = v[kID].in(b)
-		m.key, _ = idKey(m.id)
 	}
 	if !v[kMethod].ok() {
 		if m.id != nil && v[kResult].ok() != v[kError].ok() {
@@ -276,7 +283,7 @@ func parseMessage(body []byte, s span) (message, error) {
 		return message{}, errInvalidMessage
 	}
 	var ok bool
-	if m.method, ok = v[kMethod].str(b); !ok || v[kResult].ok() || v[kError].ok() {
+	if m.method, ok = methodName(v[kMethod].in(b)); !ok || v[kResult].ok() || v[kError].ok() {
 		return message{}, errInvalidMessage // a method with a result is a request to some peers, a response to others
 	}
 	var params []byte
@@ -284,6 +291,26 @@ func parseMessage(body []byte, s span) (message, error) {
 		params = v[kParams].in(b)
 	}
 	return m, m.readParams(params)
+}
+
+// methods are the method names the gateway knows, so that reading one allocates nothing.
+var methods = func() map[string]string {
+	m := map[string]string{}
+	for _, name := range []string{"initialize", "ping", "tools/call", "tools/list", "prompts/get", "prompts/list",
+		"resources/read", "resources/list", "resources/templates/list", "resources/subscribe", "resources/unsubscribe",
+		"completion/complete", "subscriptions/listen", "logging/setLevel", "notifications/initialized",
+		"notifications/cancelled", "notifications/progress", "notifications/roots/list_changed", "server/discover"} {
+		m[`"`+name+`"`] = name
+	}
+	return m
+}()
+
+// methodName returns the method that raw (a JSON value) names, and false when it is not a string.
+func methodName(raw []byte) (string, bool) {
+	if name, ok := methods[string(raw)]; ok {
+		return name, true
+	}
+	return decodeString(span{0, len(raw)}, raw)
 }
 
 // readParams finds what the message names in its params (policy.md §1.1). Params that are not an object name ""; a
@@ -546,10 +573,19 @@ func (ex *mcpExchange) forward(w http.ResponseWriter, r *http.Request) bool {
 		r.ContentLength, r.TransferEncoding = int64(len(body)), nil
 		ex.answers = answers
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	ex.fwd.Reset(body)
+	r.Body = &ex.fwd
 	r.GetBody = nil
+	if ex.rewrites() {
+		ex.keyIDs()
+	}
 	return true
 }
+
+// bodyRead is a request body the gateway read: what it forwards.
+type bodyRead struct{ bytes.Reader }
+
+func (*bodyRead) Close() error { return nil }
 
 // answerAll answers a POST whose every message the gateway denied: one answer as is, a batch's as an array, none
 // (denied notifications) with 202. At 2026-07-28 a denial is a 400, as the go-sdk server answers -32602.

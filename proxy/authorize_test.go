@@ -583,7 +583,7 @@ func TestParseMessages(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"name":"x"}}`, "", "", nil},
 		{`{"jsonrpc":"2.0","id":1,"result":{}}`, "", "", nil},
 	} {
-		msgs, _, err := parseMessages([]byte(tc.body))
+		msgs, _, err := parseMessages(nil, []byte(tc.body))
 		if err != nil {
 			t.Errorf("%s: %v", tc.body, err)
 			continue

@@ -34,8 +34,14 @@ func (p *fakePolicy) Decide(f *policy.Facts, kind policy.Kind, name string) poli
 	covered := false
 	for i := range p.rules {
 		r := &p.rules[i]
-		globs := map[policy.Kind][]string{policy.Tool: r.tools, policy.Prompt: r.prompts, policy.Resource: r.resources}[kind]
-		if !slices.ContainsFunc(globs, func(g string) bool { ok, _ := path.Match(g, name); return ok || g == "*" }) {
+		globs := r.tools
+		switch kind {
+		case policy.Prompt:
+			globs = r.prompts
+		case policy.Resource:
+			globs = r.resources
+		}
+		if !matches(globs, name) {
 			continue
 		}
 		covered = true
@@ -59,6 +65,15 @@ func (p *fakePolicy) Decide(f *policy.Facts, kind policy.Kind, name string) poli
 		return policy.Decision{Outcome: policy.Allow, Rule: "default"}
 	}
 	return policy.Decision{Outcome: policy.Deny, Rule: "default"}
+}
+
+func matches(globs []string, name string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok || g == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(have, want []string) bool {

@@ -16,8 +16,11 @@ import (
 type mcpExchange struct {
 	policy  Decider
 	facts   *policy.Facts
-	version string // MCP-Protocol-Version
-	body    []byte // the request body as read; msgs' spans point into it
+	factsOf policy.Facts // what facts points to
+	one     [1]message   // msgs of a POST of one message
+	fwd     bodyRead     // the body forwarded
+	version string       // MCP-Protocol-Version
+	body    []byte       // the request body as read; msgs' spans point into it
 	msgs    []message
 	batch   bool
 	// resume is a GET that resumes an event stream (Last-Event-ID): the responses it replays are not known by id, so
@@ -154,6 +157,15 @@ func (ex *mcpExchange) failList(m *message) []byte {
 	return rpcError(m.id, codeInternalError, "Internal error: the gateway could not filter the list", nil)
 }
 
+// keyIDs computes the keys the requests' ids match responses by (idKey), for an exchange that reads responses.
+func (ex *mcpExchange) keyIDs() {
+	for i := range ex.msgs {
+		if m := &ex.msgs[i]; m.id != nil {
+			m.key, _ = idKey(m.id)
+		}
+	}
+}
+
 // find returns the request of the POST whose id matches key, or nil.
 func (ex *mcpExchange) find(key string) *message {
 	for i := range ex.msgs {
@@ -266,24 +278,31 @@ func (ex *mcpExchange) filterList(res []byte, lk *listKind, in, kept *int) (out 
 	arr = append(arr, '[')
 	var name [1]span
 	fields := []string{lk.field}
-	elements(items, func(e span) bool {
+	for i := skipSpace(items, 1); i < len(items) && items[i] != ']'; { // one pass: an item ends where members ends
 		*in++
-		item := e.in(items)
-		name[0] = span{}
-		if _, err := members(item, fields, name[:]); err != nil {
-			return true
+		end, keep := 0, false
+		if items[i] == '{' {
+			name[0] = span{}
+			if closing, err := members(items[i:], fields, name[:]); err == nil {
+				end = i + closing + 1
+				n, isString := name[0].str(items[i:])
+				keep = isString && ex.policy.Decide(ex.facts, lk.kind, n).Outcome != policy.Deny
+			}
 		}
-		n, isString := name[0].str(item)
-		if !isString || ex.policy.Decide(ex.facts, lk.kind, n).Outcome == policy.Deny {
-			return true
+		if end == 0 {
+			end = skipValue(items, i)
 		}
-		if *kept > 0 {
-			arr = append(arr, ',')
+		if keep {
+			if *kept > 0 {
+				arr = append(arr, ',')
+			}
+			arr = append(arr, items[i:end]...)
+			*kept++
 		}
-		arr = append(arr, item...)
-		*kept++
-		return true
-	})
+		if i = skipSpace(items, end); i < len(items) && items[i] == ',' {
+			i = skipSpace(items, i+1)
+		}
+	}
 	arr = append(arr, ']')
 	edits := []edit{{v[0], arr}}
 	switch {

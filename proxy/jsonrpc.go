@@ -47,12 +47,19 @@ func skipSpace(b []byte, i int) int {
 
 // skipString returns the index after the string that starts at b[i] ('"').
 func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+	for i++; i < len(b); {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return len(b)
+		}
+		i += q
+		esc := 0 // the backslashes before the quote: an odd number escapes it
+		for j := i - 1; b[j] == '\\'; j-- {
+			esc++
+		}
+		i++
+		if esc%2 == 0 {
+			return i
 		}
 	}
 	return len(b)
@@ -106,18 +113,22 @@ func members(b []byte, keys []string, vals []span) (closing int, err error) {
 	i = skipSpace(b, i+1)
 	for i < len(b) && b[i] != '}' {
 		kEnd := skipString(b, i)
-		key, _ := decodeString(span{i, kEnd}, b)
+		key := b[i+1 : kEnd-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			k, _ := decodeString(span{i, kEnd}, b)
+			key = []byte(k)
+		}
 		i = skipSpace(b, kEnd)
 		i = skipSpace(b, i+1) // ':'
 		vEnd := skipValue(b, i)
 		for j, k := range keys {
 			switch {
-			case key == k:
+			case string(key) == k:
 				if vals[j].ok() {
 					return 0, errAmbiguous
 				}
 				vals[j] = span{i, vEnd}
-			case strings.EqualFold(key, k):
+			case equalFold(key, k):
 				return 0, errAmbiguous
 			}
 		}
@@ -127,6 +138,24 @@ func members(b []byte, keys []string, vals []span) (closing int, err error) {
 		}
 	}
 	return i, nil
+}
+
+// equalFold is strings.EqualFold(string(a), b) without a copy of a when it is ASCII.
+func equalFold(a []byte, b string) bool {
+	for _, c := range a {
+		if c >= utf8.RuneSelf {
+			return strings.EqualFold(string(a), b)
+		}
+	}
+	if len(a) != len(b) {
+		return false
+	}
+	for i, c := range a {
+		if d := b[i]; c != d && (c|0x20 != d|0x20 || c|0x20 < 'a' || c|0x20 > 'z') {
+			return false
+		}
+	}
+	return true
 }
 
 // elements calls f with the span of each element of the array that is b (with white space around), until f returns

@@ -13,12 +13,14 @@ import (
 // listExchange is the exchange of a POST with body as Authorize leaves it, for a caller with no permissions.
 func listExchange(t testing.TB, body, version string) *mcpExchange {
 	t.Helper()
-	msgs, batch, err := parseMessages([]byte(body))
+	msgs, batch, err := parseMessages(nil, []byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &mcpExchange{policy: testPolicy(), facts: facts("", "openid"), version: version, body: []byte(body),
+	ex := &mcpExchange{policy: testPolicy(), facts: facts("", "openid"), version: version, body: []byte(body),
 		msgs: msgs, batch: batch, decided: true}
+	ex.keyIDs()
+	return ex
 }
 
 // filterSSE passes stream through an sseFilter, reading from it in pieces of one byte when slow.

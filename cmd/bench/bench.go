@@ -88,6 +88,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	var rows []row
 	var gatewayRequests int64
+	var policyRatios []string
 	var gatewayRSS int64
 	for _, mode := range []string{"json", "sse", "stateless"} {
 		toolsAddr, _ := freeAddr()
@@ -129,6 +130,16 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			{name: "a direct", url: "http://" + toolsAddr + "/mcp", headers: ident, proc: tools},
 			{name: "b bare proxy", url: "http://" + bareAddr + "/mcp", headers: auth, proc: bare},
 			{name: "c gateway", url: "http://" + gwAddr + "/mcp", headers: auth, proc: gw},
+		}
+		if mode == "json" {
+			// (d) the same gateway with a policy that grants the bench's user the tools it calls (so the calls are
+			// allowed and the lists keep every tool: the decisions are paid, the answers are the same), audit on.
+			policied, err := startPolicyGateway(ctx, dir, gatewayBin, is.url, toolsAddr, tok)
+			if err != nil {
+				return err
+			}
+			defer policied.proc.stop()
+			setups = append(setups, policied)
 		}
 		for _, s := range setups {
 			if s.session, err = initialize(ctx, s, mode == "stateless"); err != nil {
@@ -175,6 +186,10 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				if len(results[s.name]) > 0 {
 					rows = append(rows, row{sc.name, s.name, conns, results[s.name]})
 				}
+			}
+			if len(results[policySetup]) > 0 {
+				rps := func(name string) float64 { return median(results[name], func(x result) float64 { return x.rps }) }
+				policyRatios = append(policyRatios, fmt.Sprintf("- %s: gateway with a policy / gateway throughput %.2f", sc.name, rps(policySetup)/rps("c gateway")))
 			}
 		}
 		if mode == "json" {
@@ -227,9 +242,64 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				r.scenario, (p50-bareP50[r.scenario])*1e6)
 		}
 	}
+	for _, l := range policyRatios {
+		fmt.Fprintln(stdout, l)
+	}
 	fmt.Fprintf(stdout, "- gateway resident memory after %d requests: %.1f MiB\n\n", gatewayRequests, float64(gatewayRSS)/1024)
 
 	return streamsBench(ctx, o, is, gatewayBin, stdout, stderr)
+}
+
+// policySetup names set-up (d): the gateway with a policy.
+const policySetup = "d gateway + policy"
+
+// benchPolicy grants the bench's user (role member, no permissions) every tool of the tool service, one rule with a
+// requirement among them, the others denied by default: the shape of the development example's policy.
+const benchPolicy = `default: deny
+rules:
+  - name: everyone-reads-themselves
+    tools: ["get-user-info", "get-user-permissions"]
+  - name: members-look-up-the-directory
+    tools: ["get-workos-user"]
+    require:
+      roles: ["member"]
+  - name: admins
+    tools: ["*"]
+    require:
+      roles: ["admin"]
+`
+
+// startPolicyGateway starts set-up (d): a gateway like (c) with benchPolicy and the audit log on (GATEWAY_AUDIT_LOG
+// stderr, which the bench discards), and opens its session.
+func startPolicyGateway(ctx context.Context, dir, gatewayBin, issuerURL, toolsAddr, tok string) (*setup, error) {
+	file := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(file, []byte(benchPolicy), 0o600); err != nil {
+		return nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	gw, err := start(ctx, "gateway+policy", []string{"GATEWAY_LISTEN_ADDR=" + addr, "GATEWAY_PUBLIC_URL=http://" + addr,
+		"GATEWAY_AUDIENCES=" + tokenAudience(tok), "GATEWAY_ISSUER_URL=" + issuerURL, "GATEWAY_UPSTREAM_URL=http://" + toolsAddr + "/mcp",
+		"GATEWAY_METRICS_ADDR=off", "GATEWAY_POLICY_FILE=" + file, "GATEWAY_AUDIT_LOG=stderr"}, gatewayBin)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(ctx, "http://"+addr+"/readyz", 200); err != nil {
+		gw.stop()
+		return nil, fmt.Errorf("gateway with a policy: %w", err)
+	}
+	return &setup{name: policySetup, url: "http://" + addr + "/mcp", headers: map[string]string{"Authorization": "Bearer " + tok}, proc: gw}, nil
+}
+
+// tokenAudience returns the aud of the bench token, which names gateway (c)'s URL: gateway (d) accepts it too.
+func tokenAudience(tok string) string {
+	parts := strings.Split(tok, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct{ Aud string }
+	json.Unmarshal(raw, &c)
+	return c.Aud
 }
 
 // identityHeaders returns the identity headers the gateway sets for the bench token tok (see principal in proxy/token), which

@@ -4,9 +4,11 @@
 //
 // One request goes, file by file: routes.go (the chi router: public routes, or the protected group) → observe.go
 // (request id, access line, metrics) → body.go (read deadline, size limit) → origin.go (Origin check, CORS) →
-// authenticate.go (package token verifies) → session.go (session binding) → stream.go (a long-lived event stream
-// takes package relay, anything else the reverse proxy) → forward.go (strip credentials and inbound identity headers,
-// set the identity) → upstream → back, streamed. Whatever fails on the way is an *Error written by writeError
+// authenticate.go (package token verifies) → session.go (session binding) → with a policy (GATEWAY_POLICY_FILE),
+// authorize.go (each MCP message decided by package policy; filter.go and sse.go filter list answers, audit.go writes
+// one event per message, policystore.go reloads the policy) → stream.go (a long-lived event stream takes package
+// relay, anything else the reverse proxy) → forward.go (strip credentials and inbound identity headers, set the
+// identity) → upstream → back, streamed. Whatever fails on the way is an *Error written by writeError
 // (errors.go), the one place that decides what a client sees. The configuration is package config's.
 //
 // With a pre-registered client (config.Config.StaticClientID, "Option B"), the gateway is also the authorization

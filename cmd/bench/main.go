@@ -1,5 +1,6 @@
 // Command bench measures the gateway's cost side by side with a direct connection to the tool service and a bare
-// reverse proxy, in one run on one machine, with wrk as the load generator (apt-get install wrk). It prints a
+// reverse proxy, and the gateway with a policy beside the gateway without, in one run on one machine, with wrk as the
+// load generator (apt-get install wrk). It prints a
 // Markdown table of medians over several runs, then the memory per open event stream.
 //
 //	go run ./cmd/bench                 # full run (a few minutes)

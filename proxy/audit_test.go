@@ -1,0 +1,77 @@
+package proxy
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mcp-gateway/gateway/proxy/config"
+	"github.com/mcp-gateway/gateway/proxy/token"
+)
+
+// stuckWriter is an audit destination that takes nothing until released.
+type stuckWriter struct{ release chan struct{} }
+
+func (w stuckWriter) Write(p []byte) (int, error) { <-w.release; return len(p), nil }
+
+// TestAuditFloodDoesNotBlock: a destination that takes nothing never holds a request: past the queue, events are
+// dropped and counted.
+func TestAuditFloodDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	w := stuckWriter{release: make(chan struct{})}
+	var dropped atomic.Int64
+	a := NewAuditLog(w, AuditOptions{Queue: 4, Dropped: func() { dropped.Add(1) }})
+	ex := listExchange(t, call("1", "get-user-info"), "")
+	st := &reqState{reqID: "r", principal: &token.Principal{Subject: "user_1"}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 1000 {
+			a.event(st, ex, &ex.msgs[0], 200, time.Millisecond)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("sending audit events blocked")
+	}
+	if n := dropped.Load(); n < 850 { // the writer holds one batch (about a hundred events) and the queue four
+		t.Errorf("dropped %d of 1000 with a queue of 4", n)
+	}
+	close(w.release)
+	a.Close()
+}
+
+// TestOpenAudit: off, stderr (or the writer given), or a file appended to.
+func TestOpenAudit(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "audit.log")
+	os.WriteFile(file, []byte("before\n"), 0o600)
+	for _, dest := range []string{"off", "stderr", file} {
+		a, closeAudit, err := openAudit(&config.Config{AuditLog: dest}, io.Discard, AuditOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (a == nil) != (dest == "off") {
+			t.Errorf("%s: audit log %v", dest, a)
+		}
+		if a != nil {
+			ex := listExchange(t, call("1", "get-user-info"), "")
+			ex.decide(&ex.msgs[0])
+			a.event(&reqState{reqID: "r", principal: &token.Principal{Subject: "user_1"}}, ex, &ex.msgs[0], 200, time.Millisecond)
+		}
+		closeAudit()
+	}
+	b, _ := os.ReadFile(file)
+	if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(lines) != 2 || lines[0] != "before" ||
+		!strings.Contains(lines[1], `"gen_ai.tool.name":"get-user-info","enduser.id":"user_1","decision":"allow","security_rule.name":"everyone-reads-themselves"`) {
+		t.Errorf("file: got %q", b)
+	}
+	if _, _, err := openAudit(&config.Config{AuditLog: filepath.Join(file, "not-a-dir", "x")}, nil, AuditOptions{}); err == nil || !strings.Contains(err.Error(), "GATEWAY_AUDIT_LOG") {
+		t.Errorf("unwritable path: got %v", err)
+	}
+}

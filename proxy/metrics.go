@@ -18,8 +18,10 @@ type Metrics struct {
 	OpenStreams    prometheus.Gauge
 	// PolicyDecisions counts the decisions on MCP messages by outcome and rule (the policy's rule names and "default").
 	PolicyDecisions *prometheus.CounterVec
-	PolicyReloads   *prometheus.CounterVec
-	AuditDropped    prometheus.Counter
+	// PolicyReloads counts policy reloads by result (ok, error).
+	PolicyReloads *prometheus.CounterVec
+	// AuditDropped counts the audit events dropped because the audit log could not keep up.
+	AuditDropped prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg.

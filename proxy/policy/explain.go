@@ -188,7 +188,7 @@ func (e Explanation) headline() string {
 	case d.Outcome == Allow:
 		return what + ", by rule " + d.Rule
 	case d.Outcome == StepUp:
-		return fmt.Sprintf("%s, by rule %s, which grants it but for scopes: a call is answered 403 insufficient_scope with scope=%q",
+		return fmt.Sprintf("%s, by rule %s, which grants it but for scopes: listed, and a call is answered 403 insufficient_scope with scope=%q",
 			what, d.Rule, strings.Join(d.Scopes, " "))
 	}
 	return fmt.Sprintf("%s: no rule that covers it grants it (the decision is named after the last one, %s; the default, %s, applies only to names no rule covers)",

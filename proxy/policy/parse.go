@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -74,9 +73,6 @@ func Parse(data []byte, source string) (*Policy, error) {
 	return p, nil
 }
 
-// yamlLine is the line prefix of the YAML parser's syntax errors.
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
-
 // document returns the root node of data's one YAML document.
 func document(data []byte, source string) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -94,7 +90,7 @@ func document(data []byte, source string) (*yaml.Node, error) {
 	case err != nil:
 		return nil, syntaxError(source, err)
 	default:
-		return nil, &Error{Source: source, Line: more.Line, Msg: "a policy is one YAML document; remove the second one (after ---)"}
+		return nil, &Error{Source: source, Line: more.Line, Msg: "a policy is one YAML document; remove the second one (from this ---)"}
 	}
 	root := deref(doc.Content[0])
 	if isNull(root) {
@@ -103,14 +99,10 @@ func document(data []byte, source string) (*yaml.Node, error) {
 	return root, nil
 }
 
-// syntaxError words a YAML parser error.
+// syntaxError is a YAML parser error, in the parser's words: its line numbers are not always those of the problem
+// (for some errors, the line before the construct that encloses it), so they are not presented as the file's.
 func syntaxError(source string, err error) error {
-	e := &Error{Source: source, Msg: strings.TrimPrefix(err.Error(), "yaml: "), Err: err}
-	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-		e.Line, _ = strconv.Atoi(m[1])
-		e.Msg = strings.TrimPrefix(err.Error(), m[0])
-	}
-	return e
+	return &Error{Source: source, Msg: err.Error(), Err: err}
 }
 
 // parser collects the problems of one policy file.
@@ -219,7 +211,7 @@ func (ps *parser) rule(n *yaml.Node, i int) *rule {
 		case "tools", "prompts", "resources":
 			k := Kind(strings.TrimSuffix(key, "s")).index()
 			r.globs[k] = ps.globs(v, label, key)
-			named = named || len(r.globs[k]) > 0
+			named = named || v.Kind == yaml.SequenceNode && len(v.Content) > 0
 		case "require":
 			ps.require(v, label, r)
 		case "when":

@@ -22,9 +22,11 @@ func (ps *parser) exprPos(v *yaml.Node, celLine, celCol int) (line, col int, ok 
 	case 0, yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
 		m = ps.inlineMap(v)
 	}
-	value := []rune(v.Value)
-	if len(m) != len(value) || off >= len(m) {
+	switch {
+	case len(m) == 0 || len(m) != utf8.RuneCountInString(v.Value) || off > len(m):
 		return v.Line, v.Column, false
+	case off == len(m): // the end of the expression
+		return m[off-1].line, m[off-1].col + 1, true
 	}
 	return m[off].line, m[off].col, true
 }

@@ -22,11 +22,13 @@ type Store struct {
 
 // fileState identifies a version of the file.
 type fileState struct {
-	read    bool // whether the file could be read at the last look; false: the fields below are zero
-	modTime time.Time
-	size    int64
-	sum     [sha256.Size]byte
+	info os.FileInfo // from the last look; nil when the file could not be read
+	sum  [sha256.Size]byte
 }
+
+// racyWindow is how recent a modification time must be for Watch to read the file even though its size and time did
+// not change: a file system with a coarse clock gives a second write within the same tick the same time.
+const racyWindow = 2 * time.Second
 
 // NewStore loads the policy at path. It fails, closed, when the file does not load: a gateway must not start without
 // the policy it was given.
@@ -68,7 +70,7 @@ func (s *Store) read() ([]byte, error) {
 		s.seen = fileState{}
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
-	s.seen = fileState{read: true, modTime: fi.ModTime(), size: fi.Size(), sum: sha256.Sum256(data)}
+	s.seen = fileState{info: fi, sum: sha256.Sum256(data)}
 	return data, nil
 }
 
@@ -82,8 +84,9 @@ func (s *Store) load(data []byte) error {
 	return nil
 }
 
-// Watch polls the file every interval until ctx ends, and reloads it when it changed: a new modification time or
-// size, then a new content (SHA-256), so that touching the file reloads nothing. onReload (which may be nil) is
+// Watch polls the file every interval until ctx ends, and reloads it when it changed: another file (renamed over it),
+// a new modification time or size, or a time too recent to tell, then a new content (SHA-256), so that touching the
+// file reloads nothing. onReload (which may be nil) is
 // called after each reload with nil or the reason the new version was refused (the previous policy stays current);
 // a version that does not load, or a file that cannot be read, is reported once, not at every poll. Watch needs no
 // file-system notifications, so it follows files replaced by renames (editors, Kubernetes ConfigMap volumes).
@@ -108,15 +111,20 @@ func (s *Store) poll() (changed bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	prev := s.seen
-	if fi, err := os.Stat(s.path); err == nil && prev.read && fi.ModTime().Equal(prev.modTime) && fi.Size() == prev.size {
+	if fi, err := os.Stat(s.path); err == nil && sameVersion(prev.info, fi) && time.Since(fi.ModTime()) > racyWindow {
 		return false, nil
 	}
 	data, err := s.read()
 	switch {
 	case err != nil:
-		return prev.read, err // reported when it becomes unreadable, not at every poll
-	case prev.read && s.seen.sum == prev.sum:
-		return false, nil // the same content, touched
+		return prev.info != nil, err // reported when it becomes unreadable, not at every poll
+	case prev.info != nil && s.seen.sum == prev.sum:
+		return false, nil // the same content: touched, or replaced by a copy
 	}
 	return true, s.load(data)
+}
+
+// sameVersion reports whether b is the file a was, with the same time and size. a may be nil.
+func sameVersion(a, b os.FileInfo) bool {
+	return a != nil && os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
 }

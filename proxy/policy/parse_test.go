@@ -143,7 +143,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, k := range kinds {
+		for _, k := range []Kind{Tool, Prompt, Resource} {
 			p.Decide(&Facts{}, k, "x")
 			_ = p.Explain(&Facts{}, k, "x").String()
 		}

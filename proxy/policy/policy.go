@@ -29,9 +29,6 @@ const (
 	Resource Kind = "resource" // resources/read, (un)subscribe params.uri; resources/list resources[].uri; templates' uriTemplate
 )
 
-// kinds are the kinds in the order of a rule's glob lists.
-var kinds = [...]Kind{Tool, Prompt, Resource}
-
 // index returns k's position in kinds, or -1 for a kind this package does not know.
 func (k Kind) index() int {
 	switch k {
@@ -252,4 +249,36 @@ func missing(have, want []string) []string {
 		}
 	}
 	return m
+}
+
+// RuleInfo is a rule as written in the file, for tools that show a policy (gateway --check).
+type RuleInfo struct {
+	Name                      string
+	Line                      int      // where the rule starts in the file
+	Tools, Prompts, Resources []string // globs
+	Permissions, Roles        []string // all of; any of
+	Scopes, Org               []string // all of; any of
+	When                      string   // the CEL condition, "" for none
+}
+
+// Describe returns the rules as written, in file order.
+func (p *Policy) Describe() []RuleInfo {
+	out := make([]RuleInfo, len(p.rules))
+	for i, r := range p.rules {
+		ri := RuleInfo{Name: r.name, Line: r.line, Permissions: slices.Clone(r.perms), Roles: slices.Clone(r.roles),
+			Scopes: slices.Clone(r.scope), Org: slices.Clone(r.org)}
+		for _, ptr := range []struct {
+			k   Kind
+			dst *[]string
+		}{{Tool, &ri.Tools}, {Prompt, &ri.Prompts}, {Resource, &ri.Resources}} {
+			for _, g := range r.globs[ptr.k.index()] {
+				*ptr.dst = append(*ptr.dst, g.pattern)
+			}
+		}
+		if r.when != nil {
+			ri.When = r.when.src
+		}
+		out[i] = ri
+	}
+	return out
 }

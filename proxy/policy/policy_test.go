@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -308,5 +309,19 @@ func TestRulesAndCovering(t *testing.T) {
 	}
 	if got := mustParse(t, "rules: []").Default(); got != Deny {
 		t.Errorf("Default without default: got %s, want deny", got)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	t.Parallel()
+	p := mustParse(t, "rules:\n  - name: a\n    tools: [x, 'y*']\n    resources: ['file:///*']\n    require: {permissions: [p], roles: [r], scopes: [s], org: [o]}\n    when: mcp.name != ''\n  - name: b\n    prompts: ['*']\n")
+	got := p.Describe()
+	want := []RuleInfo{
+		{Name: "a", Line: 2, Tools: []string{"x", "y*"}, Resources: []string{"file:///*"}, Permissions: []string{"p"}, Roles: []string{"r"},
+			Scopes: []string{"s"}, Org: []string{"o"}, When: "mcp.name != ''"},
+		{Name: "b", Line: 7, Prompts: []string{"*"}},
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("Describe:\ngot  %+v\nwant %+v", got, want)
 	}
 }

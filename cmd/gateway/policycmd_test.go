@@ -179,3 +179,24 @@ func toAny(s []string) []any {
 	}
 	return out
 }
+
+// TestPolicyDocs checks that docs/policy.md shows the development policy as it is, and explain's output as it is.
+func TestPolicyDocs(t *testing.T) {
+	t.Parallel()
+	md, err := os.ReadFile("../../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "\n```yaml\n"+devPolicyYAML+"```\n") {
+		t.Error("docs/policy.md does not show cmd/gateway/dev-policy.yaml as it is, in a yaml block")
+	}
+	_, example, ok := strings.Cut(string(md), "$ gateway policy explain --token \"$TOKEN\" --tool delete-user\n")
+	example, _, _ = strings.Cut(example, "```\n")
+	out, err := os.ReadFile("testdata/policy-explain.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok || !strings.Contains(string(out), example) {
+		t.Errorf("docs/policy.md's explain example is not what explain prints (testdata/policy-explain.golden):\n%s", example)
+	}
+}

@@ -58,7 +58,8 @@ func Load(path string) (*Policy, error) {
 }
 
 // Parse reads a policy from YAML data; source names it in errors (a file path). Every problem is reported, naming the
-// rule and, for a CEL condition, the line and column in the file.
+// rule and, for a CEL condition, the line and column in the file. A policy without `default` denies the names no rule
+// covers; an empty file is an error (a file caught half written must not deny everything).
 func Parse(data []byte, source string) (*Policy, error) {
 	root, err := document(data, source)
 	if err != nil {
@@ -264,8 +265,8 @@ func (ps *parser) ruleName(n *yaml.Node, i int) string {
 	return ""
 }
 
-// strings reads a list of non-empty strings; a null value is an empty list.
-func (ps *parser) strings(v *yaml.Node, rule, field string) ([]string, []*yaml.Node) {
+// stringList reads a list of non-empty strings; a null value is an empty list.
+func (ps *parser) stringList(v *yaml.Node, rule, field string) ([]string, []*yaml.Node) {
 	if isNull(v) {
 		return nil, nil
 	}
@@ -289,7 +290,7 @@ func (ps *parser) strings(v *yaml.Node, rule, field string) ([]string, []*yaml.N
 
 // globs reads and compiles a list of globs.
 func (ps *parser) globs(v *yaml.Node, rule, field string) []glob {
-	pats, nodes := ps.strings(v, rule, field)
+	pats, nodes := ps.stringList(v, rule, field)
 	var out []glob
 	for i, pat := range pats {
 		g, err := compileGlob(pat)
@@ -311,7 +312,7 @@ func (ps *parser) require(v *yaml.Node, rule string, r *rule) {
 		return
 	}
 	ps.fields(v, rule, "require", requireFields, func(key string, v *yaml.Node) {
-		list, nodes := ps.strings(v, rule, "require."+key)
+		list, nodes := ps.stringList(v, rule, "require."+key)
 		switch key {
 		case "permissions":
 			r.perms = list

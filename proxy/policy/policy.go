@@ -59,7 +59,9 @@ const (
 const DefaultRule = "default"
 
 // Facts are what the rules look at of a caller, built once per request from the verified token (FactsFromClaims).
-// Rules compare elements exactly (case-sensitively, never as substrings).
+// Rules compare elements exactly (case-sensitively, never as substrings). Conditions read Claims in place: nothing is
+// converted per decision, so one Facts serves every decision of a request (a list's items, a batch's calls), from any
+// number of goroutines, as long as nobody modifies it.
 type Facts struct {
 	Permissions []string       // permissions claim
 	Roles       []string       // role ∪ roles

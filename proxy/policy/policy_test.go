@@ -325,3 +325,27 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("Describe:\ngot  %+v\nwant %+v", got, want)
 	}
 }
+
+// TestDecideConcurrently decides with one policy and one Facts from several goroutines (for the race detector).
+func TestDecideConcurrently(t *testing.T) {
+	t.Parallel()
+	p := mustParse(t, tablePolicy)
+	f := FactsFromClaims(map[string]any{"email": "ann@example.com", "sub": "u", "level": 3.0, "roles": []any{"support"}})
+	done := make(chan Decision)
+	for range 8 {
+		go func() {
+			var d Decision
+			for range 200 {
+				d = p.Decide(&f, Tool, "mail-send")
+				p.Decide(&f, Tool, "ws-u")
+				p.Decide(&f, Tool, "staff/x/report")
+			}
+			done <- d
+		}()
+	}
+	for range 8 {
+		if d := <-done; d.Outcome != Allow || d.Rule != "example-mail" {
+			t.Errorf("Decide(mail-send): got %+v, want allow by example-mail", d)
+		}
+	}
+}

@@ -6,6 +6,7 @@
 //	gateway --healthcheck   ask a running gateway for /healthz (for container health checks)
 //	gateway --dev           development mode: a local authorization server with demo users and the tool service,
 //	                        on loopback only (also GATEWAY_DEV=true); not for production
+//	gateway policy explain  the decision of the policy (GATEWAY_POLICY_FILE) for a token and a tool, and why; offline
 package main
 
 import (
@@ -61,7 +62,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	check := fs.Bool("check", false, "check the configuration, the authorization server (metadata, keys, client registration, PKCE) and the upstream; print one line per check and exit non-zero if any fails")
 	dev := fs.Bool("dev", false, "development mode (also GATEWAY_DEV=true): a local authorization server with demo users and the tool service, on loopback only; not for production")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gateway [--dev | --check | --healthcheck]\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
+		fmt.Fprintln(stderr, "usage: gateway [--dev | --check | --healthcheck]\n       gateway policy explain --token <JWT or claims JSON> --tool <name>   (offline; the token is not verified)\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +70,9 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 			return nil // -h asks for the usage, which is printed
 		}
 		return err
+	}
+	if fs.Arg(0) == "policy" && fs.NFlag() == 0 {
+		return runPolicy(fs.Args()[1:], env, stdout, stderr)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())

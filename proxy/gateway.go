@@ -17,7 +17,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -212,13 +211,12 @@ func (g *Gateway) key(purpose string, warn bool) []byte {
 	return k
 }
 
-// derive returns a 32-byte key for one purpose from a configured secret (HKDF-SHA256, RFC 5869).
+// derive returns a 32-byte key for one purpose from a configured secret: SHA-256 of a purpose label and the secret
+// (at least 32 bytes). It must stay as it is: session ids and Option B's client ids, which clients keep across
+// restarts, upgrades and replicas, are bound or sealed under keys it derived.
 func derive(secret, purpose string) []byte {
-	k, err := hkdf.Key(sha256.New, []byte(secret), nil, "mcp-gateway/"+purpose, 32)
-	if err != nil {
-		panic(err) // unreachable: 32 bytes is far below HKDF-SHA256's limit
-	}
-	return k
+	k := sha256.Sum256([]byte("mcp-gateway/" + purpose + "\x00" + secret))
+	return k[:]
 }
 
 // connectUpstream sets up the way to the upstream: transport (the default, tuned for one upstream, unless one is

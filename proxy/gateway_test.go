@@ -289,6 +289,38 @@ func TestEveryOtherPathIsAuthenticated(t *testing.T) {
 	}
 }
 
+// TestMethodsNoRouteServesAreAuthenticated: a request no route matches by its method (one chi does not know, such as
+// PROPFIND or a lower-case get) or its target ("*") gets the challenge like any other path without a token, and goes
+// to the upstream's origin, path unchanged, with one; chi's own bare 405 or text 404 would tell a client nothing.
+func TestMethodsNoRouteServesAreAuthenticated(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, true)
+	tok := h.token(t, "user_1")
+	for _, tt := range []struct{ method, path string }{{"PROPFIND", "/"}, {"FOO", "/mcp"}, {"get", "/healthz"}, {"FOO", "/token"}} {
+		resp := h.do(t, tt.method, tt.path, "", nil, "")
+		body := readBody(t, resp)
+		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") || !strings.Contains(body, `"error":"unauthorized"`) {
+			t.Errorf("%s %s without a token: got %d %q %q, want 401 with a challenge", tt.method, tt.path, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+		}
+		n := h.up.count()
+		if resp := h.do(t, tt.method, tt.path, tok, nil, ""); resp.StatusCode != 200 {
+			t.Errorf("%s %s with a token: got %d, want 200", tt.method, tt.path, resp.StatusCode)
+			continue
+		}
+		if h.up.count() != n+1 || h.up.last(t).Method != tt.method || h.up.last(t).URL.Path != tt.path {
+			t.Errorf("%s %s with a token: upstream got %s %s, want it on the upstream's origin", tt.method, tt.path, h.up.last(t).Method, h.up.last(t).URL.Path)
+		}
+	}
+	_, br := h.rawRequest(t, "GET * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
+		t.Errorf("GET * without a token: got %d %q, want 401 with a challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
 func TestChallengesOverHTTP(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, map[string]string{"GATEWAY_REQUIRED_SCOPES": "mcp:tools"}, true)

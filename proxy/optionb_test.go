@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -127,5 +128,29 @@ func TestOptionBRefusalOnTheAccessLine(t *testing.T) {
 	readBody(t, resp)
 	if lines := h.logs.linesOf(t, resp.Header.Get("X-Request-Id")); len(lines) != 1 || lines[0]["reason"] != nil || lines[0]["client_name"] != "c" {
 		t.Errorf("a registration's access line: %v", lines)
+	}
+}
+
+// TestSessionsAndClientsFromBeforeStillOpen: with the same GATEWAY_SESSION_SECRET, an MCP session id and an Option B
+// client id issued by the gateway at 9d926a4 still open: clients keep both across an upgrade (and across replicas of
+// two versions during one), so the keys derived from the secret must stay the same.
+func TestSessionsAndClientsFromBeforeStillOpen(t *testing.T) {
+	t.Parallel()
+	const (
+		session  = "upstream-1.ykkBCn48DPOnmXXI-j51zr"                                                                                                     // upstream-1, bound to user_1
+		clientID = "mcpgw_2hdue3ypgYEpbDQ_DswmzzsHUZYAk5ofXC5jzOmelSgASl1Z3_MxcOKhcL2v0y5z-FEL1fp_rTOjpE2XxyF_M1Eszl_LL3Dj3tbGohzRF_dvo_rDH0OwnTp7RrBTTxg" // a public client, redirect URI http://127.0.0.1:1/cb
+	)
+	h := newOptionBHarness(t, nil, nil) // GATEWAY_SESSION_SECRET: 32 times "s"
+	resp := h.do(t, "POST", "/mcp", h.token(t, "user_1"), map[string]string{"Mcp-Session-Id": session}, "{}")
+	if resp.StatusCode != 200 {
+		t.Errorf("a session id issued before: got %d, want 200", resp.StatusCode)
+	} else if got := h.up.last(t).Header.Get("Mcp-Session-Id"); got != "upstream-1" {
+		t.Errorf("upstream session id: got %q, want upstream-1", got)
+	}
+	q := url.Values{"client_id": {clientID}, "redirect_uri": {"http://127.0.0.1:1/cb"}, "response_type": {"code"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}, "state": {"s1"}}
+	resp = h.do(t, "GET", "/authorize?"+q.Encode(), "", nil, "")
+	if body := readBody(t, resp); resp.StatusCode != 200 || strings.Contains(body, "Unknown application") {
+		t.Errorf("a client id issued before: got %d %.120q, want the consent page", resp.StatusCode, body)
 	}
 }

@@ -51,6 +51,10 @@ func (g *Gateway) routes() http.Handler {
 				Resource: g.cfg.Resource, Audiences: g.cfg.AudienceList}),
 			bindSession(g.binder))
 		endpoint, origin := g.upstreams()
+		// What no route matches, chi answers itself (a bare 405 for a method it does not know, such as PROPFIND, a
+		// 404 for the target "*"): those go the protected way to the upstream's origin too.
+		r.MethodNotAllowed(origin.ServeHTTP)
+		r.NotFound(origin.ServeHTTP)
 		mcp := r
 		if g.policy != nil { // the MCP endpoint alone; without a policy, the chain is the one above
 			mcp = r.With(Authorize(g.policy.current, AuthorizeOptions{MaxBodyBytes: g.cfg.MaxBodyBytes,

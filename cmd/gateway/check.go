@@ -68,6 +68,8 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 	c.publicURL()
 	c.variables()
 	if !c.configuration() {
+		c.toolsErr = errors.New("the configuration is invalid")
+		c.policy()
 		return c.out
 	}
 	if c.issuer() {
@@ -78,6 +80,7 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 	c.staticClient()
 	c.audience()
 	c.upstream()
+	c.policy()
 	return c.out
 }
 
@@ -92,6 +95,9 @@ type checker struct {
 	cfg     *config.Config       // the configuration, once loaded
 	authKit bool                 // whether the issuer is WorkOS AuthKit, to word fixes for its dashboard
 	doc     *metadata.AuthServer // the authorization server's metadata, when it could be read
+
+	tools    []string // the upstream's tools, listed when a policy is set
+	toolsErr error    // why they could not be listed
 }
 
 func (c *checker) pass(name, format string, args ...any) {
@@ -299,13 +305,16 @@ func (c *checker) audience() {
 }
 
 // upstream checks that the upstream answers MCP initialize sent as the gateway would forward it.
+// When a policy is set, it also lists the upstream's tools for the policy check.
 func (c *checker) upstream() {
-	info, err := probeUpstream(c.ctx, c.client, c.cfg, c.now)
+	pr, err := probe(c.ctx, c.client, c.cfg, c.now, c.cfg.PolicyFile != "")
+	c.tools, c.toolsErr = pr.tools, pr.toolsErr
 	if err != nil {
+		c.toolsErr = errors.New("the upstream check failed")
 		c.fail("upstream", err.Error(), upstreamFix(err, c.cfg))
 		return
 	}
-	c.pass("upstream", "%s answers MCP initialize (%s)", c.cfg.Upstream.Redacted(), info)
+	c.pass("upstream", "%s answers MCP initialize (%s)", c.cfg.Upstream.Redacted(), pr.info)
 }
 
 // checkPublicURL checks, from the environment alone, that the public URL is https or on a loopback host. It returns a
@@ -497,6 +506,21 @@ const probeProtocolVersion = "2025-06-18"
 // (identity headers for the user "gateway-check", signed when GATEWAY_IDENTITY_SECRET is set), then closes the session
 // it may have opened. It returns the server's name, version and protocol version.
 func probeUpstream(ctx context.Context, client *http.Client, cfg *config.Config, now func() time.Time) (string, error) {
+	pr, err := probe(ctx, client, cfg, now, false)
+	return pr.info, err
+}
+
+// upstreamProbe is what probe learnt of the upstream.
+type upstreamProbe struct {
+	info     string   // the server's name, version and protocol version
+	tools    []string // its tools' names, when asked for and listed
+	toolsErr error    // why they could not be listed
+}
+
+// probe is probeUpstream, which also lists the upstream's tools (every page) when listTools is set. A failure to list
+// them is not the probe's: it is kept in toolsErr.
+func probe(ctx context.Context, client *http.Client, cfg *config.Config, now func() time.Time, listTools bool) (upstreamProbe, error) {
+	var pr upstreamProbe
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	rt := &identifyingTransport{base: client.Transport, secret: []byte(cfg.IdentitySecret), now: now}
@@ -511,7 +535,7 @@ func probeUpstream(ctx context.Context, client *http.Client, cfg *config.Config,
 		Endpoint: cfg.Upstream.String(), HTTPClient: &hc, MaxRetries: -1, DisableStandaloneSSE: true,
 	}, &mcp.ClientSessionOptions{ProtocolVersion: probeProtocolVersion})
 	if err != nil {
-		return "", rt.initializeFailure(err, cfg.Upstream.Redacted())
+		return pr, rt.initializeFailure(err, cfg.Upstream.Redacted())
 	}
 	defer session.Close()
 	res := session.InitializeResult()
@@ -519,7 +543,17 @@ func probeUpstream(ctx context.Context, client *http.Client, cfg *config.Config,
 	if res.ServerInfo != nil {
 		name, version = cmp.Or(res.ServerInfo.Name, name), res.ServerInfo.Version
 	}
-	return fmt.Sprintf("%s %s, protocol %s", name, version, res.ProtocolVersion), nil
+	pr.info = fmt.Sprintf("%s %s, protocol %s", name, version, res.ProtocolVersion)
+	if listTools {
+		for tool, err := range session.Tools(ctx, nil) {
+			if err != nil {
+				pr.tools, pr.toolsErr = nil, err
+				break
+			}
+			pr.tools = append(pr.tools, tool.Name)
+		}
+	}
+	return pr, nil
 }
 
 // identifyingTransport plays the gateway's side of the identity contract for --check: it sends every request with

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/identity"
+	"github.com/mcp-gateway/gateway/proxy/policy"
 	"github.com/mcp-gateway/gateway/tools"
 )
 
@@ -58,6 +60,25 @@ func (ci checkIssuer) start(t *testing.T) string {
 	return base
 }
 
+// checkPolicy is a policy for --check tests: the development policy's rules (not the file itself, which builds with
+// development mode only), with its line numbers.
+const checkPolicy = `# The example policy of development mode.
+#
+#
+default: deny
+rules:
+  - name: everyone-reads-themselves
+    tools: ["get-user-info", "get-user-permissions"]
+  - name: directory-lookups
+    tools: ["get-workos-user"]
+    require:
+      permissions: ["users:read"]
+  - name: admins
+    tools: ["*"]
+    require:
+      roles: ["admin"]
+`
+
 // checkLines runs gateway --check and returns the name of every check by its mark (✓, ✗ or -), and the output.
 func checkLines(t *testing.T, env map[string]string) (map[string][]string, string, error) {
 	t.Helper()
@@ -92,6 +113,14 @@ func TestCheck(t *testing.T) {
 	}))
 	t.Cleanup(notMCP.Close)
 	jwks := goodJWKS(t)
+	dir := t.TempDir()
+	goodPolicy, badPolicy := dir+"/good.yaml", dir+"/bad.yaml"
+	if err := os.WriteFile(goodPolicy, []byte(checkPolicy+"  - name: prompts\n    prompts: ['*']\n  - name: reports\n    tools: ['report-*']\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(badPolicy, []byte("rules:\n  - name: r\n    tools: ['*']\n    when: mcp.arguments.id == 1\n  - tools: [x]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		name   string
@@ -150,6 +179,21 @@ func TestCheck(t *testing.T) {
 		{name: "http public URL", env: map[string]string{"GATEWAY_PUBLIC_URL": "http://mcp.example.com"}, failed: []string{"public URL", "configuration"},
 			skip: []string{"issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE", "static client id", "audience", "upstream"}},
 		{name: "https public URL", env: map[string]string{"GATEWAY_PUBLIC_URL": "https://mcp.example.com"}, failed: []string{"audience"}, output: "✓ public URL: https://mcp.example.com uses https"},
+		{name: "policy", env: map[string]string{"GATEWAY_POLICY_FILE": goodPolicy}, lines: 12, output: "✓ policy: " + goodPolicy +
+			" loads: default deny, 5 rule(s); the upstream lists 3 tool(s) to the user gateway-check\n" +
+			"    rule everyone-reads-themselves (line 6): tools get-user-info, get-user-permissions, for every caller\n" +
+			"    rule directory-lookups (line 8): tools get-workos-user, requiring permissions all of users:read\n" +
+			"    rule admins (line 12): all 3 tools, get-user-info, get-user-permissions, get-workos-user, requiring roles one of admin\n" +
+			"    rule prompts (line 16): prompts \"*\", for every caller\n" +
+			"    rule reports (line 18): matches none of the upstream's tools (tools \"report-*\"), for every caller\n"},
+		{name: "policy that does not load", env: map[string]string{"GATEWAY_POLICY_FILE": badPolicy}, lines: 12, failed: []string{"policy"},
+			output: "✗ policy: GATEWAY_POLICY_FILE does not load, so the gateway would not start: " + badPolicy + ":4:14: rule r: when: undefined field 'arguments'; " +
+				badPolicy + ":5:5: rule #2: needs a name"},
+		{name: "policy, configuration invalid", env: map[string]string{"GATEWAY_POLICY_FILE": goodPolicy, "GATEWAY_LISTEN_ADDR": "127.0.0.1:0"},
+			failed: []string{"public URL", "configuration"}, lines: 12,
+			skip: []string{"issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE", "static client id", "audience", "upstream"},
+			output: "the upstream's tools could not be listed as the user gateway-check (the configuration is invalid), so each rule shows its globs\n" +
+				"    rule everyone-reads-themselves (line 6): tools \"get-user-info\" \"get-user-permissions\", for every caller\n"},
 		{name: "static client id", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, output: "register http://localhost:3000/callback as the client's redirect URI"},
 		{name: "static client id, scopes from the authorization server", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"},
 			issuer: checkIssuer{doc: func(b string) map[string]any {
@@ -308,6 +352,53 @@ func TestCheckProbesUpstreamAsTheGateway(t *testing.T) {
 		mu.Unlock()
 		if !slices.Equal(methods, tc.methods) {
 			t.Errorf("%s: got requests %q, want %q", tc.name, methods, tc.methods)
+		}
+	}
+}
+
+// TestCheckPolicyWhenToolsAreRefused checks what --check says of a policy when the upstream answers initialize but
+// refuses to list its tools to the user gateway-check: each rule is shown with its globs, and the reason.
+func TestCheckPolicyWhenToolsAreRefused(t *testing.T) {
+	t.Parallel()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		var msg struct {
+			ID     json.RawMessage
+			Method string
+		}
+		json.NewDecoder(r.Body).Decode(&msg)
+		w.Header().Set("Content-Type", "application/json")
+		switch msg.Method {
+		case "initialize":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"picky","version":"1"}}}`, msg.ID)
+		case "tools/list":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":{"code":-32001,"message":"sign in as a real user"}}`, msg.ID)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	t.Cleanup(upstream.Close)
+	cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "https://auth.example.com", "GATEWAY_UPSTREAM_URL": upstream.URL + "/mcp",
+		"GATEWAY_POLICY_FILE": "policy.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := probe(t.Context(), &http.Client{Timeout: checkTimeout}, cfg, time.Now, true)
+	if err != nil || pr.info != "picky 1, protocol 2025-06-18" || pr.toolsErr == nil || !strings.Contains(pr.toolsErr.Error(), "sign in as a real user") {
+		t.Fatalf("probe: got %+v, %v; want the server's info and the tools/list error", pr, err)
+	}
+	p, err := policy.Parse([]byte(checkPolicy), "policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := policyReport(p, pr.tools, pr.toolsErr)
+	for _, want := range []string{"the upstream's tools could not be listed as the user gateway-check (", "sign in as a real user",
+		"rule admins (line 12): tools \"*\", requiring roles one of admin"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("policyReport lacks %q:\n%s", want, got)
 		}
 	}
 }

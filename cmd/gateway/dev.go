@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -48,6 +51,13 @@ type devConfig struct {
 	MetricsAddr string `env:"GATEWAY_METRICS_ADDR" envDefault:"off"`
 	UpstreamURL string `env:"GATEWAY_UPSTREAM_URL"`
 }
+
+// devPolicyYAML is the example policy that development mode loads unless GATEWAY_POLICY_FILE is set (docs/policy.md
+// shows it): the demo admin may use every tool, the member get-workos-user too (permission users:read), the guest
+// only get-user-info and get-user-permissions.
+//
+//go:embed dev-policy.yaml
+var devPolicyYAML string
 
 // inspectorOrigins are MCP Inspector's browser origins, allowed by default in development mode.
 var inspectorOrigins = []string{"http://localhost:6274", "http://127.0.0.1:6274"}
@@ -179,17 +189,20 @@ func runDev(ctx context.Context, environ map[string]string, stdout, stderr io.Wr
 	issuer := "http://" + urlHost(dc.IssuerAddr, asLns[0])
 	ownTools := dc.UpstreamURL == ""
 	var toolsLns []net.Listener
+	toolsURL := ""
 	if ownTools {
 		if toolsLns, err = bind("GATEWAY_DEV_TOOLS_ADDR", dc.ToolsAddr); err != nil {
 			return err
 		}
-	}
-
-	toolsURL := ""
-	if ownTools {
 		toolsURL = "http://" + toolsLns[0].Addr().String() + tools.Path
 	}
+
 	genv, ignored := devGatewayEnv(environ, dc, issuer, gwLns[0], toolsURL)
+	examplePolicy, removePolicy, err := devPolicy(genv)
+	if err != nil {
+		return err
+	}
+	defer removePolicy()
 	cfg, err := config.Load(genv)
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
@@ -199,12 +212,7 @@ func runDev(ctx context.Context, environ map[string]string, stdout, stderr io.Wr
 	if len(ignored) > 0 {
 		log.Warn("development mode uses its own authorization server; ignoring these variables", "ignored", ignored)
 	}
-	as, err := devauth.New(devauth.Options{
-		Issuer:    issuer,
-		Resource:  cfg.Resource,
-		AutoLogin: dc.AutoLogin,
-		Logger:    log.With("service", "devauth"),
-	})
+	as, err := devauth.New(devauth.Options{Issuer: issuer, Resource: cfg.Resource, AutoLogin: dc.AutoLogin, Logger: log.With("service", "devauth")})
 	if err != nil {
 		return fmt.Errorf("GATEWAY_DEV_AUTOLOGIN or the development authorization server: %w", err)
 	}
@@ -224,8 +232,28 @@ func runDev(ctx context.Context, environ map[string]string, stdout, stderr io.Wr
 
 	log.Warn("development mode", "mcp_url", cfg.Resource, "issuer", issuer, "upstream", cfg.Upstream.Redacted(),
 		"autologin", dc.AutoLogin, "note", "demo users sign in without passwords; for this machine only")
-	printBanner(stdout, cfg, as, ownTools)
-	return serve(ctx, cfg, log, gwLns, sidecars)
+	printBanner(stdout, cfg, as, ownTools, examplePolicy)
+	return serve(ctx, cfg, log, stderr, gwLns, sidecars)
+}
+
+// devPolicy sets GATEWAY_POLICY_FILE in genv, unless it is set, to the example policy written to a new temporary
+// directory, and reports whether it did; remove deletes the directory (a no-op when the policy is the user's). The
+// gateway reads the policy from a file in development mode as in production.
+func devPolicy(genv map[string]string) (example bool, remove func(), err error) {
+	if genv["GATEWAY_POLICY_FILE"] != "" {
+		return false, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "gateway-dev-")
+	if err != nil {
+		return false, nil, fmt.Errorf("development mode: the example policy: %w", err)
+	}
+	path := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(path, []byte(devPolicyYAML), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return false, nil, fmt.Errorf("development mode: the example policy: %w", err)
+	}
+	genv["GATEWAY_POLICY_FILE"] = path
+	return true, func() { os.RemoveAll(dir) }, nil
 }
 
 // devGatewayEnv is the gateway's configuration in development mode: the user's, with the development server as issuer,
@@ -280,11 +308,18 @@ func randomSecret() string {
 }
 
 // printBanner tells a developer what runs and how to connect a client.
-func printBanner(w io.Writer, cfg *config.Config, as *devauth.Server, ownTools bool) {
+func printBanner(w io.Writer, cfg *config.Config, as *devauth.Server, ownTools, examplePolicy bool) {
 	mcpURL := cfg.Resource
 	upstream := cfg.Upstream.Redacted()
 	if ownTools {
 		upstream += "  (the tool service, in this process)"
+	}
+	policy := cfg.PolicyFile + "  (GATEWAY_POLICY_FILE)"
+	if examplePolicy {
+		policy = cfg.PolicyFile + `
+                 the example policy (docs/policy.md): the admin may use every tool, the member get-workos-user
+                 and the two self tools, the guest get-user-info and get-user-permissions only;
+                 set GATEWAY_POLICY_FILE to use yours`
 	}
 	fmt.Fprintf(w, `
 MCP gateway: development mode. Not for production: demo users sign in without passwords. Loopback only.
@@ -292,6 +327,7 @@ MCP gateway: development mode. Not for production: demo users sign in without pa
   MCP URL        %s
   issuer         %s  (development authorization server; its signing key is new at every start)
   upstream       %s
+  policy         %s
 
 Connect a client:
   MCP Inspector  npx @modelcontextprotocol/inspector
@@ -299,7 +335,7 @@ Connect a client:
   Claude Code    claude mcp add --transport http gateway-dev %s
                  then /mcp in Claude Code, choose gateway-dev, Authenticate
 
-`, mcpURL, as.Issuer(), upstream, mcpURL, mcpURL)
+`, mcpURL, as.Issuer(), upstream, policy, mcpURL, mcpURL)
 	if u, ok := as.AutoLogin(); ok {
 		fmt.Fprintf(w, "Signed in automatically as %s (%s): GATEWAY_DEV_AUTOLOGIN is set, no pages are shown.\n\n", u.ID, u.Email)
 	} else {

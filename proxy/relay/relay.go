@@ -49,8 +49,8 @@ type Options struct {
 	// Dial connects to the upstream. nil: a net.Dialer with a 5s timeout. An idle stream holds no buffer only on a
 	// connection the relay can poll (one that implements syscall.Conn, as *net.TCPConn does, on Linux).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// HeadTimeout bounds the writing of the request and the wait for the response head; past it OnError gets a
-	// timeout error. A response body, such as an event stream, is not bounded by it. Required.
+	// HeadTimeout bounds each write of the request and the wait for the response head; past it OnError gets an
+	// error. A response body, such as an event stream, is not bounded by it. Required.
 	HeadTimeout time.Duration
 	// WriteTimeout bounds each write to the client of a stream the relay took over: a client that stops reading ends
 	// its stream. An idle stream is not cut. Required.

@@ -406,3 +406,48 @@ func TestOutboundQueryAsReverseProxy(t *testing.T) {
 		t.Errorf("with urlmaxqueryparams set: got query %q, want %q (encoded again)", got, "a=A&b=2")
 	}
 }
+
+// TestSlowBodyIsNotTheUpstreamsFault checks that HeadTimeout bounds each write of a request body to the upstream, as
+// the reverse proxy's upstream connections do, not the whole body: a client that sends its POST body steadily but
+// slower, in all, than HeadTimeout is relayed, not answered 502.
+func TestSlowBodyIsNotTheUpstreamsFault(t *testing.T) {
+	t.Parallel()
+	up := &pipeUpstream{}
+	up.set([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"))
+	target := &url.URL{Scheme: "http", Host: "upstream.test"}
+	rl, err := New(Options{UpstreamAddr: "upstream.test:80", Dial: up.dial, HeadTimeout: 300 * time.Millisecond,
+		WriteTimeout: 5 * time.Second, Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		OnError: func(w http.ResponseWriter, r *http.Request, err error) {
+			t.Logf("relay error: %v", err)
+			w.WriteHeader(http.StatusBadGateway)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(rl)
+	defer srv.Close()
+	const pieces, size = 5, 2000 // 10,000 bytes over 800ms, a piece every 200ms: more than one 4 KiB write upstream
+	pr, pw := io.Pipe()
+	go func() {
+		for i := range pieces {
+			if i > 0 {
+				time.Sleep(200 * time.Millisecond) // a slow client, not synchronisation
+			}
+			pw.Write(bytes.Repeat([]byte("a"), size))
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", srv.URL+"/mcp", pr)
+	req.ContentLength = pieces * size
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Method", ListenMethod)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != "{}" {
+		t.Errorf("got %d %q, want 200 {}", resp.StatusCode, b)
+	}
+	waitStreams(t, rl)
+}

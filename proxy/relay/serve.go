@@ -113,8 +113,7 @@ type exchange struct {
 // informational answers on as the reverse proxy does. The answer's hop-by-hop headers are removed, and
 // OnResponseHead has seen the rest.
 func (x *exchange) roundTrip(out *http.Request) error {
-	x.up.SetWriteDeadline(time.Now().Add(x.rl.o.HeadTimeout))
-	if err := out.Write(x.up); err != nil {
+	if err := out.Write(writeBound{x.up, x.rl.o.HeadTimeout}); err != nil {
 		return err
 	}
 	x.up.SetWriteDeadline(time.Time{})
@@ -132,6 +131,19 @@ func (x *exchange) roundTrip(out *http.Request) error {
 	}
 	x.resp = resp
 	return nil
+}
+
+// writeBound gives each write to c timeout to complete, as the reverse proxy's upstream connections do: the upstream
+// must take each part of the request in time, while a client may send a body slowly but steadily (its reads are
+// bounded by the caller).
+type writeBound struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (w writeBound) Write(p []byte) (int, error) {
+	w.c.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.c.Write(p)
 }
 
 // informational passes a 1xx answer on as reverseproxy.go's Got1xxResponse hook does (Go 1.26): its headers as

@@ -70,7 +70,8 @@ func Authorize(current func() Decider, o AuthorizeOptions) func(http.Handler) ht
 				return
 			}
 			ex := &mcpExchange{policy: d, version: r.Header.Get("Mcp-Protocol-Version")}
-			ex.facts = factsOf(&ex.factsOf, st.principal)
+			ex.factsOf = policy.FactsFromClaims(st.principal.Claims())
+			ex.facts = &ex.factsOf
 			switch {
 			case r.Method == http.MethodPost:
 				if !ex.readPost(w, r, o) {
@@ -93,13 +94,6 @@ func Authorize(current func() Decider, o AuthorizeOptions) func(http.Handler) ht
 			ex.finish(w, st, o, true)
 		})
 	}
-}
-
-// factsOf fills f with what the rules look at of p, and returns it.
-func factsOf(f *policy.Facts, p *token.Principal) *policy.Facts {
-	*f = policy.Facts{Permissions: p.Identity.Permissions, Roles: p.Identity.Roles, Scopes: p.Scopes,
-		Org: p.Identity.OrgID, Claims: p.Claims()}
-	return f
 }
 
 // message is one JSON-RPC message of a POST, as the gateway read it.

@@ -19,9 +19,9 @@ import (
 )
 
 // BenchmarkAuthorize is Authorize's own work on one request, the upstream and the rest of the chain left out: read
-// the body, read the message, decide (testPolicy's rules, which decide in tens of nanoseconds: package policy's
-// benchmarks measure its rules), and for the list, rewrite the upstream's JSON answer of 20 tools. With audit, the
-// event is written to a discarding writer through the queue.
+// the body, the facts from the claims, read the message, decide (testPolicyYAML, without CEL conditions: package
+// policy's benchmarks measure those), and for the list, rewrite the upstream's JSON answer of 20 tools. With audit,
+// the event is written to a discarding writer through the queue.
 func BenchmarkAuthorize(b *testing.B) {
 	p := benchPrincipal(b)
 	var tools []string
@@ -132,8 +132,7 @@ func BenchmarkChainPolicy(b *testing.B) {
 	}))
 	defer up.Close()
 	file := filepath.Join(b.TempDir(), "policy.yaml")
-	os.WriteFile(file, []byte("fake"), 0o600)
-	pol := &fakePolicy{rules: []fakeRule{{name: "reads", tools: []string{"get-user-info*"}}}}
+	os.WriteFile(file, []byte(testPolicyYAML+"  - name: listed\n    tools: [\"get-user-info*\"]\n"), 0o600)
 	for _, withPolicy := range []bool{false, true} {
 		env := map[string]string{"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"}
 		if withPolicy {
@@ -145,7 +144,7 @@ func BenchmarkChainPolicy(b *testing.B) {
 		}
 		c := tokentest.NewClock()
 		g, err := New(cfg, Options{Now: c.Now, ASClient: is.Client(), Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-			LoadPolicy: func(string) (Decider, error) { return pol, nil }, AuditOut: io.Discard})
+			AuditOut: io.Discard})
 		if err != nil {
 			b.Fatal(err)
 		}

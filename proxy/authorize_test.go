@@ -20,42 +20,28 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/config"
 )
 
-// policyHarness is a gateway with a policy (a fakePolicy, chosen by the policy file's content) and an audit log in
-// front of an upstream that records the bodies it gets.
+// policyHarness is a gateway with a policy file and an audit log in front of an upstream that records the bodies it
+// gets.
 type policyHarness struct {
 	*harness
-	file     string
-	policies map[string]*fakePolicy // by file content
-	audit    *logBuffer
+	file  string
+	audit *logBuffer
 
 	mu     sync.Mutex
 	bodies []string // what reached the upstream
 }
 
-func newPolicyHarness(t *testing.T, pol *fakePolicy, env map[string]string) *policyHarness {
+func newPolicyHarness(t *testing.T, policyYAML string, env map[string]string) *policyHarness {
 	t.Helper()
-	ph := &policyHarness{file: filepath.Join(t.TempDir(), "policy.yaml"), policies: map[string]*fakePolicy{"v1": pol}, audit: &logBuffer{}}
-	if err := os.WriteFile(ph.file, []byte("v1"), 0o600); err != nil {
+	ph := &policyHarness{file: filepath.Join(t.TempDir(), "policy.yaml"), audit: &logBuffer{}}
+	if err := os.WriteFile(ph.file, []byte(policyYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	m := map[string]string{"GATEWAY_POLICY_FILE": ph.file}
 	for k, v := range env {
 		m[k] = v
 	}
-	ph.harness = newHarnessWith(t, m, true, func(o *Options) {
-		o.LoadPolicy = func(path string) (Decider, error) {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return nil, err
-			}
-			p, ok := ph.policies[string(b)]
-			if !ok {
-				return nil, errors.New("rule broken:1:1: no such policy")
-			}
-			return p, nil
-		}
-		o.AuditOut = ph.audit
-	})
+	ph.harness = newHarnessWith(t, m, true, func(o *Options) { o.AuditOut = ph.audit })
 	t.Cleanup(ph.gw.closeAudit)
 	ph.answer(nil)
 	return ph
@@ -114,7 +100,7 @@ func call(id, tool string) string {
 // no rule names), or refused with a step-up challenge; never a 401, never a challenge for a denied name.
 func TestPolicyCalls(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicy(), nil)
+	ph := newPolicyHarness(t, testPolicyYAML, nil)
 	for _, tc := range []struct {
 		name, body, scope, version string
 		perms                      []string
@@ -189,7 +175,7 @@ func TestPolicyCalls(t *testing.T) {
 // order included; a body that is not JSON-RPC, or whose members are ambiguous, is a parse error and goes nowhere.
 func TestPolicyBodyAsRead(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicy(), nil)
+	ph := newPolicyHarness(t, testPolicyYAML, nil)
 	odd := " \n{ \"params\" : {\"arguments\":{\"b\":1,\"a\":[ ]},\"name\":\"get-user-info\"},\"method\":\"tools/call\",\"id\":1e0,\"jsonrpc\":\"2.0\"}\t"
 	if resp, body := ph.post(t, nil, "", nil, odd); resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
@@ -219,7 +205,7 @@ func TestPolicyBodyAsRead(t *testing.T) {
 // whole batch with every scope needed.
 func TestPolicyBatches(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicy(), nil)
+	ph := newPolicyHarness(t, testPolicyYAML, nil)
 	allowed, denied := call("1", "get-user-info"), call("2", "secret-tool")
 	notification := `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}`
 	denial := `{"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"Unknown tool: secret-tool"}}`
@@ -266,7 +252,7 @@ func TestPolicyBatches(t *testing.T) {
 // one that is there must agree (the relay routes on Mcp-Method). The decision is the body's.
 func TestPolicyHeaders(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicy(), nil)
+	ph := newPolicyHarness(t, testPolicyYAML, nil)
 	const v = "2026-07-28"
 	body := call("1", "get-user-info")
 	for _, tc := range []struct {
@@ -320,7 +306,7 @@ func TestPolicyHeaders(t *testing.T) {
 // those a missing scope holds back, and keeps its other members as they were.
 func TestPolicyListJSON(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicy(), nil)
+	ph := newPolicyHarness(t, testPolicyYAML, nil)
 	ph.answer(func(w http.ResponseWriter, body string) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", "1000") // stale once filtered: the gateway sets its own
@@ -363,7 +349,7 @@ func TestPolicyListJSON(t *testing.T) {
 // once), with a stale Content-Length dropped.
 func TestPolicyListEventStream(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicy(), nil)
+	ph := newPolicyHarness(t, testPolicyYAML, nil)
 	release := make(chan struct{})
 	ph.answer(func(w http.ResponseWriter, body string) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -393,7 +379,7 @@ func TestPolicyListEventStream(t *testing.T) {
 // hash when asked for); a decisions metric by outcome and rule.
 func TestPolicyAudit(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicy(), map[string]string{"GATEWAY_AUDIT_ARGUMENTS": "hash"})
+	ph := newPolicyHarness(t, testPolicyYAML, map[string]string{"GATEWAY_AUDIT_ARGUMENTS": "hash"})
 	body := "[" + call("1", "get-user-info") + "," + call(`"x"`, "secret-tool") + "," + listReq[:len(listReq)-1] + `,"id":3}]`
 	body = strings.Replace(body, `"id":1,"method":"tools/list","id":3`, `"id":3,"method":"tools/list"`, 1)
 	ph.answer(func(w http.ResponseWriter, b string) {
@@ -448,20 +434,19 @@ func jsonEqual(a, b any) bool {
 // why; Run notices a changed file by itself.
 func TestPolicyReload(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicy(), nil)
-	ph.policies["v2"] = &fakePolicy{rules: []fakeRule{{name: "everything", tools: []string{"*"}}}}
+	ph := newPolicyHarness(t, testPolicyYAML, nil)
 	if _, body := ph.post(t, nil, "", nil, call("1", "secret-tool")); !strings.Contains(body, "Unknown tool") {
 		t.Fatalf("before: %s", body)
 	}
-	os.WriteFile(ph.file, []byte("v2"), 0o600)
+	os.WriteFile(ph.file, []byte("rules:\n  - name: everything\n    tools: [\"*\"]\n"), 0o600)
 	if err := ph.gw.ReloadPolicy(); err != nil {
 		t.Fatal(err)
 	}
 	if resp, body := ph.post(t, nil, "", nil, call("1", "secret-tool")); resp.StatusCode != 200 || strings.Contains(body, "Unknown tool") {
 		t.Fatalf("after the reload: %d %s", resp.StatusCode, body)
 	}
-	os.WriteFile(ph.file, []byte("broken"), 0o600)
-	if err := ph.gw.ReloadPolicy(); err == nil || !strings.Contains(err.Error(), "rule broken:1:1") {
+	os.WriteFile(ph.file, []byte("rules:\n  - name: broken\n    tools: [\"*\"]\n    when: 'claims.email.endsWith('\n"), 0o600)
+	if err := ph.gw.ReloadPolicy(); err == nil || !strings.Contains(err.Error(), "broken") {
 		t.Fatalf("broken file: got %v", err)
 	}
 	if _, body := ph.post(t, nil, "", nil, call("1", "secret-tool")); strings.Contains(body, "Unknown tool") {
@@ -470,16 +455,20 @@ func TestPolicyReload(t *testing.T) {
 	if !strings.Contains(ph.logs.String(), "the previous policy stays in force") {
 		t.Error("the broken file was not logged")
 	}
-	if got := testutil.ToFloat64(ph.gw.metrics.PolicyDecisions.WithLabelValues("allow", "everyone-reads-themselves")); got != 0 {
-		t.Errorf("the counters of a rule no longer in force remain: %v", got)
+	if got := testutil.ToFloat64(ph.gw.metrics.PolicyReloads.WithLabelValues("error")); got != 1 {
+		t.Errorf("reloads{error}: got %v, want 1", got)
+	}
+	if n := testutil.CollectAndCount(ph.gw.metrics.PolicyDecisions); n != 3*2 {
+		t.Errorf("decision series: got %d, want those of the rules in force (everything, default)", n)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go ph.gw.policy.watch(ctx, 5*time.Millisecond)
-	os.WriteFile(ph.file, []byte("v1"), 0o600)
+	os.WriteFile(ph.file, []byte(testPolicyYAML), 0o600)
 	waitFor(t, "the changed file in force", func() bool {
-		return ph.gw.policy.current() == Decider(ph.policies["v1"])
+		_, body := ph.post(t, nil, "", nil, call("1", "secret-tool"))
+		return strings.Contains(body, "Unknown tool")
 	})
 	if err := (&Gateway{}).ReloadPolicy(); !errors.Is(err, ErrNoPolicy) {
 		t.Errorf("without a policy: got %v", err)
@@ -489,14 +478,17 @@ func TestPolicyReload(t *testing.T) {
 // TestPolicyFailsClosedAtStart: a policy that does not load stops the gateway.
 func TestPolicyFailsClosedAtStart(t *testing.T) {
 	t.Parallel()
-	file := filepath.Join(t.TempDir(), "missing.yaml")
-	cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "http://127.0.0.1:1", "GATEWAY_POLICY_FILE": file})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = New(cfg, Options{LoadPolicy: func(p string) (Decider, error) { _, err := os.ReadFile(p); return nil, err }})
-	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "GATEWAY_POLICY_FILE") {
-		t.Fatalf("got %v", err)
+	dir := t.TempDir()
+	broken := filepath.Join(dir, "broken.yaml")
+	os.WriteFile(broken, []byte("default: maybe\n"), 0o600)
+	for _, file := range []string{filepath.Join(dir, "missing.yaml"), broken} {
+		cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "http://127.0.0.1:1", "GATEWAY_POLICY_FILE": file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err = New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "GATEWAY_POLICY_FILE") {
+			t.Errorf("%s: got %v", file, err)
+		}
 	}
 }
 
@@ -519,7 +511,7 @@ func TestNoPolicyPathUnchanged(t *testing.T) {
 // subscribes to, and relayed when allowed.
 func TestPolicyStreams(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicy(), map[string]string{"GATEWAY_STREAM_RELAY": "on"})
+	ph := newPolicyHarness(t, testPolicyYAML, map[string]string{"GATEWAY_STREAM_RELAY": "on"})
 	replay := "id: s1\ndata: " + strings.Replace(listResp, `"id":1`, `"id":"x-5"`, 1) + "\n\nid: s2\ndata: " + `{"jsonrpc":"2.0","id":6,"result":{"content":[]}}` + "\n\n"
 	ph.answer(func(w http.ResponseWriter, body string) {
 		w.Header().Set("Content-Type", "text/event-stream")

@@ -1,104 +1,69 @@
 package proxy
 
 import (
-	"path"
-	"slices"
 	"strings"
+	"testing"
 
 	"github.com/mcp-gateway/gateway/proxy/policy"
 )
 
-// fakePolicy decides as policy.md §5 recommends, over rules written in Go: tests of package proxy do not depend on
-// package policy's parser. A glob is path.Match's.
-type fakePolicy struct {
-	rules []fakeRule
-	allow bool // default: allow for names no rule covers
-}
+// testPolicyYAML is the policy most tests use: the development example's rules over the tool service's tools, rules
+// that need scopes, and prompts and resources.
+const testPolicyYAML = `default: deny
+rules:
+  - name: everyone-reads-themselves
+    tools: ["get-user-info", "get-user-permissions"]
+  - name: directory-lookups
+    tools: ["get-workos-user"]
+    require: {permissions: ["users:read"]}
+  - name: admin-writes
+    tools: ["admin-*"]
+    require: {permissions: ["users:write"], scopes: ["admin:write"]}
+  - name: billing
+    tools: ["billing-*"]
+    require: {scopes: ["billing:manage"]}
+  - name: prompts
+    prompts: ["greet"]
+  - name: public-files
+    resources: ["file:///public/*"]
+`
 
-type fakeRule struct {
-	name                      string
-	tools, prompts, resources []string
-	perms, scopes             []string
-}
-
-func (p *fakePolicy) Rules() []string {
-	var names []string
-	for _, r := range p.rules {
-		names = append(names, r.name)
+// testPolicy returns testPolicyYAML, parsed.
+func testPolicy() *policy.Policy {
+	p, err := policy.Parse([]byte(testPolicyYAML), "test.yaml")
+	if err != nil {
+		panic(err)
 	}
-	return names
-}
-
-func (p *fakePolicy) Decide(f *policy.Facts, kind policy.Kind, name string) policy.Decision {
-	var cand *fakeRule
-	covered := false
-	for i := range p.rules {
-		r := &p.rules[i]
-		globs := r.tools
-		switch kind {
-		case policy.Prompt:
-			globs = r.prompts
-		case policy.Resource:
-			globs = r.resources
-		}
-		if !matches(globs, name) {
-			continue
-		}
-		covered = true
-		if !contains(f.Permissions, r.perms) {
-			continue
-		}
-		if !contains(f.Scopes, r.scopes) {
-			if cand == nil {
-				cand = r
-			}
-			continue
-		}
-		return policy.Decision{Outcome: policy.Allow, Rule: r.name}
-	}
-	if cand != nil {
-		s := append(slices.Clone(cand.scopes), f.Scopes...)
-		slices.Sort(s)
-		return policy.Decision{Outcome: policy.StepUp, Rule: cand.name, Scopes: slices.Compact(s)}
-	}
-	if !covered && p.allow {
-		return policy.Decision{Outcome: policy.Allow, Rule: "default"}
-	}
-	return policy.Decision{Outcome: policy.Deny, Rule: "default"}
-}
-
-func matches(globs []string, name string) bool {
-	for _, g := range globs {
-		if ok, _ := path.Match(g, name); ok || g == "*" {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(have, want []string) bool {
-	for _, w := range want {
-		if !slices.Contains(have, w) {
-			return false
-		}
-	}
-	return true
-}
-
-// testPolicy is the policy most tests use: the development example's rules over the tool service's tools, a rule
-// that needs a scope, and prompts and resources.
-func testPolicy() *fakePolicy {
-	return &fakePolicy{rules: []fakeRule{
-		{name: "everyone-reads-themselves", tools: []string{"get-user-info", "get-user-permissions"}},
-		{name: "directory-lookups", tools: []string{"get-workos-user"}, perms: []string{"users:read"}},
-		{name: "admin-writes", tools: []string{"admin-*"}, perms: []string{"users:write"}, scopes: []string{"admin:write"}},
-		{name: "billing", tools: []string{"billing-*"}, scopes: []string{"billing:manage"}},
-		{name: "prompts", prompts: []string{"greet"}},
-		{name: "public-files", resources: []string{"file:///public/*"}},
-	}}
+	return p
 }
 
 // facts returns facts with permissions and scopes.
 func facts(perms, scopes string) *policy.Facts {
 	return &policy.Facts{Permissions: strings.Fields(perms), Scopes: strings.Fields(scopes)}
+}
+
+// TestTestPolicy: the decisions the tests of this package rely on.
+func TestTestPolicy(t *testing.T) {
+	t.Parallel()
+	p := testPolicy()
+	for _, tc := range []struct {
+		kind    policy.Kind
+		name    string
+		f       *policy.Facts
+		outcome policy.Outcome
+	}{
+		{policy.Tool, "get-user-info", facts("", ""), policy.Allow},
+		{policy.Tool, "get-workos-user", facts("", ""), policy.Deny},
+		{policy.Tool, "get-workos-user", facts("users:read", ""), policy.Allow},
+		{policy.Tool, "secret-tool", facts("users:read", ""), policy.Deny},
+		{policy.Tool, "billing-report", facts("", "openid"), policy.StepUp},
+		{policy.Tool, "admin-delete", facts("", ""), policy.Deny},
+		{policy.Prompt, "greet", facts("", ""), policy.Allow},
+		{policy.Resource, "file:///public/a", facts("", ""), policy.Allow},
+		{policy.Resource, "file:///secret/b", facts("", ""), policy.Deny},
+	} {
+		if d := p.Decide(tc.f, tc.kind, tc.name); d.Outcome != tc.outcome {
+			t.Errorf("%s %s: got %v, want %s", tc.kind, tc.name, d, tc.outcome)
+		}
+	}
 }

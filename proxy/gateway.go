@@ -49,8 +49,6 @@ type Options struct {
 	ASClient *http.Client
 	// UpstreamTransport carries requests to the upstream. nil: a transport tuned for one upstream.
 	UpstreamTransport http.RoundTripper
-	// LoadPolicy loads the policy file (GATEWAY_POLICY_FILE). nil: LoadPolicy (package policy).
-	LoadPolicy func(path string) (Decider, error)
 	// AuditOut is where GATEWAY_AUDIT_LOG=stderr writes. nil: os.Stderr.
 	AuditOut io.Writer
 }
@@ -171,12 +169,8 @@ func (g *Gateway) loadPolicy(o Options) error {
 	if g.cfg.PolicyFile == "" {
 		return nil
 	}
-	load := o.LoadPolicy
-	if load == nil {
-		load = LoadPolicy
-	}
 	var err error
-	if g.policy, err = newPolicyStore(g.cfg.PolicyFile, load, g.metrics, g.log); err != nil {
+	if g.policy, err = newPolicyStore(g.cfg.PolicyFile, g.metrics, g.log); err != nil {
 		return err
 	}
 	g.audit, g.closeAudit, err = openAudit(g.cfg, o.AuditOut, AuditOptions{Issuer: g.cfg.Issuer,

@@ -226,10 +226,33 @@ func TestDevSignInThroughPages(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s := connectWithOAuth(t, ctx, mcpURL, signInAs("guest@example.com"))
-	callAllTools(t, ctx, s,
-		"map[email:guest@example.com name:Gus Guest userId:user_dev_guest]",
-		"map[permissions:[] roles:[] scopes:[offline_access]]",
-		"guest@example.com")
+	for tool, want := range map[string]string{
+		"get-user-info":        "map[email:guest@example.com name:Gus Guest userId:user_dev_guest]",
+		"get-user-permissions": "map[permissions:[] roles:[] scopes:[offline_access]]",
+	} {
+		res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: tool})
+		if err != nil {
+			t.Fatalf("%s: %v", tool, err)
+		}
+		if got := fmt.Sprint(structured(t, res)); got != want {
+			t.Errorf("%s: got %s, want %s", tool, got, want)
+		}
+	}
+	// The example policy hides get-workos-user from the guest (no users:read): not listed, and unknown when called.
+	list, err := s.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tool := range list.Tools {
+		names = append(names, tool.Name)
+	}
+	if got := strings.Join(names, ","); got != "get-user-info,get-user-permissions" {
+		t.Errorf("the guest's tools: got %s", got)
+	}
+	if _, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "get-workos-user"}); err == nil || !strings.Contains(err.Error(), "Unknown tool: get-workos-user") {
+		t.Errorf("get-workos-user as the guest: got %v, want the unknown-tool error", err)
+	}
 }
 
 // TestDevEnvironmentVariable starts development mode with GATEWAY_DEV=true instead of the flag, and checks what a
@@ -388,5 +411,45 @@ func signInAs(user string) auth.AuthorizationCodeFetcher {
 		}
 		resp.Body.Close()
 		return authorizationResult(resp)
+	}
+}
+
+// TestDevPolicyPerUser: with the example policy, the three demo users see and call what the issue promises, through
+// the sign-in pages of one development gateway: the admin and the member all three tools (the member through
+// users:read), the guest two; the guest's denied call is one audit line on the gateway's stderr, naming the last rule
+// that covers the tool.
+func TestDevPolicyPerUser(t *testing.T) {
+	mcpURL, _, logs := startDev(t, []string{"--dev"}, devEnv(nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct{ email, tools string }{
+		{"admin@example.com", "get-user-info,get-user-permissions,get-workos-user"},
+		{"member@example.com", "get-user-info,get-user-permissions,get-workos-user"},
+		{"guest@example.com", "get-user-info,get-user-permissions"},
+	} {
+		s := connectWithOAuth(t, ctx, mcpURL, signInAs(tc.email))
+		list, err := s.ListTools(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, tool := range list.Tools {
+			names = append(names, tool.Name)
+		}
+		if got := strings.Join(names, ","); got != tc.tools {
+			t.Errorf("%s: tools %s, want %s", tc.email, got, tc.tools)
+		}
+		_, err = s.CallTool(ctx, &mcp.CallToolParams{Name: "get-workos-user"})
+		if denied := tc.email == "guest@example.com"; denied != (err != nil) {
+			t.Errorf("%s: get-workos-user: %v", tc.email, err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) { // the audit log writes every 20 ms
+		if n := strings.Count(logs.String(), `"gen_ai.tool.name":"get-workos-user","enduser.id":"user_dev_guest","client_id"`); n == 1 &&
+			strings.Contains(logs.String(), `"decision":"deny","security_rule.name":"admins","rpc.response.status_code":-32602`) {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%d audit lines of the guest's denied call, want 1:\n%s", n, logs.String())
+		}
 	}
 }

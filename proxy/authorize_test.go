@@ -337,6 +337,13 @@ func TestPolicyListJSON(t *testing.T) {
 	}
 	ph.answer(func(w http.ResponseWriter, body string) {
 		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"secret-tool","description":"`+strings.Repeat("x", maxListBody)+`"}]}}`)
+	})
+	if _, body := ph.post(t, nil, "", nil, listReq); body != listError {
+		t.Errorf("list over the limit: got %.200s, want %s", body, listError)
+	}
+	ph.answer(func(w http.ResponseWriter, body string) {
+		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Encoding", "gzip")
 		io.WriteString(w, "\x1f\x8b compressed secret-tool")
 	})

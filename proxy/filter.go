@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -78,12 +79,19 @@ func (ex *mcpExchange) modify(resp *http.Response) error {
 		resp.Body = newSSEFilter(resp.Body, ex)
 		return nil
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxListBody+1))
+	b, err := readAll(resp.Body, resp.ContentLength, maxListBody)
 	resp.Body.Close()
-	if err != nil {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		ex.failPending()
+		b = ex.assemble(nil, ex.batch)
+	case err != nil:
 		return err // the reverse proxy answers 502
+	default:
+		b = ex.rewriteJSON(b)
 	}
-	ex.replaceBody(resp, ex.rewriteJSON(b))
+	ex.replaceBody(resp, b)
 	return nil
 }
 
@@ -103,7 +111,7 @@ func (ex *mcpExchange) replaceBody(resp *http.Response, b []byte) {
 // rewriteJSON rewrites a JSON answer: each response as response decides, then the fail-closed errors and the
 // gateway's answers. A body that is not JSON fails every pending list closed.
 func (ex *mcpExchange) rewriteJSON(b []byte) []byte {
-	if len(b) > maxListBody || !json.Valid(b) {
+	if !json.Valid(b) {
 		if len(bytes.TrimSpace(b)) > 0 || ex.pendingLists() > 0 {
 			ex.failPending()
 		}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcp-gateway/gateway/proxy/config"
+	"github.com/mcp-gateway/gateway/proxy/identity"
 	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
@@ -73,5 +75,41 @@ func TestOpenAudit(t *testing.T) {
 	}
 	if _, _, err := openAudit(&config.Config{AuditLog: filepath.Join(file, "not-a-dir", "x")}, nil, AuditOptions{}); err == nil || !strings.Contains(err.Error(), "GATEWAY_AUDIT_LOG") {
 		t.Errorf("unwritable path: got %v", err)
+	}
+}
+
+// TestAuditFieldsDocumented: every member an audit event can have is in docs/policy.md's table.
+func TestAuditFieldsDocumented(t *testing.T) {
+	t.Parallel()
+	md, err := os.ReadFile("../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, audit, _ := strings.Cut(string(md), "\n## Audit\n")
+	a := &AuditLog{issuer: "https://issuer.example", hash: true, now: time.Now}
+	a.lines.New = func() any { b := make([]byte, 0, 512); return &b }
+	var keys []string
+	for _, body := range []string{`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, call("1", "billing-x"),
+		`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}`, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"u"}}`} {
+		ex := listExchange(t, body, "2025-06-18")
+		m := &ex.msgs[0]
+		ex.decide(m)
+		m.listDone, m.code = m.list != nil, codeInvalidParams
+		if m.list != nil {
+			m.code = 0
+		}
+		st := &reqState{reqID: "r", upstreamSession: "s", principal: &token.Principal{Subject: "u", Identity: identity.Identity{ClientID: "c", OrgID: "o"}}}
+		var ev map[string]any
+		if err := json.Unmarshal(*a.line(st, ex, m, 200, time.Millisecond), &ev); err != nil {
+			t.Fatal(err)
+		}
+		for k := range ev {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		if !strings.Contains(audit, "`"+k+"`") {
+			t.Errorf("docs/policy.md's Audit section does not name %s", k)
+		}
 	}
 }

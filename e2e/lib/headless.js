@@ -1,5 +1,6 @@
 // Following an authorization request's redirects without a browser: what a user agent does when the sign-in and
-// consent steps need no input, with a cookie jar so that the authorization server recognises its own interaction.
+// consent steps need no input (or a choice given in advance: a user to sign in as, a consent decision), with a cookie
+// jar so that the authorization server recognises its own interaction.
 
 /** A cookie jar for one origin: enough of RFC 6265 for an authorization server's session and interaction cookies. */
 export class CookieJar {
@@ -60,7 +61,9 @@ function pathMatches(requestPath, cookiePath) {
  * @param {CookieJar} [opts.jar] a jar to keep the session in, e.g. to sign in once for several clients
  * @param {Array<{method: string, url: string, status: number}>} [opts.trail] receives every request made
  * @param {'allow'|'deny'} [opts.consent] answer a consent page (a form with a decision button, such as the gateway's
- *   in Option B) with this decision, as a person would; without it, such a page is an error
+ *   in Option B and `gateway --dev`'s) with this decision, as a person would; without it, such a page is an error
+ * @param {string} [opts.signIn] on a sign-in page that offers users to choose from (a form with user buttons, such as
+ *   `gateway --dev`'s), choose the one with this id; without it, such a page is an error
  * @returns {Promise<URLSearchParams>}
  */
 export async function followToRedirect(authorizationURL, redirectURI, opts = {}) {
@@ -77,9 +80,9 @@ export async function followToRedirect(authorizationURL, redirectURI, opts = {})
  * @param {(url: URL) => boolean} stop
  * @returns {Promise<URL>}
  */
-export async function followUntil(authorizationURL, stop, { jar = new CookieJar(), trail = [], consent } = {}) {
+export async function followUntil(authorizationURL, stop, { jar = new CookieJar(), trail = [], consent, signIn } = {}) {
   let url = new URL(authorizationURL);
-  let post; // the consent form to send instead of a GET
+  let post; // the answered form to send instead of a GET
   for (let hops = 0; hops < 20; hops++) {
     const headers = {};
     const cookie = jar.header(url);
@@ -96,9 +99,8 @@ export async function followUntil(authorizationURL, stop, { jar = new CookieJar(
     const location = response.headers.get('location');
     if (response.status < 300 || response.status > 399 || !location) {
       const body = await response.text();
-      const form = consent && response.status === 200 ? consentForm(body) : undefined;
+      const form = response.status === 200 ? pageForm(body, { consent, signIn }) : undefined;
       if (form) {
-        form.fields.set('decision', consent);
         post = form.fields.toString();
         url = new URL(form.action, url);
         continue;
@@ -112,12 +114,23 @@ export async function followUntil(authorizationURL, stop, { jar = new CookieJar(
   throw new Error(`more than 20 redirects from ${authorizationURL}`);
 }
 
-/** Reads a consent page: its POST form's action and hidden fields, if it has a decision button. */
-function consentForm(html) {
+/**
+ * Reads a page's POST form (its action and hidden fields) and answers it as a person would: a consent page (decision
+ * buttons) with consent, a sign-in page (user buttons) by choosing the user signIn. Returns undefined for another
+ * page, or when the answer it needs was not given (or the user is not offered).
+ */
+function pageForm(html, { consent, signIn }) {
   const form = /<form method="post" action="([^"]*)">([\s\S]*?)<\/form>/.exec(html);
-  if (!form || !/name="decision"/.test(form[2])) return undefined;
+  if (!form) return undefined;
   const unescape = (s) => s.replace(/&#43;/g, '+').replace(/&amp;/g, '&').replace(/&#34;/g, '"').replace(/&#39;/g, "'");
   const fields = new URLSearchParams();
   for (const m of form[2].matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)) fields.set(m[1], unescape(m[2]));
+  if (consent && /name="decision"/.test(form[2])) {
+    fields.set('decision', consent);
+  } else if (signIn && [...form[2].matchAll(/name="user" value="([^"]*)"/g)].some((m) => unescape(m[1]) === signIn)) {
+    fields.set('user', signIn);
+  } else {
+    return undefined;
+  }
   return { action: unescape(form[1]), fields };
 }

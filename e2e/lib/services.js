@@ -167,6 +167,28 @@ export async function startGateway(name, env, { port } = {}) {
   return { service, url, mcpURL: `${url}/mcp`, metricsURL: `http://${metrics.addr}/metrics` };
 }
 
+/**
+ * Starts `gateway --dev` (the development authorization server, the tool service in the same process, and the gateway,
+ * each on a free loopback port, metrics on too) with env added, and waits until /readyz answers 200.
+ * @returns {Promise<{service: Service, url: string, mcpURL: string, issuer: string, metricsURL: string}>}
+ */
+export async function startDevGateway(name, env = {}) {
+  const { gateway } = await binaries();
+  const service = new Service(name, gateway, ['--dev'], {
+    GATEWAY_LISTEN_ADDR: '127.0.0.1:0',
+    GATEWAY_DEV_ISSUER_ADDR: '127.0.0.1:0',
+    GATEWAY_METRICS_ADDR: '127.0.0.1:0',
+    GATEWAY_LOG_LEVEL: 'debug',
+    ...env,
+  });
+  const banner = await service.waitForLog('development mode');
+  await service.waitForLog('authorization server ready');
+  const metrics = await service.waitForLog('metrics listening');
+  const url = new URL(banner.mcp_url).origin;
+  await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, `${name} /readyz 200`, service);
+  return { service, url, mcpURL: banner.mcp_url, issuer: banner.issuer, metricsURL: `http://${metrics.addr}/metrics` };
+}
+
 /** Polls check every 100 ms until it resolves true; fails after timeoutMs with what service logged. */
 export async function waitUntil(check, what, service, timeoutMs = 30_000) {
   const deadline = Date.now() + timeoutMs;
@@ -179,6 +201,19 @@ export async function waitUntil(check, what, service, timeoutMs = 30_000) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${service ? service.text() : ''}`);
     await sleep(100);
   }
+}
+
+/**
+ * Waits for the gateway's records of the request whose X-Request-Id is id, and returns them: its access line (msg
+ * "request") and, with a policy, its audit events (one per MCP message, on the same stderr, written within 20 ms of
+ * the request's end).
+ * @returns {Promise<{access: Record<string, unknown>, audit: Array<Record<string, unknown>>}>}
+ */
+export async function requestRecords(service, id) {
+  const access = () => service.logs.find((r) => r.msg === 'request' && r.request_id === id);
+  const audit = () => service.logs.filter((r) => r.request_id === id && 'mcp.method.name' in r);
+  await waitUntil(() => access() !== undefined && audit().length > 0, `the access line and audit event of request ${id}`, service);
+  return { access: access(), audit: audit() };
 }
 
 /**

@@ -10,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mcp-gateway/gateway/proxy/authz"
 	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
 )
@@ -43,19 +43,19 @@ func BenchmarkAuthorize(b *testing.B) {
 		{"tools/list of 20 with audit", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			var audit *AuditLog
+			var audit *authz.AuditLog
 			if bc.audit {
-				audit = NewAuditLog(io.Discard, AuditOptions{Issuer: "https://issuer.example"})
+				audit = authz.NewAuditLog(io.Discard, authz.AuditOptions{Issuer: "https://issuer.example"})
 				defer audit.Close()
 			}
 			pol := testPolicy()
 			mw := Authorize(func() Decider { return pol }, AuthorizeOptions{MaxBodyBytes: 4 << 20, Audit: audit})
 			var h http.Handler = mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.Copy(io.Discard, r.Body)
-				if st := stateOf(r.Context()); st.mcp != nil && st.mcp.rewrites() {
+				if st := stateOf(r.Context()); st.mcp != nil && st.mcp.Rewrites() {
 					resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
 						Body: io.NopCloser(strings.NewReader(listAnswer))}
-					st.mcp.modify(resp)
+					st.mcp.ModifyResponse(resp)
 					io.Copy(io.Discard, resp.Body)
 				}
 			}))
@@ -72,44 +72,6 @@ func BenchmarkAuthorize(b *testing.B) {
 			}
 		})
 	}
-}
-
-// BenchmarkAuditWrite compares the two ways to write an audit event to a file: through the queue (what a request
-// pays; the writer batches) and a write per event under the request.
-func BenchmarkAuditWrite(b *testing.B) {
-	p := benchPrincipal(b)
-	ex := listExchange(b, call("1", "get-user-info"), "2025-06-18")
-	ex.decide(&ex.msgs[0])
-	st := &reqState{reqID: "abcdefghij-12345", principal: p, start: time.Now()}
-	open := func(b *testing.B) *os.File {
-		f, err := os.OpenFile(filepath.Join(b.TempDir(), "audit.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { f.Close() })
-		return f
-	}
-	b.Run("queued", func(b *testing.B) {
-		var dropped atomic.Int64
-		a := NewAuditLog(open(b), AuditOptions{Issuer: "https://issuer.example", Dropped: func() { dropped.Add(1) }})
-		b.ReportAllocs()
-		for b.Loop() {
-			a.event(st, ex, &ex.msgs[0], 200, time.Millisecond)
-		}
-		a.Close()
-		b.ReportMetric(float64(dropped.Load())/float64(b.N), "dropped/op")
-	})
-	b.Run("one write per event", func(b *testing.B) {
-		f := open(b)
-		a := &AuditLog{issuer: "https://issuer.example", now: time.Now}
-		a.lines.New = func() any { b := make([]byte, 0, 512); return &b }
-		b.ReportAllocs()
-		for b.Loop() {
-			l := a.line(st, ex, &ex.msgs[0], 200, time.Millisecond)
-			f.Write(*l)
-			a.lines.Put(l)
-		}
-	})
 }
 
 // BenchmarkChainPolicy is BenchmarkChain with and without a policy, side by side: the whole gateway in front of a

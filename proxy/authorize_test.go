@@ -92,6 +92,19 @@ func (ph *policyHarness) auditLines(t *testing.T, n int) []map[string]any {
 	return ph.audit.lines(t)
 }
 
+// The messages and answers the tests of lists use, as package authz's tests do.
+const (
+	listReq      = `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+	listResult   = `{"tools":[{"name":"get-user-info","inputSchema":{"type":"object"}},{"name":"secret-tool"},{"name":"get-workos-user"},{"name":"admin-delete"},{"name":"billing-report"}],"nextCursor":"c2","_meta":{"k":[1, 2]}}`
+	listResp     = `{"jsonrpc":"2.0","id":1,"result":` + listResult + `}`
+	listFiltered = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"get-user-info","inputSchema":{"type":"object"}},{"name":"billing-report"}],"nextCursor":"c2","_meta":{"k":[1,2]}}}`
+	notif        = `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}`
+	listError    = `{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"Internal error: the gateway could not filter the list"}}`
+)
+
+// maxListBody is package authz's bound on a list answer it reads.
+const maxListBody = 16 << 20
+
 func call(id, tool string) string {
 	return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + tool + `","arguments":{"q":"the secret argument"}}}`
 }
@@ -482,7 +495,8 @@ func TestPolicyReload(t *testing.T) {
 	}
 }
 
-// TestPolicyFailsClosedAtStart: a policy that does not load stops the gateway.
+// TestPolicyFailsClosedAtStart: a policy that does not load stops the gateway, as does an audit log that cannot be
+// opened.
 func TestPolicyFailsClosedAtStart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -496,6 +510,16 @@ func TestPolicyFailsClosedAtStart(t *testing.T) {
 		if _, err = New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "GATEWAY_POLICY_FILE") {
 			t.Errorf("%s: got %v", file, err)
 		}
+	}
+	good := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(good, []byte(testPolicyYAML), 0o600)
+	cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "http://127.0.0.1:1", "GATEWAY_POLICY_FILE": good,
+		"GATEWAY_AUDIT_LOG": filepath.Join(broken, "x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "GATEWAY_AUDIT_LOG") {
+		t.Errorf("an audit log that cannot be opened: got %v", err)
 	}
 }
 
@@ -560,36 +584,5 @@ func TestPolicyStreams(t *testing.T) {
 	}
 	if b := ph.upstreamBodies(); b[len(b)-1] != listen(`"file:///public/a"`) {
 		t.Errorf("listen body upstream: %s", b[len(b)-1])
-	}
-}
-
-// TestParseMessages: what a POST names, per method (policy.md §1.1).
-func TestParseMessages(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		body, kind, name string
-		names            []string
-	}{
-		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{}}}`, "tool", "t", nil},
-		{`{"jsonrpc":"2.0","id":1,"method":"tools/call"}`, "tool", "", nil},
-		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["t"]}`, "tool", "", nil},
-		{`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}`, "prompt", "p", nil},
-		{`{"jsonrpc":"2.0","id":1,"method":"resources/unsubscribe","params":{"uri":"u"}}`, "resource", "u", nil},
-		{`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"t/{x}"}}}`, "resource", "t/{x}", nil},
-		{`{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/other","name":"x"}}}`, "prompt", "\x00ref/other", nil},
-		{`{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["a","b"]}}}`, "resource", "", []string{"a", "b"}},
-		{`{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true}}}`, "", "", nil},
-		{`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"name":"x"}}`, "", "", nil},
-		{`{"jsonrpc":"2.0","id":1,"result":{}}`, "", "", nil},
-	} {
-		msgs, _, err := parseMessages(nil, []byte(tc.body))
-		if err != nil {
-			t.Errorf("%s: %v", tc.body, err)
-			continue
-		}
-		m := msgs[0]
-		if string(m.kind) != tc.kind || m.name != tc.name || strings.Join(m.names, ",") != strings.Join(tc.names, ",") {
-			t.Errorf("%s: got %q %q %q", tc.body, m.kind, m.name, m.names)
-		}
 	}
 }

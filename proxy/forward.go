@@ -21,7 +21,7 @@ type upstream struct {
 	endpoint bool
 	proxy    *httputil.ReverseProxy
 	relay    *relay.Relay // long-lived event streams, when the gateway relays them (stream.go); nil: off
-	policed  bool         // a policy is in force: answers may need Authorize's rewriting (filter.go)
+	policed  bool         // a policy is in force: answers may need Authorize's rewriting (package authz)
 }
 
 // upstreams are the two ways upstream.
@@ -150,13 +150,13 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 }
 
 // modifyPolicedResponse is modifyResponse with a policy in force: the answer then passes through the request's MCP
-// exchange, which filters lists and merges the gateway's answers (mcpExchange.modify).
+// exchange, which filters lists and merges the gateway's answers (authz.Exchange.ModifyResponse).
 func (g *Gateway) modifyPolicedResponse(resp *http.Response) error {
 	if err := g.modifyResponse(resp); err != nil {
 		return err
 	}
 	if st := stateOf(resp.Request.Context()); st != nil && st.mcp != nil {
-		return st.mcp.modify(resp)
+		return st.mcp.ModifyResponse(resp)
 	}
 	return nil
 }

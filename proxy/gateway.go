@@ -5,11 +5,12 @@
 // One request goes, file by file: routes.go (the chi router: public routes, or the protected group) → observe.go
 // (request id, access line, metrics) → body.go (read deadline, size limit) → origin.go (Origin check, CORS) →
 // authenticate.go (package token verifies) → session.go (session binding) → with a policy (GATEWAY_POLICY_FILE),
-// authorize.go (each MCP message decided by package policy; filter.go and sse.go filter list answers, audit.go writes
-// one event per message, policystore.go reloads the policy) → stream.go (a long-lived event stream takes package
-// relay, anything else the reverse proxy) → forward.go (strip credentials and inbound identity headers, set the
-// identity) → upstream → back, streamed. Whatever fails on the way is an *Error written by writeError
-// (errors.go), the one place that decides what a client sees. The configuration is package config's.
+// authorize.go on the MCP endpoint (package authz reads and decides each MCP message by package policy, filters list
+// answers and writes the audit events; policystore.go holds the policy in force and counts the decisions) →
+// stream.go (a long-lived event stream takes package relay, anything else the reverse proxy) → forward.go (strip
+// credentials and inbound identity headers, set the identity) → upstream → back, streamed. Whatever fails on the way
+// is an *Error written by writeError (errors.go), the one place that decides what a client sees. The configuration is
+// package config's.
 //
 // With a pre-registered client (config.Config.StaticClientID, "Option B"), the gateway is also the authorization
 // server MCP clients see: package authserver, whose routes the gateway mounts (optionb.go joins the two).
@@ -35,6 +36,7 @@ import (
 
 	"github.com/mcp-gateway/gateway/metadata"
 	"github.com/mcp-gateway/gateway/proxy/authserver"
+	"github.com/mcp-gateway/gateway/proxy/authz"
 	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/relay"
 	"github.com/mcp-gateway/gateway/proxy/token"
@@ -90,7 +92,7 @@ type Gateway struct {
 	// policy decides per caller what MCP messages may name (GATEWAY_POLICY_FILE); nil: no policy, every valid token
 	// may use everything, and the request path is the one without policy.
 	policy     *policyStore
-	audit      *AuditLog // nil: no audit events
+	audit      *authz.AuditLog // nil: no audit events
 	closeAudit func()
 
 	readyMu    sync.Mutex
@@ -173,9 +175,12 @@ func (g *Gateway) loadPolicy(o Options) error {
 	if g.policy, err = newPolicyStore(g.cfg.PolicyFile, g.metrics, g.log); err != nil {
 		return err
 	}
-	g.audit, g.closeAudit, err = openAudit(g.cfg, o.AuditOut, AuditOptions{Issuer: g.cfg.Issuer,
+	g.audit, g.closeAudit, err = authz.OpenAuditLog(g.cfg.AuditLog, o.AuditOut, authz.AuditOptions{Issuer: g.cfg.Issuer,
 		HashArguments: g.cfg.AuditArguments == "hash", Now: g.now, Dropped: g.metrics.AuditDropped.Inc})
-	return err
+	if err != nil {
+		return fmt.Errorf("GATEWAY_AUDIT_LOG: %w", err)
+	}
+	return nil
 }
 
 // ReloadPolicy reads the policy file again and puts it in force for the requests that follow. A file that does not

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/mcp-gateway/gateway/proxy/authz"
 	"github.com/mcp-gateway/gateway/proxy/token"
 )
 
@@ -29,7 +30,7 @@ type reqState struct {
 	start           time.Time
 	relayed         bool // the response continues on a relayed stream, which records the request when it ends
 	// mcp is what Authorize learnt of the request's MCP messages, when a policy is in force and the answer needs it.
-	mcp *mcpExchange
+	mcp *authz.Exchange
 }
 
 type stateKey struct{}

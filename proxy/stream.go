@@ -33,7 +33,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // it takes the reverse proxy, whose answers pass through ModifyResponse.
 func filtered(r *http.Request) bool {
 	st := stateOf(r.Context())
-	return st != nil && st.mcp != nil && st.mcp.resume
+	return st != nil && st.mcp != nil && st.mcp.Resumes()
 }
 
 // streamPath decides which path long-lived event streams take, and why, from GATEWAY_STREAM_RELAY, the upstream's

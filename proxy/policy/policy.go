@@ -1,7 +1,7 @@
 // Package policy decides which tools, prompts and resources a verified caller may see and use: ordered rules from a
 // YAML file (GATEWAY_POLICY_FILE), each granting a set of names (globs) to callers who meet its requirements
 // (permissions, roles, scopes, organization, and an optional CEL condition). One decision serves a list item and a
-// call alike, so what a caller sees is exactly what they may use. The package does no HTTP: package proxy applies the
+// call alike, so what a caller sees is exactly what they may use. The package does no HTTP: package authz applies the
 // decisions to MCP messages.
 //
 // The file's shape and the decision procedure are documented in docs/policy.md. In short, for a name of one kind, the

@@ -1,4 +1,4 @@
-package proxy
+package authz
 
 import (
 	"bytes"
@@ -11,20 +11,20 @@ import (
 )
 
 // listExchange is the exchange of a POST with body as Authorize leaves it, for a caller with no permissions.
-func listExchange(t testing.TB, body, version string) *mcpExchange {
+func listExchange(t testing.TB, body, version string) *Exchange {
 	t.Helper()
 	msgs, batch, err := parseMessages(nil, []byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex := &mcpExchange{policy: testPolicy(), facts: facts("", "openid"), version: version, body: []byte(body),
+	ex := &Exchange{policy: testPolicy(), facts: facts("", "openid"), version: version, body: []byte(body),
 		msgs: msgs, batch: batch, decided: true}
 	ex.keyIDs()
 	return ex
 }
 
 // filterSSE passes stream through an sseFilter, reading from it in pieces of one byte when slow.
-func filterSSE(t testing.TB, ex *mcpExchange, stream string, slow bool) string {
+func filterSSE(t testing.TB, ex *Exchange, stream string, slow bool) string {
 	t.Helper()
 	var src io.Reader = strings.NewReader(stream)
 	if slow {

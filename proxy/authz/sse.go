@@ -1,4 +1,4 @@
-package proxy
+package authz
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 // their own.
 type sseFilter struct {
 	src  io.ReadCloser
-	ex   *mcpExchange
+	ex   *Exchange
 	buf  []byte // what was read from src
 	line []byte // the line being read
 	ev   sseEvent
@@ -43,7 +43,7 @@ type sseEvent struct {
 	hasData, any    bool
 }
 
-func newSSEFilter(src io.ReadCloser, ex *mcpExchange) *sseFilter {
+func newSSEFilter(src io.ReadCloser, ex *Exchange) *sseFilter {
 	f := &sseFilter{src: src, ex: ex, buf: make([]byte, 4<<10)}
 	for _, a := range ex.answers {
 		f.writeEvent(eventMessage, nil, nil, a)
@@ -230,7 +230,7 @@ func (f *sseFilter) writeEvent(name, id, retry, data []byte) {
 
 // messages decides what of one event's JSON (a message, or an array of them) goes to the client; false drops the
 // event.
-func (ex *mcpExchange) messages(d []byte) ([]byte, bool) {
+func (ex *Exchange) messages(d []byte) ([]byte, bool) {
 	switch d[0] {
 	case '{':
 		return ex.response(d, false)

@@ -1,18 +1,15 @@
-package proxy
+package authz
 
 import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/policy"
 )
 
@@ -140,18 +137,50 @@ func (a *AuditLog) send(l *[]byte) {
 	}
 }
 
-// event writes the event of message m of the request st (status: the upstream's, 0 when it was not forwarded).
-func (a *AuditLog) event(st *reqState, ex *mcpExchange, m *message, status int, d time.Duration) {
-	a.send(a.line(st, ex, m, status, d))
+// Request is what an audit event says of the request that carried the messages.
+type Request struct {
+	ID       string    // the gateway's request id, as in the access line
+	Session  string    // the upstream's Mcp-Session-Id; "" for none
+	Subject  string    // the verified caller (enduser.id)
+	ClientID string    // the client the token was issued to
+	OrgID    string    // the caller's organization; "" for none
+	Start    time.Time // when the request arrived: the events' duration_ms run from it
+}
+
+// Write writes the audit events of the messages of ex once the request has ended: one per message the client sent
+// (its answers to requests of the server's have none), with status, the upstream's (0: not forwarded; a message the
+// gateway answered itself has none). A POST refused before its messages were decided (not JSON-RPC, headers that
+// disagree with the body) has none: its access line says why.
+func (a *AuditLog) Write(ex *Exchange, req *Request, status int) {
+	if !ex.decided {
+		return
+	}
+	d := a.now().Sub(req.Start)
+	for i := range ex.msgs {
+		m := &ex.msgs[i]
+		if m.method == "" {
+			continue // the client's answer to a request of the server's
+		}
+		s := status
+		if m.dropped {
+			s = 0
+		}
+		a.event(req, ex, m, s, d)
+	}
+}
+
+// event writes the event of message m of the request req (status: the upstream's, 0 when it was not forwarded).
+func (a *AuditLog) event(req *Request, ex *Exchange, m *message, status int, d time.Duration) {
+	a.send(a.line(req, ex, m, status, d))
 }
 
 // line is the event's JSON line, in a buffer of the pool.
-func (a *AuditLog) line(st *reqState, ex *mcpExchange, m *message, status int, d time.Duration) *[]byte {
+func (a *AuditLog) line(req *Request, ex *Exchange, m *message, status int, d time.Duration) *[]byte {
 	bp := a.lines.Get().(*[]byte)
 	b := append((*bp)[:0], `{"time":"`...)
 	b = a.now().UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","request_id":`...)
-	b = appendJSONString(b, st.reqID)
+	b = appendJSONString(b, req.ID)
 	b = appendField(b, "mcp.method.name", m.method)
 	if m.id != nil {
 		id, ok := decodeString(span{0, len(m.id)}, m.id)
@@ -161,14 +190,13 @@ func (a *AuditLog) line(st *reqState, ex *mcpExchange, m *message, status int, d
 		b = appendField(b, "jsonrpc.request.id", id)
 	}
 	b = appendField(b, "mcp.protocol.version", ex.version)
-	b = appendField(b, "mcp.session.id", st.upstreamSession)
+	b = appendField(b, "mcp.session.id", req.Session)
 	if m.kind != "" {
 		b = appendField(b, nameField[m.kind], m.name)
 	}
-	p := st.principal
-	b = appendField(b, "enduser.id", p.Subject)
-	b = appendField(b, "client_id", p.Identity.ClientID)
-	b = appendField(b, "org_id", p.Identity.OrgID)
+	b = appendField(b, "enduser.id", req.Subject)
+	b = appendField(b, "client_id", req.ClientID)
+	b = appendField(b, "org_id", req.OrgID)
 	b = appendField(b, "iss", a.issuer)
 	b = a.appendDecision(b, m)
 	if m.list != nil && m.listDone && m.code == 0 {
@@ -234,39 +262,13 @@ func appendField(b []byte, key, value string) []byte {
 	return appendJSONString(b, value)
 }
 
-// finish writes the audit events of the request's messages once it has ended (forwarded: whether it went upstream).
-// A POST refused before its messages were decided (not JSON-RPC, headers that disagree with the body) has none: its
-// access line says why.
-func (ex *mcpExchange) finish(w http.ResponseWriter, st *reqState, o AuthorizeOptions, forwarded bool) {
-	if o.Audit == nil || !ex.decided {
-		return
-	}
-	status := 0
-	if forwarded {
-		status = ex.status
-		if sw, ok := w.(*statusWriter); ok && status == 0 {
-			status = sw.status // the relay's answer, which the reverse proxy's hook did not see
-		}
-	}
-	d := o.Audit.now().Sub(st.start)
-	for i := range ex.msgs {
-		m := &ex.msgs[i]
-		if m.method == "" {
-			continue // the client's answer to a request of the server's
-		}
-		s := status
-		if m.dropped {
-			s = 0
-		}
-		o.Audit.event(st, ex, m, s, d)
-	}
-}
-
-// openAudit opens GATEWAY_AUDIT_LOG: nil for "off", stderr (or out, when set) for "stderr", else the file, created
-// if need be and appended to. The returned close flushes the log and closes the file.
-func openAudit(cfg *config.Config, out io.Writer, o AuditOptions) (*AuditLog, func(), error) {
+// OpenAuditLog starts an audit log writing to dest (GATEWAY_AUDIT_LOG): nil for "off", stderr (os.Stderr when nil)
+// for "stderr", else the file dest, created if need be and appended to. The returned close flushes the log and closes
+// the file. The error is the file's that could not be opened.
+func OpenAuditLog(dest string, stderr io.Writer, o AuditOptions) (*AuditLog, func(), error) {
 	var f *os.File
-	switch cfg.AuditLog {
+	out := stderr
+	switch dest {
 	case "off":
 		return nil, func() {}, nil
 	case "stderr":
@@ -275,8 +277,8 @@ func openAudit(cfg *config.Config, out io.Writer, o AuditOptions) (*AuditLog, fu
 		}
 	default:
 		var err error
-		if f, err = os.OpenFile(cfg.AuditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
-			return nil, nil, fmt.Errorf("GATEWAY_AUDIT_LOG: %w", err)
+		if f, err = os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
+			return nil, nil, err
 		}
 		out = f
 	}

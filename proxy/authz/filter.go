@@ -1,4 +1,4 @@
-package proxy
+package authz
 
 import (
 	"bytes"
@@ -12,43 +12,18 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/policy"
 )
 
-// mcpExchange is what Authorize learnt of one request's MCP messages, and what the answer still needs: list responses
-// to filter, the gateway's answers to merge, the audit events to write.
-type mcpExchange struct {
-	policy  Decider
-	facts   *policy.Facts
-	factsOf policy.Facts // what facts points to
-	one     [1]message   // msgs of a POST of one message
-	fwd     bodyRead     // the body forwarded
-	version string       // MCP-Protocol-Version
-	body    []byte       // the request body as read; msgs' spans point into it
-	msgs    []message
-	batch   bool
-	// resume is a GET that resumes an event stream (Last-Event-ID): the responses it replays are not known by id, so
-	// every response whose result holds a list is filtered.
-	resume bool
-	// answers are the gateway's answers to the denied requests of a batch whose other messages went upstream: merged
-	// into the upstream's answer.
-	answers [][]byte
-	// failed are the errors that fail-closed list requests get, waiting to be sent.
-	failed [][]byte
-	// status is the upstream's response status; 0 before it answers.
-	status int
-	// decided is whether the messages were decided (the POST was read and its headers agreed with it).
-	decided bool
-}
-
 // maxListBody bounds what the gateway reads of a JSON answer it rewrites, and of one event of an event stream it
 // filters: go-sdk's limit on one event, so that nothing a Go client would take is refused.
 const maxListBody = 16 << 20
 
-// rewrites reports whether the upstream's answer has to pass through the exchange.
-func (ex *mcpExchange) rewrites() bool {
+// Rewrites reports whether the upstream's answer has to pass through ModifyResponse: it holds list responses to
+// filter, or the gateway's answers are to be merged into it. An answer that does must come uncompressed.
+func (ex *Exchange) Rewrites() bool {
 	return ex.resume || ex.answers != nil || ex.pendingLists() > 0
 }
 
 // pendingLists is the number of list requests forwarded whose response has not passed yet.
-func (ex *mcpExchange) pendingLists() int {
+func (ex *Exchange) pendingLists() int {
 	n := 0
 	for i := range ex.msgs {
 		if m := &ex.msgs[i]; m.list != nil && m.id != nil && !m.dropped && !m.listDone {
@@ -58,12 +33,13 @@ func (ex *mcpExchange) pendingLists() int {
 	return n
 }
 
-// modify is the reverse proxy's ModifyResponse for the exchange: it records the status, and rewrites a 2xx answer
-// that carries list responses or needs the gateway's answers merged in: an event stream event by event as it comes
-// (sseFilter), a JSON answer whole (at most maxListBody). Other answers pass as the upstream wrote them.
-func (ex *mcpExchange) modify(resp *http.Response) error {
+// ModifyResponse is the reverse proxy's ModifyResponse for the exchange: it records the status, and rewrites a 2xx
+// answer that carries list responses or needs the gateway's answers merged in: an event stream event by event as it
+// comes (sseFilter), a JSON answer whole (at most maxListBody). Other answers pass as the upstream wrote them; an
+// error is one reading the answer, for the reverse proxy to answer 502.
+func (ex *Exchange) ModifyResponse(resp *http.Response) error {
 	ex.status = resp.StatusCode
-	if !ex.rewrites() || resp.StatusCode < 200 || resp.StatusCode > 299 {
+	if !ex.Rewrites() || resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil
 	}
 	h := resp.Header
@@ -97,7 +73,7 @@ func (ex *mcpExchange) modify(resp *http.Response) error {
 
 // replaceBody makes b the answer's body: a 200 JSON answer (202 and 204 carry none, so a gateway answer turns them
 // into 200).
-func (ex *mcpExchange) replaceBody(resp *http.Response, b []byte) {
+func (ex *Exchange) replaceBody(resp *http.Response, b []byte) {
 	if resp.StatusCode != http.StatusOK && len(b) > 0 {
 		resp.StatusCode, resp.Status = http.StatusOK, "200 OK"
 	}
@@ -110,7 +86,7 @@ func (ex *mcpExchange) replaceBody(resp *http.Response, b []byte) {
 
 // rewriteJSON rewrites a JSON answer: each response as response decides, then the fail-closed errors and the
 // gateway's answers. A body that is not JSON fails every pending list closed.
-func (ex *mcpExchange) rewriteJSON(b []byte) []byte {
+func (ex *Exchange) rewriteJSON(b []byte) []byte {
 	if !json.Valid(b) {
 		if len(bytes.TrimSpace(b)) > 0 || ex.pendingLists() > 0 {
 			ex.failPending()
@@ -136,7 +112,7 @@ func (ex *mcpExchange) rewriteJSON(b []byte) []byte {
 
 // assemble returns the answer to send: the responses kept, the fail-closed errors and the gateway's answers; an array
 // when asked for or when there is more than one.
-func (ex *mcpExchange) assemble(kept [][]byte, array bool) []byte {
+func (ex *Exchange) assemble(kept [][]byte, array bool) []byte {
 	all := append(append(kept, ex.failed...), ex.answers...)
 	ex.failed, ex.answers = nil, nil
 	switch {
@@ -150,7 +126,7 @@ func (ex *mcpExchange) assemble(kept [][]byte, array bool) []byte {
 
 // failPending answers every list request still waiting with an internal error: the gateway could not filter its
 // response, so the client gets none of it.
-func (ex *mcpExchange) failPending() {
+func (ex *Exchange) failPending() {
 	for i := range ex.msgs {
 		m := &ex.msgs[i]
 		if m.list != nil && m.id != nil && !m.dropped && !m.listDone {
@@ -160,13 +136,13 @@ func (ex *mcpExchange) failPending() {
 }
 
 // failList marks m's response as passed and returns the error it gets instead.
-func (ex *mcpExchange) failList(m *message) []byte {
+func (ex *Exchange) failList(m *message) []byte {
 	m.listDone, m.code = true, codeInternalError
 	return rpcError(m.id, codeInternalError, "Internal error: the gateway could not filter the list", nil)
 }
 
 // keyIDs computes the keys the requests' ids match responses by (idKey), for an exchange that reads responses.
-func (ex *mcpExchange) keyIDs() {
+func (ex *Exchange) keyIDs() {
 	for i := range ex.msgs {
 		if m := &ex.msgs[i]; m.id != nil {
 			m.key, _ = idKey(m.id)
@@ -175,7 +151,7 @@ func (ex *mcpExchange) keyIDs() {
 }
 
 // find returns the request of the POST whose id matches key, or nil.
-func (ex *mcpExchange) find(key string) *message {
+func (ex *Exchange) find(key string) *message {
 	for i := range ex.msgs {
 		if m := &ex.msgs[i]; m.method != "" && m.id != nil && m.key == key {
 			return m
@@ -189,7 +165,7 @@ func (ex *mcpExchange) find(key string) *message {
 // as an error when it cannot be filtered; a response to no request of this POST, or a second one to a list request,
 // is dropped; a message that cannot be read without ambiguity (members twice or in another case, a method with a
 // result) is dropped and fails the pending lists closed. It reports false to drop the message.
-func (ex *mcpExchange) response(b []byte, inArray bool) ([]byte, bool) {
+func (ex *Exchange) response(b []byte, inArray bool) ([]byte, bool) {
 	var v [6]span
 	if _, err := members(b, msgKeys, v[:]); err != nil {
 		ex.failPending()
@@ -236,7 +212,7 @@ func (ex *mcpExchange) response(b []byte, inArray bool) ([]byte, bool) {
 // filterByShape filters a response replayed on a resumed stream, whose request the gateway did not see: a result
 // that holds one of the lists is filtered as that list; one that holds several cannot be read one way and becomes an
 // error.
-func (ex *mcpExchange) filterByShape(b []byte, v [6]span) ([]byte, bool) {
+func (ex *Exchange) filterByShape(b []byte, v [6]span) ([]byte, bool) {
 	if !v[kResult].isObject(b) {
 		return b, true
 	}
@@ -275,7 +251,7 @@ func (ex *mcpExchange) filterByShape(b []byte, v [6]span) ([]byte, bool) {
 // itself without ambiguity is dropped too), and with cacheScope "private" where the result has one or the protocol
 // version requires it. The other members, pagination included, stay as they were. ok is false for a result that is
 // not a list.
-func (ex *mcpExchange) filterList(res []byte, lk *listKind, in, kept *int) (out []byte, ok bool) {
+func (ex *Exchange) filterList(res []byte, lk *listKind, in, kept *int) (out []byte, ok bool) {
 	var v [2]span
 	closing, err := members(res, []string{lk.items, "cacheScope"}, v[:])
 	if err != nil || !v[0].isArray(res) {

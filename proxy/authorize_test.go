@@ -593,3 +593,33 @@ func TestParseMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyOtherPathsRefused: with a policy, no request reaches the upstream but through the MCP endpoint, where
+// Authorize sees it. The upstream may serve MCP on other paths too: its own endpoint path, another spelling of it
+// (a Go ServeMux serves /%6dcp as /mcp), a path with a trailing slash, or an older transport's /sse and /messages; a
+// method chi does not know (a lower-case post) goes the way of other paths. Any of them would carry calls and lists
+// the policy never saw.
+func TestPolicyOtherPathsRefused(t *testing.T) {
+	t.Parallel()
+	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	tok := ph.token(t, "user_1")
+	hdr := map[string]string{"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+	for _, tc := range []struct{ method, path string }{
+		{"POST", "/upstream/mcp"},
+		{"POST", "/%6dcp"},
+		{"POST", "/mcp/"},
+		{"POST", "/MCP"},
+		{"POST", "/messages?sessionId=1"},
+		{"post", "/mcp"},
+		{"GET", "/sse"},
+	} {
+		before := ph.up.count()
+		resp := ph.do(t, tc.method, tc.path, tok, hdr, call("1", "get-workos-user"))
+		body := readBody(t, resp)
+		if ph.up.count() != before {
+			t.Errorf("%s %s: reached the upstream (%d %s)", tc.method, tc.path, resp.StatusCode, body)
+		} else if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s %s: got %d %s, want 404", tc.method, tc.path, resp.StatusCode, body)
+		}
+	}
+}

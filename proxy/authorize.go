@@ -152,7 +152,7 @@ func (ex *mcpExchange) readPost(w http.ResponseWriter, r *http.Request, o Author
 	if r.Body == nil {
 		r.Body = http.NoBody
 	}
-	body, err := readAll(r.Body, r.ContentLength, o.MaxBodyBytes)
+	body, err := readAll(r.Body, min(r.ContentLength, maxBodyAhead), o.MaxBodyBytes)
 	r.Body.Close()
 	if err != nil {
 		writeError(w, r, bodyFailure(r, err, o.MaxBodyBytes))
@@ -188,6 +188,11 @@ func (ex *mcpExchange) readPost(w http.ResponseWriter, r *http.Request, o Author
 	}
 	return ex.forward(w, r)
 }
+
+// maxBodyAhead is how much of a request body's declared length is allocated before it arrives: a client declares
+// what it likes, and sends it as slowly as the read timeout allows. MCP requests are smaller; a larger body grows as
+// it comes.
+const maxBodyAhead = 64 << 10
 
 // readAll reads a request body of declared length size (-1: unknown), in one allocation when the length is known,
 // and fails with *http.MaxBytesError past max bytes.

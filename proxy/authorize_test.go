@@ -8,8 +8,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -621,5 +623,42 @@ func TestPolicyOtherPathsRefused(t *testing.T) {
 		} else if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s %s: got %d %s, want 404", tc.method, tc.path, resp.StatusCode, body)
 		}
+	}
+}
+
+// cutBody is a request body that sends the start of a message, then ends as a client that went away does.
+type cutBody struct{ sent bool }
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	if b.sent {
+		return 0, io.ErrUnexpectedEOF
+	}
+	b.sent = true
+	return copy(p, `{"jsonrpc"`), nil
+}
+
+// TestPolicyBodyNotAllocatedAhead: what a client declares (Content-Length) is not allocated before it arrives: else
+// every connection that declares the largest body and sends a few bytes, as slowly as the read timeout allows, would
+// hold GATEWAY_MAX_BODY_BYTES of the gateway's memory.
+func TestPolicyBodyNotAllocatedAhead(t *testing.T) {
+	p := benchPrincipal(t)
+	pol := testPolicy()
+	h := Authorize(func() Decider { return pol }, AuthorizeOptions{MaxBodyBytes: 4 << 20})(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 10
+	for range n {
+		req := httptest.NewRequest("POST", "/mcp", &cutBody{})
+		req.ContentLength = 4 << 20
+		st := &reqState{reqID: "r1", principal: p, start: time.Now()}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), stateKey{}, st)))
+		if w.Code != http.StatusBadRequest {
+			t.Fatalf("a cut body: got %d", w.Code)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 256<<10 {
+		t.Errorf("%d KiB allocated per request for 10 bytes received", per>>10)
 	}
 }

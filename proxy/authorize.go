@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -54,7 +55,8 @@ const (
 // (policy.md §1.1): a denied request is answered as the MCP server answers an unknown tool, prompt or resource and
 // never reaches the upstream; a request that needs more scopes makes the whole POST a 403 insufficient_scope
 // challenge; the upstream's answers to list requests are filtered (see mcpExchange.modify). What is forwarded is
-// byte for byte what was read, less the messages the gateway answered. A GET that resumes a stream (Last-Event-ID)
+// byte for byte what was read, less the messages the gateway answered, and with list requests under ids of the
+// gateway's (listID). A GET that resumes a stream (Last-Event-ID)
 // has its list responses filtered too; other requests pass. Each message gets one audit event when the request ends.
 func Authorize(current func() Decider, o AuthorizeOptions) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
@@ -100,6 +102,8 @@ func Authorize(current func() Decider, o AuthorizeOptions) func(http.Handler) ht
 type message struct {
 	raw    span   // in the body
 	id     []byte // raw; nil for a notification
+	idAt   span   // id's place in the body
+	fwdID  []byte // the id the upstream gets for a list request (listID); nil: id
 	key    string // idKey of id
 	method string // "" for a response (the client answering the server)
 	kind   policy.Kind
@@ -152,7 +156,7 @@ func (ex *mcpExchange) readPost(w http.ResponseWriter, r *http.Request, o Author
 	if r.Body == nil {
 		r.Body = http.NoBody
 	}
-	body, err := readAll(r.Body, r.ContentLength, o.MaxBodyBytes)
+	body, err := readAll(r.Body, min(r.ContentLength, maxBodyAhead), o.MaxBodyBytes)
 	r.Body.Close()
 	if err != nil {
 		writeError(w, r, bodyFailure(r, err, o.MaxBodyBytes))
@@ -188,6 +192,11 @@ func (ex *mcpExchange) readPost(w http.ResponseWriter, r *http.Request, o Author
 	}
 	return ex.forward(w, r)
 }
+
+// maxBodyAhead is how much of a request body's declared length is allocated before it arrives: a client declares
+// what it likes, and sends it as slowly as the read timeout allows. MCP requests are smaller; a larger body grows as
+// it comes.
+const maxBodyAhead = 64 << 10
 
 // readAll reads a request body of declared length size (-1: unknown), in one allocation when the length is known,
 // and fails with *http.MaxBytesError past max bytes.
@@ -269,6 +278,7 @@ func parseMessage(body []byte, s span) (message, error) {
 	m := message{raw: s}
 	if v[kID].ok() {
 		m.id = v[kID].in(b)
+		m.idAt = span{s.start + v[kID].start, s.start + v[kID].end}
 	}
 	if !v[kMethod].ok() {
 		if m.id != nil && v[kResult].ok() != v[kError].ok() {
@@ -532,7 +542,8 @@ func (ex *mcpExchange) denial(m *message) []byte {
 }
 
 // forward answers the denied messages and sends the rest on: the body as read when nothing was denied, else a batch
-// of the other messages as read. It reports whether anything goes upstream.
+// of the other messages as read; list requests with ids of the gateway's (listID). It reports whether anything goes
+// upstream.
 func (ex *mcpExchange) forward(w http.ResponseWriter, r *http.Request) bool {
 	var answers [][]byte
 	kept := 0
@@ -551,19 +562,15 @@ func (ex *mcpExchange) forward(w http.ResponseWriter, r *http.Request) bool {
 		writeError(w, r, ex.answerAll(answers))
 		return false
 	}
-	body := ex.body
-	if kept < len(ex.msgs) {
-		body = make([]byte, 0, len(ex.body))
-		body = append(body, '[')
-		for _, m := range ex.msgs {
-			if !m.dropped {
-				if len(body) > 1 {
-					body = append(body, ',')
-				}
-				body = append(body, m.raw.in(ex.body)...)
-			}
+	lists := false
+	for i := range ex.msgs {
+		if m := &ex.msgs[i]; m.list != nil && m.id != nil && !m.dropped {
+			m.fwdID, lists = listID(), true
 		}
-		body = append(body, ']')
+	}
+	body := ex.body
+	if kept < len(ex.msgs) || lists {
+		body = ex.outgoing(kept < len(ex.msgs))
 		r.ContentLength, r.TransferEncoding = int64(len(body)), nil
 		ex.answers = answers
 	}
@@ -574,6 +581,43 @@ func (ex *mcpExchange) forward(w http.ResponseWriter, r *http.Request) bool {
 		ex.keyIDs()
 	}
 	return true
+}
+
+// listID returns a new id for a list request as the upstream gets it, so that its answer goes to that request alone:
+// an upstream that sends a response to the latest request with its id (the TypeScript and Python SDKs' transports)
+// would send a list's answer, unfiltered, to a call of the client's with the same id. 128 random bits: no client can
+// send one of them in another request.
+func listID() []byte { return []byte(`"mcp-gateway-list-` + rand.Text() + `"`) }
+
+// outgoing is the body sent upstream: the messages as read, each list request with its fwdID in place of its id, and
+// with rebatch, only the messages not dropped, as a batch.
+func (ex *mcpExchange) outgoing(rebatch bool) []byte {
+	out := make([]byte, 0, len(ex.body)+64)
+	if !rebatch {
+		last := 0
+		for _, m := range ex.msgs {
+			if m.fwdID != nil {
+				out = append(append(out, ex.body[last:m.idAt.start]...), m.fwdID...)
+				last = m.idAt.end
+			}
+		}
+		return append(out, ex.body[last:]...)
+	}
+	out = append(out, '[')
+	for _, m := range ex.msgs {
+		if m.dropped {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		raw := m.raw.in(ex.body)
+		if m.fwdID != nil {
+			raw = splice(raw, edit{span{m.idAt.start - m.raw.start, m.idAt.end - m.raw.start}, m.fwdID})
+		}
+		out = append(out, raw...)
+	}
+	return append(out, ']')
 }
 
 // bodyRead is a request body the gateway read: what it forwards.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -50,11 +51,14 @@ func BenchmarkAuthorize(b *testing.B) {
 			}
 			pol := testPolicy()
 			mw := Authorize(func() Decider { return pol }, AuthorizeOptions{MaxBodyBytes: 4 << 20, Audit: audit})
+			pre, post, _ := strings.Cut(listAnswer, "1") // the answer carries the id the upstream got
+			var answer []byte
 			var h http.Handler = mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.Copy(io.Discard, r.Body)
 				if st := stateOf(r.Context()); st.mcp != nil && st.mcp.rewrites() {
+					answer = append(append(append(answer[:0], pre...), st.mcp.msgs[0].fwdID...), post...)
 					resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
-						Body: io.NopCloser(strings.NewReader(listAnswer))}
+						Body: io.NopCloser(bytes.NewReader(answer))}
 					st.mcp.modify(resp)
 					io.Copy(io.Discard, resp.Body)
 				}
@@ -125,7 +129,9 @@ func BenchmarkChainPolicy(b *testing.B) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		if strings.Contains(string(body), "tools/list") {
-			io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"tools":[`+strings.Join(tools, ",")+`]}}`)
+			var id [1]span // the answer carries the id the upstream got
+			members(body, []string{"id"}, id[:])
+			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(id[0].in(body))+`,"result":{"tools":[`+strings.Join(tools, ",")+`]}}`)
 			return
 		}
 		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)

@@ -36,8 +36,8 @@ type AuthorizeOptions struct {
 // unknown tool, prompt or resource and never reaches the upstream; a request that needs more scopes makes the whole
 // POST a 403 insufficient_scope challenge; the upstream's answers to list requests are filtered (see
 // authz.Exchange.ModifyResponse). What is forwarded is byte for byte what was read, less the messages the gateway
-// answered. A GET that resumes a stream (Last-Event-ID) has its list responses filtered too; other requests pass.
-// Each message gets one audit event when the request ends.
+// answered, and with list requests under ids of the gateway's. A GET that resumes a stream (Last-Event-ID) has its
+// list responses filtered too; other requests pass. Each message gets one audit event when the request ends.
 func Authorize(current func() Decider, o AuthorizeOptions) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

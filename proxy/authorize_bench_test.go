@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -50,14 +51,21 @@ func BenchmarkAuthorize(b *testing.B) {
 			}
 			pol := testPolicy()
 			mw := Authorize(func() Decider { return pol }, AuthorizeOptions{MaxBodyBytes: 4 << 20, Audit: audit})
+			pre, post, _ := strings.Cut(listAnswer, "1") // the answer carries the id the upstream got
+			var answer []byte
+			var sent bytes.Buffer
 			var h http.Handler = mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				io.Copy(io.Discard, r.Body)
 				if st := stateOf(r.Context()); st.mcp != nil && st.mcp.Rewrites() {
+					sent.Reset()
+					sent.ReadFrom(r.Body)
+					answer = append(append(append(answer[:0], pre...), sentID(sent.Bytes())...), post...)
 					resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
-						Body: io.NopCloser(strings.NewReader(listAnswer))}
+						Body: io.NopCloser(bytes.NewReader(answer))}
 					st.mcp.ModifyResponse(resp)
 					io.Copy(io.Discard, resp.Body)
+					return
 				}
+				io.Copy(io.Discard, r.Body)
 			}))
 			body := bc.body
 			if body == "" {
@@ -74,6 +82,14 @@ func BenchmarkAuthorize(b *testing.B) {
 	}
 }
 
+// sentID returns the id of a list request as the gateway forwards it: the value of its first member named id, which
+// holds no comma (a string of the gateway's).
+func sentID(body []byte) []byte {
+	_, after, _ := bytes.Cut(body, []byte(`"id":`))
+	id, _, _ := bytes.Cut(after, []byte(","))
+	return id
+}
+
 // BenchmarkChainPolicy is BenchmarkChain with and without a policy, side by side: the whole gateway in front of a
 // no-op upstream, tools/call and tools/list (20 tools), audit to a discarding writer.
 func BenchmarkChainPolicy(b *testing.B) {
@@ -87,7 +103,8 @@ func BenchmarkChainPolicy(b *testing.B) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		if strings.Contains(string(body), "tools/list") {
-			io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"tools":[`+strings.Join(tools, ",")+`]}}`)
+			// the answer carries the id the upstream got
+			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(sentID(body))+`,"result":{"tools":[`+strings.Join(tools, ",")+`]}}`)
 			return
 		}
 		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)

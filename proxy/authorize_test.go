@@ -8,8 +8,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -104,6 +106,25 @@ const (
 
 // maxListBody is package authz's bound on a list answer it reads.
 const maxListBody = 16 << 20
+
+// asAnswered is resp, a response with id 1, with the id of the list request in body (what reached the upstream)
+// instead, as a server answers.
+func asAnswered(resp, body string) string {
+	var msgs []struct {
+		ID     json.RawMessage
+		Method string
+	}
+	if json.Unmarshal([]byte(body), &msgs) != nil {
+		msgs = msgs[:0]
+		json.Unmarshal([]byte("["+body+"]"), &msgs)
+	}
+	for _, m := range msgs {
+		if strings.HasSuffix(m.Method, "/list") {
+			return strings.Replace(resp, `"id":1`, `"id":`+string(m.ID), 1)
+		}
+	}
+	return resp
+}
 
 func call(id, tool string) string {
 	return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + tool + `","arguments":{"q":"the secret argument"}}}`
@@ -323,7 +344,8 @@ func TestPolicyListJSON(t *testing.T) {
 	ph.answer(func(w http.ResponseWriter, body string) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", "1000") // stale once filtered: the gateway sets its own
-		io.WriteString(w, listResp+strings.Repeat(" ", 1000-len(listResp)))
+		resp := asAnswered(listResp, body)
+		io.WriteString(w, resp+strings.Repeat(" ", 1000-len(resp)))
 	})
 	resp, body := ph.post(t, nil, "openid", map[string]string{"Accept-Encoding": "gzip"}, listReq)
 	want := strings.Replace(listFiltered, "[1,2]", "[1, 2]", 1) // kept as the upstream wrote it
@@ -343,7 +365,7 @@ func TestPolicyListJSON(t *testing.T) {
 
 	ph.answer(func(w http.ResponseWriter, body string) {
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"tools":{"name":"secret-tool"}}}`)
+		io.WriteString(w, asAnswered(`{"jsonrpc":"2.0","id":1,"result":{"tools":{"name":"secret-tool"}}}`, body))
 	})
 	if _, body := ph.post(t, nil, "", nil, listReq); body != listError {
 		t.Errorf("malformed list: got %s, want %s", body, listError)
@@ -376,7 +398,8 @@ func TestPolicyListEventStream(t *testing.T) {
 		io.WriteString(w, "event: message\ndata: "+notif+"\n\n")
 		w.(http.Flusher).Flush()
 		<-release
-		for _, piece := range []string{"event: message\nda", "ta: " + listResp[:30], listResp[30:] + "\n", "\n"} {
+		resp := asAnswered(listResp, body)
+		for _, piece := range []string{"event: message\nda", "ta: " + resp[:30], resp[30:] + "\n", "\n"} {
 			io.WriteString(w, piece)
 			w.(http.Flusher).Flush()
 		}
@@ -404,7 +427,7 @@ func TestPolicyAudit(t *testing.T) {
 	body = strings.Replace(body, `"id":1,"method":"tools/list","id":3`, `"id":3,"method":"tools/list"`, 1)
 	ph.answer(func(w http.ResponseWriter, b string) {
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `[{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"the secret result"}]}},`+strings.Replace(listResp, `"id":1`, `"id":3`, 1)+`]`)
+		io.WriteString(w, `[{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"the secret result"}]}},`+asAnswered(listResp, b)+`]`)
 	})
 	resp, got := ph.post(t, nil, "openid", nil, body)
 	if resp.StatusCode != 200 || !strings.Contains(got, "Unknown tool: secret-tool") {
@@ -584,5 +607,150 @@ func TestPolicyStreams(t *testing.T) {
 	}
 	if b := ph.upstreamBodies(); b[len(b)-1] != listen(`"file:///public/a"`) {
 		t.Errorf("listen body upstream: %s", b[len(b)-1])
+	}
+}
+
+// TestPolicyOtherPathsRefused: with a policy, no request reaches the upstream but through the MCP endpoint, where
+// Authorize sees it. The upstream may serve MCP on other paths too: its own endpoint path, another spelling of it
+// (a Go ServeMux serves /%6dcp as /mcp), a path with a trailing slash, or an older transport's /sse and /messages; a
+// method chi does not know (a lower-case post) goes the way of other paths. Any of them would carry calls and lists
+// the policy never saw.
+func TestPolicyOtherPathsRefused(t *testing.T) {
+	t.Parallel()
+	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	tok := ph.token(t, "user_1")
+	hdr := map[string]string{"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+	for _, tc := range []struct{ method, path string }{
+		{"POST", "/upstream/mcp"},
+		{"POST", "/%6dcp"},
+		{"POST", "/mcp/"},
+		{"POST", "/MCP"},
+		{"POST", "/messages?sessionId=1"},
+		{"post", "/mcp"},
+		{"GET", "/sse"},
+	} {
+		before := ph.up.count()
+		resp := ph.do(t, tc.method, tc.path, tok, hdr, call("1", "get-workos-user"))
+		body := readBody(t, resp)
+		if ph.up.count() != before {
+			t.Errorf("%s %s: reached the upstream (%d %s)", tc.method, tc.path, resp.StatusCode, body)
+		} else if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s %s: got %d %s, want 404", tc.method, tc.path, resp.StatusCode, body)
+		}
+	}
+}
+
+// cutBody is a request body that sends the start of a message, then ends as a client that went away does.
+type cutBody struct{ sent bool }
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	if b.sent {
+		return 0, io.ErrUnexpectedEOF
+	}
+	b.sent = true
+	return copy(p, `{"jsonrpc"`), nil
+}
+
+// TestPolicyBodyNotAllocatedAhead: what a client declares (Content-Length) is not allocated before it arrives: else
+// every connection that declares the largest body and sends a few bytes, as slowly as the read timeout allows, would
+// hold GATEWAY_MAX_BODY_BYTES of the gateway's memory.
+func TestPolicyBodyNotAllocatedAhead(t *testing.T) {
+	p := benchPrincipal(t)
+	pol := testPolicy()
+	h := Authorize(func() Decider { return pol }, AuthorizeOptions{MaxBodyBytes: 4 << 20})(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 10
+	for range n {
+		req := httptest.NewRequest("POST", "/mcp", &cutBody{})
+		req.ContentLength = 4 << 20
+		st := &reqState{reqID: "r1", principal: p, start: time.Now()}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), stateKey{}, st)))
+		if w.Code != http.StatusBadRequest {
+			t.Fatalf("a cut body: got %d", w.Code)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 256<<10 {
+		t.Errorf("%d KiB allocated per request for 10 bytes received", per>>10)
+	}
+}
+
+// TestPolicyListAnswerOnlyOnItsRequest: an upstream may send a response on the stream of the latest request with its
+// id: the TypeScript SDK's transport maps ids to streams, and a second request with an id in flight takes it over (the
+// Python SDK's too, ids read as strings). A client that sent a list and then a call with the same id would get the
+// list's answer, unfiltered, as the answer to the call, which the gateway does not filter. The upstream gets list
+// requests under ids of the gateway's, which no other request can take over, and the client its own back.
+func TestPolicyListAnswerOnlyOnItsRequest(t *testing.T) {
+	t.Parallel()
+	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	var mu sync.Mutex
+	streams := map[string]chan string{} // by id, the stream of the latest request with it
+	listIn, callIn, listSent := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	wait := func(c chan struct{}) {
+		select {
+		case <-c:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	ph.answer(func(w http.ResponseWriter, body string) {
+		var m struct {
+			ID     json.RawMessage
+			Method string
+		}
+		json.Unmarshal([]byte(body), &m)
+		mine := make(chan string, 2)
+		mu.Lock()
+		streams[string(m.ID)] = mine
+		mu.Unlock()
+		send := func(resp string) {
+			mu.Lock()
+			streams[string(m.ID)] <- resp
+			mu.Unlock()
+		}
+		switch m.Method {
+		case "tools/list":
+			close(listIn)
+			wait(callIn)
+			send(strings.Replace(listResp, `"id":1`, `"id":`+string(m.ID), 1))
+			close(listSent)
+		case "tools/call":
+			close(callIn)
+			wait(listSent)
+			send(`{"jsonrpc":"2.0","id":` + string(m.ID) + `,"result":{"content":[]}}`)
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		select {
+		case resp := <-mine:
+			io.WriteString(w, "event: message\ndata: "+resp+"\n\n")
+		case <-time.After(2 * time.Second):
+		}
+	})
+	tok := ph.token(t, "user_1")
+	hdr := map[string]string{"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+	listAnswer := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", ph.srv.URL+"/mcp", strings.NewReader(listReq))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := ph.srv.Client().Do(req)
+		if err != nil {
+			listAnswer <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		listAnswer <- string(b)
+	}()
+	wait(listIn)
+	callAnswer := readBody(t, ph.do(t, "POST", "/mcp", tok, hdr, call("1", "get-user-info")))
+	if want := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[]}}\n\n"; callAnswer != want {
+		t.Errorf("the call's answer: got %q, want %q", callAnswer, want)
+	}
+	if got, want := <-listAnswer, "event: message\ndata: "+listFiltered+"\n\n"; got != want {
+		t.Errorf("the list's answer: got %q, want %q", got, want)
 	}
 }

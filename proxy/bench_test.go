@@ -43,7 +43,7 @@ func BenchmarkSanitiseAndInject(b *testing.B) {
 }
 
 // benchPrincipal returns the principal of a token with the usual claims, as the token package verifies it.
-func benchPrincipal(b *testing.B) *token.Principal {
+func benchPrincipal(b testing.TB) *token.Principal {
 	k := tokentest.NewKey(b, "k1", 0)
 	is := tokentest.NewIssuer(b, k)
 	c := tokentest.NewClock()

@@ -13,8 +13,8 @@ import (
 // routes builds the router: every request is observed and its body bounded; the public routes (metadata, health,
 // Option B) answer without a token; everything else is the protected chain (origin and CORS, body limit,
 // authentication, session binding) and goes upstream, the MCP endpoint to the upstream's MCP URL and any other path
-// to the upstream's origin. With a policy, the MCP endpoint's requests pass Authorize too. Route names, for metrics
-// and logs, are read from the pattern a request matched.
+// to the upstream's origin. With a policy, the MCP endpoint's requests pass Authorize too, and other paths are not
+// served (404). Route names, for metrics and logs, are read from the pattern a request matched.
 func (g *Gateway) routes() http.Handler {
 	r := chi.NewRouter()
 	names := map[string]string{}
@@ -50,16 +50,20 @@ func (g *Gateway) routes() http.Handler {
 			Authenticate(g.verifier.Verify, AuthOptions{ResourceMetadata: g.prmURL, Scopes: g.cfg.ScopeList,
 				Resource: g.cfg.Resource, Audiences: g.cfg.AudienceList}),
 			bindSession(g.binder))
-		endpoint, origin := g.upstreams()
-		// What no route matches, chi answers itself (a bare 405 for a method it does not know, such as PROPFIND, a
-		// 404 for the target "*"): those go the protected way to the upstream's origin too.
-		r.MethodNotAllowed(origin.ServeHTTP)
-		r.NotFound(origin.ServeHTTP)
+		endpoint, upstreamOrigin := g.upstreams()
+		var origin http.Handler = upstreamOrigin
 		mcp := r
 		if g.policy != nil { // the MCP endpoint alone; without a policy, the chain is the one above
 			mcp = r.With(Authorize(g.policy.current, AuthorizeOptions{MaxBodyBytes: g.cfg.MaxBodyBytes,
 				ResourceMetadata: g.prmURL, Audit: g.audit, Count: g.policy.count}))
+			// Other paths would reach the upstream undecided, and it may serve MCP there too (another spelling of
+			// its endpoint's path, an older transport's /sse and /messages): with a policy, they are not served.
+			origin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errOnlyEndpoint) })
 		}
+		// What no route matches, chi answers itself (a bare 405 for a method it does not know, such as PROPFIND, a
+		// 404 for the target "*"): those go the protected way to the upstream's origin too.
+		r.MethodNotAllowed(origin.ServeHTTP)
+		r.NotFound(origin.ServeHTTP)
 		if g.cfg.MCPPath == "/" {
 			handle(mcp, "mcp", "/*", endpoint)
 			return
@@ -70,6 +74,10 @@ func (g *Gateway) routes() http.Handler {
 	g.obs.routes = names
 	return r
 }
+
+// errOnlyEndpoint refuses, with a policy, a request for another path than the MCP endpoint.
+var errOnlyEndpoint = &Error{Status: http.StatusNotFound, Code: "not_found",
+	Description: "the gateway forwards only its MCP endpoint"}
 
 // getOnly serves h at pattern for GET and HEAD, and 405 for any other method, which chi would otherwise send on to
 // the catch-all route, upstream.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcp-gateway/gateway/proxy/policy"
@@ -27,11 +28,12 @@ type AuditLog struct {
 	now     func() time.Time
 	dropped func()
 
-	queue chan *[]byte
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-	lines sync.Pool
+	queue  chan *[]byte
+	queued atomic.Int64 // bytes of the lines in queue
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	lines  sync.Pool
 }
 
 // AuditOptions configure NewAuditLog.
@@ -68,6 +70,13 @@ func (a *AuditLog) Close() {
 	a.once.Do(func() { close(a.stop) })
 	<-a.done
 }
+
+// auditQueueBytes bounds the bytes of the events waiting, beside the number of them: an event holds names and ids as
+// long as a client chose to send them.
+const auditQueueBytes = 16 << 20
+
+// auditLinePooled is the largest line buffer kept for reuse: a long line's buffer is left to the garbage collector.
+const auditLinePooled = 64 << 10
 
 // auditBatch is how much the writer collects into one write; auditEvery is how long events wait for the writer at
 // most. The writer wakes up on its own rather than for each event, so that sending one costs a request no wake-up:
@@ -109,7 +118,8 @@ func (a *AuditLog) drain(batch []byte) {
 func (a *AuditLog) collect(batch []byte, l *[]byte) []byte {
 	for {
 		batch = append(batch, *l...)
-		a.lines.Put(l)
+		a.queued.Add(-int64(len(*l)))
+		a.free(l)
 		if len(batch) >= auditBatch {
 			return batch
 		}
@@ -121,7 +131,7 @@ func (a *AuditLog) collect(batch []byte, l *[]byte) []byte {
 	}
 }
 
-// send queues a line, or drops it when the queue is full or the log closed.
+// send queues a line, or drops it when the queue is full (in events or in bytes) or the log closed.
 func (a *AuditLog) send(l *[]byte) {
 	select {
 	case <-a.stop:
@@ -129,11 +139,26 @@ func (a *AuditLog) send(l *[]byte) {
 		return
 	default:
 	}
+	n := int64(len(*l))
+	if a.queued.Add(n) > auditQueueBytes {
+		a.queued.Add(-n)
+		a.free(l)
+		a.dropped()
+		return
+	}
 	select {
 	case a.queue <- l:
 	default:
-		a.lines.Put(l)
+		a.queued.Add(-n)
+		a.free(l)
 		a.dropped()
+	}
+}
+
+// free returns a line's buffer to the pool, unless it is too large to keep.
+func (a *AuditLog) free(l *[]byte) {
+	if cap(*l) <= auditLinePooled {
+		a.lines.Put(l)
 	}
 }
 

@@ -46,6 +46,27 @@ func TestAuditFloodDoesNotBlock(t *testing.T) {
 	a.Close()
 }
 
+// TestAuditFloodBoundedInBytes: the queue is bounded in bytes too, not only in events: a message names what the client
+// chose, as long as the body allows (4 MiB by default), and 8192 such events waiting for a stuck destination would
+// hold 32 GiB. Past the bound, events are dropped and counted.
+func TestAuditFloodBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	w := stuckWriter{release: make(chan struct{})}
+	var dropped atomic.Int64
+	a := NewAuditLog(w, AuditOptions{Dropped: func() { dropped.Add(1) }})
+	ex := listExchange(t, call("1", strings.Repeat("x", 1<<20)), "")
+	req := &Request{ID: "r", Subject: "user_1"}
+	const n = 200
+	for range n {
+		a.event(req, ex, &ex.msgs[0], 200, time.Millisecond)
+	}
+	if held := n - dropped.Load(); held > auditQueueBytes>>20+2 { // the queue's bytes, and the line being written
+		t.Errorf("%d events of 1 MiB held, %d dropped", held, dropped.Load())
+	}
+	close(w.release)
+	a.Close()
+}
+
 // TestOpenAudit: off, stderr (or the writer given), or a file appended to.
 func TestOpenAudit(t *testing.T) {
 	t.Parallel()

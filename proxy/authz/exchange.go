@@ -11,6 +11,7 @@ package authz
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -105,6 +106,8 @@ func (ex *Exchange) UpstreamStatus() int { return ex.status }
 type message struct {
 	raw    span   // in the body
 	id     []byte // raw; nil for a notification
+	idAt   span   // id's place in the body
+	fwdID  []byte // the id the upstream gets for a list request (listID); nil: id
 	key    string // idKey of id
 	method string // "" for a response (the client answering the server)
 	kind   policy.Kind
@@ -160,7 +163,7 @@ func (ex *Exchange) ReadPost(r *http.Request, max int64, count func(policy.Decis
 	if r.Body == nil {
 		r.Body = http.NoBody
 	}
-	body, err := readAll(r.Body, r.ContentLength, max)
+	body, err := readAll(r.Body, min(r.ContentLength, maxBodyAhead), max)
 	r.Body.Close()
 	if err != nil {
 		return err
@@ -207,6 +210,11 @@ func (e *HeaderError) Error() string { return e.msg }
 
 // Response is the JSON-RPC answer to the request: -32020, with the request's id.
 func (e *HeaderError) Response() []byte { return rpcError(e.id, codeHeaderMismatch, e.msg, nil) }
+
+// maxBodyAhead is how much of a request body's declared length is allocated before it arrives: a client declares
+// what it likes, and sends it as slowly as the read timeout allows. MCP requests are smaller; a larger body grows as
+// it comes.
+const maxBodyAhead = 64 << 10
 
 // readAll reads a request body of declared length size (-1: unknown), in one allocation when the length is known,
 // and fails with *http.MaxBytesError past max bytes.
@@ -275,6 +283,7 @@ func parseMessage(body []byte, s span) (message, error) {
 	m := message{raw: s}
 	if v[kID].ok() {
 		m.id = v[kID].in(b)
+		m.idAt = span{s.start + v[kID].start, s.start + v[kID].end}
 	}
 	if !v[kMethod].ok() {
 		if m.id != nil && v[kResult].ok() != v[kError].ok() {
@@ -547,8 +556,8 @@ type Answer struct {
 
 // Forward answers the denied messages and sends the rest on, as r's body: the body as read when nothing was denied,
 // else a batch of the other messages as read, the gateway's answers to the denied ones kept for ModifyResponse to
-// merge into the upstream's. It reports false when the policy denied every message: nothing goes upstream, and the
-// client gets answer.
+// merge into the upstream's; list requests with ids of the gateway's (listID). It reports false when the policy
+// denied every message: nothing goes upstream, and the client gets answer.
 func (ex *Exchange) Forward(r *http.Request) (answer Answer, ok bool) {
 	var answers [][]byte
 	kept := 0
@@ -566,19 +575,15 @@ func (ex *Exchange) Forward(r *http.Request) (answer Answer, ok bool) {
 	if kept == 0 {
 		return ex.answerAll(answers), false
 	}
-	body := ex.body
-	if kept < len(ex.msgs) {
-		body = make([]byte, 0, len(ex.body))
-		body = append(body, '[')
-		for _, m := range ex.msgs {
-			if !m.dropped {
-				if len(body) > 1 {
-					body = append(body, ',')
-				}
-				body = append(body, m.raw.in(ex.body)...)
-			}
+	lists := false
+	for i := range ex.msgs {
+		if m := &ex.msgs[i]; m.list != nil && m.id != nil && !m.dropped {
+			m.fwdID, lists = listID(), true
 		}
-		body = append(body, ']')
+	}
+	body := ex.body
+	if kept < len(ex.msgs) || lists {
+		body = ex.outgoing(kept < len(ex.msgs))
 		r.ContentLength, r.TransferEncoding = int64(len(body)), nil
 		ex.answers = answers
 	}
@@ -589,6 +594,43 @@ func (ex *Exchange) Forward(r *http.Request) (answer Answer, ok bool) {
 		ex.keyIDs()
 	}
 	return Answer{}, true
+}
+
+// listID returns a new id for a list request as the upstream gets it, so that its answer goes to that request alone:
+// an upstream that sends a response to the latest request with its id (the TypeScript and Python SDKs' transports)
+// would send a list's answer, unfiltered, to a call of the client's with the same id. 128 random bits: no client can
+// send one of them in another request.
+func listID() []byte { return []byte(`"mcp-gateway-list-` + rand.Text() + `"`) }
+
+// outgoing is the body sent upstream: the messages as read, each list request with its fwdID in place of its id, and
+// with rebatch, only the messages not dropped, as a batch.
+func (ex *Exchange) outgoing(rebatch bool) []byte {
+	out := make([]byte, 0, len(ex.body)+64)
+	if !rebatch {
+		last := 0
+		for _, m := range ex.msgs {
+			if m.fwdID != nil {
+				out = append(append(out, ex.body[last:m.idAt.start]...), m.fwdID...)
+				last = m.idAt.end
+			}
+		}
+		return append(out, ex.body[last:]...)
+	}
+	out = append(out, '[')
+	for _, m := range ex.msgs {
+		if m.dropped {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		raw := m.raw.in(ex.body)
+		if m.fwdID != nil {
+			raw = splice(raw, edit{span{m.idAt.start - m.raw.start, m.idAt.end - m.raw.start}, m.fwdID})
+		}
+		out = append(out, raw...)
+	}
+	return append(out, ']')
 }
 
 // bodyRead is a request body the gateway read: what it forwards.

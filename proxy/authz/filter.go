@@ -144,7 +144,9 @@ func (ex *Exchange) failList(m *message) []byte {
 // keyIDs computes the keys the requests' ids match responses by (idKey), for an exchange that reads responses.
 func (ex *Exchange) keyIDs() {
 	for i := range ex.msgs {
-		if m := &ex.msgs[i]; m.id != nil {
+		if m := &ex.msgs[i]; m.fwdID != nil {
+			m.key, _ = idKey(m.fwdID)
+		} else if m.id != nil {
 			m.key, _ = idKey(m.id)
 		}
 	}
@@ -199,14 +201,14 @@ func (ex *Exchange) response(b []byte, inArray bool) ([]byte, bool) {
 	case inArray && !ex.batch, v[kResult].ok() == v[kError].ok():
 		return ex.failList(m), true
 	case v[kError].ok():
-		return b, true
+		return splice(b, edit{v[kID], m.id}), true
 	}
 	res := v[kResult].in(b)
 	filtered, ok := ex.filterList(res, m.list, &m.itemsIn, &m.itemsOut)
 	if !ok {
 		return ex.failList(m), true
 	}
-	return splice(b, edit{v[kResult], filtered}), true
+	return splice(b, edit{v[kID], m.id}, edit{v[kResult], filtered}), true // the client's id back
 }
 
 // filterByShape filters a response replayed on a resumed stream, whose request the gateway did not see: a result

@@ -51,7 +51,7 @@ func (p *Policy) Explain(f *Facts, kind Kind, name string) Explanation {
 	}
 	e := Explanation{Kind: kind, Name: name, Decision: p.Decide(f, kind, name), Default: p.def}
 	k := kind.index()
-	if k < 0 {
+	if k < 0 || kind == Resource && hasDotSegment(name) {
 		return e
 	}
 	granted := false
@@ -183,6 +183,8 @@ func (e Explanation) headline() string {
 	switch {
 	case e.Kind.index() < 0:
 		return what + ": unknown kind (want tool, prompt or resource)"
+	case e.Kind == Resource && hasDotSegment(e.Name):
+		return what + `, whatever the rules: the URI has a "." or ".." segment, which a server may resolve to another resource`
 	case d.Rule == DefaultRule:
 		return what + ", by the default: no rule covers it"
 	case d.Outcome == Allow:

@@ -111,6 +111,9 @@ func (p *Policy) Decide(f *Facts, kind Kind, name string) Decision {
 	if f == nil {
 		f = &Facts{}
 	}
+	if kind == Resource && hasDotSegment(name) {
+		return Decision{Outcome: Deny, Rule: DefaultRule}
+	}
 	var cand, last *rule
 	for _, r := range p.rules {
 		if !r.covers(k, name) {
@@ -127,6 +130,39 @@ func (p *Policy) Decide(f *Facts, kind Kind, name string) Decision {
 		}
 	}
 	return p.conclude(f, cand, last)
+}
+
+// hasDotSegment reports whether uri has a "." or ".." segment, between slashes or backslashes, its dots, slashes and
+// backslashes percent-encoded or not. A glob matches a URI as written; a server that resolves such a segment reads
+// another resource than the one the glob matched (file:///public/../secret for file:///public/*), so Decide denies it.
+func hasDotSegment(uri string) bool {
+	dots, other := 0, false // in the segment so far
+	for i := 0; i <= len(uri); i++ {
+		c := byte('/')
+		if i < len(uri) {
+			c = uri[i]
+		}
+		if c == '%' && i+2 < len(uri) {
+			switch hi, lo := uri[i+1], uri[i+2]|0x20; {
+			case hi == '2' && lo == 'e':
+				c, i = '.', i+2
+			case hi == '2' && lo == 'f', hi == '5' && lo == 'c':
+				c, i = '/', i+2
+			}
+		}
+		switch c {
+		case '/', '\\':
+			if !other && (dots == 1 || dots == 2) {
+				return true
+			}
+			dots, other = 0, false
+		case '.':
+			dots++
+		default:
+			other = true
+		}
+	}
+	return false
 }
 
 // conclude is the decision when no rule granted: StepUp for cand, the first rule that would grant but for scopes;

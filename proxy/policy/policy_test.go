@@ -213,6 +213,37 @@ func TestDecideNilFacts(t *testing.T) {
 	}
 }
 
+// TestDecideDotSegments: a resource URI with a dot segment (".", "..", percent-encoded, or between backslashes) is
+// denied whatever the rules and the default: a glob matches the URI as written, and a server that resolves the
+// segments reads another resource than the one the glob matched (file:///public/* must not grant
+// file:///public/../secret).
+func TestDecideDotSegments(t *testing.T) {
+	t.Parallel()
+	files := Facts{Scopes: []string{"files.read"}}
+	table, open := mustParse(t, tablePolicy), mustParse(t, allowPolicy)
+	for _, uri := range []string{"file:///public/../secret", "file:///public/a/..", "file:///public/./a",
+		"file:///public/%2e%2e/secret", "file:///public/%2E./secret", "file:///public/..%2fsecret",
+		"file:///public/..%5Csecret", `file:///public\..\secret`} {
+		if d := table.Decide(&files, Resource, uri); d.Outcome != Deny {
+			t.Errorf("%s: got %+v, want deny", uri, d)
+		}
+		if d := open.Decide(&files, Resource, uri); d.Outcome != Deny {
+			t.Errorf("%s with default allow: got %+v, want deny", uri, d)
+		}
+	}
+	for _, uri := range []string{"file:///public/a..b", "file:///public/.env", "file:///public/...", "file:///public/a.b/c"} {
+		if d := table.Decide(&files, Resource, uri); d.Outcome != Allow {
+			t.Errorf("%s: got %+v, want allow", uri, d)
+		}
+	}
+	if d := table.Decide(&Facts{Roles: []string{"admin"}}, Tool, "../x"); d.Outcome != Allow {
+		t.Errorf("a tool name is not a URI: got %+v", d)
+	}
+	if e := table.Explain(&files, Resource, "file:///public/../secret").String(); !strings.Contains(e, `deny, whatever the rules: the URI has a "." or ".." segment`) {
+		t.Errorf("explain: %s", e)
+	}
+}
+
 // TestDecideAllocatesNothing pins the promise of Decide's doc: no allocation unless a condition is evaluated or the
 // decision is a step-up.
 func TestDecideAllocatesNothing(t *testing.T) {
@@ -225,6 +256,9 @@ func TestDecideAllocatesNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { p.Decide(nil, Prompt, "summarize") }); n != 0 {
 		t.Errorf("Decide(nil facts): %v allocations, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { p.Decide(nil, Resource, "file:///public/%2E%2e/x") }); n != 0 {
+		t.Errorf("Decide(a URI with a dot segment): %v allocations, want 0", n)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcp-gateway/gateway/metadata"
+	"github.com/mcp-gateway/gateway/proxy/clientaddr"
 )
 
 // The endpoints for a person in a browser: /authorize, with its consent page and form, and /callback.
@@ -125,7 +126,7 @@ func (s *Server) redirectUpstream(w http.ResponseWriter, r *http.Request, a auth
 	for _, l := range []struct {
 		lim *rateLimiter
 		key string
-	}{{s.limits.statesByAddr, clientAddr(r, s.cfg.TrustedProxies)}, {s.limits.statesByClient, clientDigest(a.clientID)}} {
+	}{{s.limits.statesByAddr, clientaddr.Key(r, s.cfg.TrustedProxies)}, {s.limits.statesByClient, clientDigest(a.clientID)}} {
 		if ok, wait := l.lim.allow(l.key, now); !ok {
 			e := pageError(http.StatusTooManyRequests, "Too many sign-ins",
 				"Too many sign-ins were started from this application or this network in the last minute. Nothing was done. Wait a minute and start again from your application.")

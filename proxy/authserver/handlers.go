@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcp-gateway/gateway/metadata"
+	"github.com/mcp-gateway/gateway/proxy/clientaddr"
 )
 
 // The endpoints for clients: the metadata, /register and /token.
@@ -123,7 +124,7 @@ func (s *Server) limit(l *rateLimiter, key, what string) *oauthError {
 
 // register answers Dynamic Client Registration (RFC 7591).
 func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
-	if e := s.limit(s.limits.registersByAddr, clientAddr(r, s.cfg.TrustedProxies), "registrations"); e != nil {
+	if e := s.limit(s.limits.registersByAddr, clientaddr.Key(r, s.cfg.TrustedProxies), "registrations"); e != nil {
 		return e
 	}
 	body, e := readRequestBody(r)
@@ -171,7 +172,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 		e.RetryAfter = 5 * time.Second
 		return e
 	}
-	if e := s.limit(s.limits.tokensByAddr, clientAddr(r, s.cfg.TrustedProxies), "token requests"); e != nil {
+	if e := s.limit(s.limits.tokensByAddr, clientaddr.Key(r, s.cfg.TrustedProxies), "token requests"); e != nil {
 		return e
 	}
 	if e := s.limit(s.limits.tokensByClient, clientDigest(tr.ClientID), "token requests"); e != nil {

@@ -23,6 +23,9 @@ type AuthOptions struct {
 	// Resource and Audiences are named on the access line of a token refused for its audience, with how to fix it.
 	Resource  string
 	Audiences []string
+	// Anonymous, when set, sees each request refused for want of a valid token (no token, or one that does not
+	// verify) and may answer it instead: the limit per client address. Nil: no limit.
+	Anonymous func(r *http.Request) *Error
 }
 
 // Authenticate lets a request pass only with a bearer token that verify accepts and that carries every required
@@ -40,6 +43,11 @@ func Authenticate(verify TokenVerifier, o AuthOptions) func(http.Handler) http.H
 				st.principal = p // also when a scope is missing: the access line names the caller
 			}
 			if err != nil {
+				if o.Anonymous != nil && p == nil {
+					if e := o.Anonymous(r); e != nil {
+						err = e
+					}
+				}
 				writeError(w, r, err)
 				return
 			}

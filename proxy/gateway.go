@@ -91,7 +91,9 @@ type Gateway struct {
 
 	// policy decides per caller what MCP messages may name (GATEWAY_POLICY_FILE); nil: no policy, every valid token
 	// may use everything, and the request path is the one without policy.
-	policy     *policyStore
+	policy *policyStore
+	// limits are the limits per user and per client address (GATEWAY_RATE_LIMIT_*, GATEWAY_MAX_STREAMS_USER).
+	limits     *limits
 	audit      *authz.AuditLog // nil: no audit events
 	closeAudit func()
 
@@ -126,6 +128,7 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	g.metrics = NewMetrics(reg)
 	g.obs = &observer{log: g.log, metrics: g.metrics, now: g.now, reqIDs: newRequestIDs(), writeTimeout: cfg.WriteTimeout,
 		budget: logBudget{interval: logBudgetInterval, max: logBudgetLines}}
+	g.limits = newLimits(cfg, g.metrics, g.log, g.now)
 
 	prm, err := metadata.WellKnownURL(cfg.Resource, "oauth-protected-resource")
 	if err != nil {

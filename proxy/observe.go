@@ -29,6 +29,9 @@ type reqState struct {
 	body            *deadlineBody // the request body under the read timeout, if the request has one
 	start           time.Time
 	relayed         bool // the response continues on a relayed stream, which records the request when it ends
+	// streamEnd gives back the caller's stream slot (GATEWAY_MAX_STREAMS_USER) this long-lived stream holds; the
+	// relay's stream takes it over when it takes over the connection.
+	streamEnd func()
 	// mcp is what Authorize learnt of the request's MCP messages, when a policy is in force and the answer needs it.
 	mcp *authz.Exchange
 }

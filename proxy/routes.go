@@ -46,10 +46,16 @@ func (g *Gateway) routes() http.Handler {
 	})
 
 	r.Group(func(r chi.Router) { // protected
-		r.Use(CheckOrigin(g.cfg.OriginList), LimitBody(g.cfg.MaxBodyBytes),
-			Authenticate(g.verifier.Verify, AuthOptions{ResourceMetadata: g.prmURL, Scopes: g.cfg.ScopeList,
-				Resource: g.cfg.Resource, Audiences: g.cfg.AudienceList}),
-			bindSession(g.binder))
+		auth := AuthOptions{ResourceMetadata: g.prmURL, Scopes: g.cfg.ScopeList, Resource: g.cfg.Resource,
+			Audiences: g.cfg.AudienceList}
+		if g.limits.anonymous != nil {
+			auth.Anonymous = g.limits.anonymousRefusal
+		}
+		r.Use(CheckOrigin(g.cfg.OriginList), LimitBody(g.cfg.MaxBodyBytes), Authenticate(g.verifier.Verify, auth))
+		if g.limits.user != nil {
+			r.Use(limitUsers(g.limits))
+		}
+		r.Use(bindSession(g.binder))
 		endpoint, upstreamOrigin := g.upstreams()
 		var origin http.Handler = upstreamOrigin
 		mcp := r

@@ -14,6 +14,13 @@ import (
 // (package relay, when GATEWAY_STREAM_RELAY puts it on), everything else through the reverse proxy. A long-lived
 // stream (a GET, or a POST of subscriptions/listen) ends when a shutdown starts; other requests may finish.
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if u.g.limits.streams != nil && relay.LongLived(r) {
+		st := stateOf(r.Context())
+		if !u.g.limits.openStream(w, r, st) {
+			return
+		}
+		defer st.endStream() // unless the relay's stream took it over
+	}
 	if u.relay != nil && u.relay.Relayable(r) && !(u.policed && filtered(r)) {
 		u.relay.ServeHTTP(w, r)
 		return
@@ -102,8 +109,10 @@ func (g *Gateway) onStream(r *http.Request, detached bool) func(int64) {
 	// stream, about 12 KiB more per idle POST stream.
 	kept := *st
 	kept.body, kept.rctx, kept.mcp = nil, nil, nil
+	st.streamEnd = nil // the stream gives its slot back when it ends
 	method, path := r.Method, r.URL.Path
 	return func(sent int64) {
+		kept.endStream()
 		g.metrics.OpenStreams.Dec()
 		g.obs.record(context.Background(), &kept, method, path, http.StatusOK, sent, g.now().Sub(kept.start))
 	}

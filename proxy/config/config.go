@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -189,6 +190,58 @@ type Env struct {
 	// of the TCP peer. Listing an address that is not your proxy lets whoever connects from it choose the address it is
 	// counted under.
 	TrustedProxies List `env:"GATEWAY_TRUSTED_PROXIES"`
+
+	// RateLimitUser is the request rate each verified user (a token's sub) may send, with a burst: "20/s,burst=40"
+	// (per s, m or h; the burst defaults to the rate per second, at least 1). Over it a request gets 429 with
+	// Retry-After. Default unset: no limit.
+	RateLimitUser Rate `env:"GATEWAY_RATE_LIMIT_USER"`
+
+	// MaxStreamsUser caps the long-lived event streams each verified user holds open at once, relayed or proxied;
+	// one more gets 429. Default 16. 0: no cap. Each stream holds two file descriptors.
+	MaxStreamsUser int `env:"GATEWAY_MAX_STREAMS_USER" envDefault:"16"`
+
+	// RateLimitAnonymous is the rate of requests without a valid token (answered 401) each client address may send
+	// (IPv6 by /64, through GATEWAY_TRUSTED_PROXIES behind a proxy); over it they get 429. Default "20/s,burst=200",
+	// far above a client's few 401s before it signs in; "off": no limit. Option B's endpoints have their own limits.
+	RateLimitAnonymous Rate `env:"GATEWAY_RATE_LIMIT_ANONYMOUS" envDefault:"20/s,burst=200"`
+}
+
+// Rate is a token bucket's refill rate and size, written "20/s,burst=40" (per s, m or h); the zero Rate (unset, or
+// "off") is no limit.
+type Rate struct {
+	// PerSecond is the refill rate, in requests per second.
+	PerSecond float64
+	// Burst is the bucket's size.
+	Burst int
+}
+
+// On reports whether r limits anything.
+func (r Rate) On() bool { return r.PerSecond > 0 }
+
+// UnmarshalText implements [encoding.TextUnmarshaler], through which caarlos0/env parses a Rate.
+func (r *Rate) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	*r = Rate{}
+	if s == "" || s == "off" {
+		return nil
+	}
+	spec, burst, hasBurst := strings.Cut(s, ",")
+	n, unit, ok := strings.Cut(strings.TrimSpace(spec), "/")
+	per := map[string]float64{"s": 1, "m": 60, "h": 3600}[unit]
+	count, err := strconv.Atoi(strings.TrimSpace(n))
+	if !ok || per == 0 || err != nil || count <= 0 {
+		return fmt.Errorf("want a rate such as 20/s,burst=40 (per s, m or h) or off, got %q", s)
+	}
+	r.PerSecond = float64(count) / per
+	r.Burst = max(1, int(math.Ceil(r.PerSecond)))
+	if hasBurst {
+		b, found := strings.CutPrefix(strings.TrimSpace(burst), "burst=")
+		r.Burst, err = strconv.Atoi(b)
+		if !found || err != nil || r.Burst <= 0 {
+			return fmt.Errorf("want burst=N (N at least 1) after the rate, got %q", burst)
+		}
+	}
+	return nil
 }
 
 // List is the value of a variable that holds several items, separated by commas, white space or both: "a, b c" holds
@@ -285,6 +338,12 @@ type Config struct {
 	FacadeDefaultScopeList []string
 	// TrustedProxyList is GATEWAY_TRUSTED_PROXIES as masked prefixes (an address is a prefix of its full length).
 	TrustedProxyList []netip.Prefix
+	// RateLimitUser is GATEWAY_RATE_LIMIT_USER; the zero Rate is no limit.
+	RateLimitUser Rate
+	// MaxStreamsUser is GATEWAY_MAX_STREAMS_USER; 0 is no cap.
+	MaxStreamsUser int
+	// RateLimitAnonymous is GATEWAY_RATE_LIMIT_ANONYMOUS; the zero Rate is no limit.
+	RateLimitAnonymous Rate
 
 	// readFrom is the alias each variable was read from, when it was.
 	readFrom readFrom
@@ -413,6 +472,7 @@ func (e *Env) config(from readFrom) (*Config, error) {
 		StreamRelay: e.StreamRelay, PolicyFile: e.PolicyFile, AuditLog: e.AuditLog, AuditArguments: e.AuditArguments,
 		StaticClientID: e.ClientID, ClientSecret: e.ClientSecret, ClientAuthMethod: e.ClientAuthMethod,
 		FacadeScopeList: e.FacadeScopes, FacadeDefaultScopeList: e.FacadeDefaultScope,
+		RateLimitUser: e.RateLimitUser, MaxStreamsUser: e.MaxStreamsUser, RateLimitAnonymous: e.RateLimitAnonymous,
 		readFrom: from,
 	}
 	var issuerErr, publicErr, upstreamErr, listenErr, originErr, proxyErr error
@@ -696,6 +756,9 @@ func (e *Env) checkLimits() error {
 	}
 	if e.JWKSRefetchCooldown < time.Second {
 		errs = append(errs, bad("GATEWAY_JWKS_REFETCH_COOLDOWN", "must be at least 1s (got %s)", e.JWKSRefetchCooldown))
+	}
+	if e.MaxStreamsUser < 0 {
+		errs = append(errs, bad("GATEWAY_MAX_STREAMS_USER", "must be 0 (no cap) or more (got %d)", e.MaxStreamsUser))
 	}
 	if e.MaxBodyBytes < 1024 {
 		errs = append(errs, bad("GATEWAY_MAX_BODY_BYTES", "must be at least 1024 (got %d)", e.MaxBodyBytes))

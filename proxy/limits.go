@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/mcp-gateway/gateway/proxy/clientaddr"
+	"github.com/mcp-gateway/gateway/proxy/config"
+)
+
+// The limits, by the name mcp_gateway_limited_total and the log give them.
+const (
+	limitUserRate      = "user_rate"      // GATEWAY_RATE_LIMIT_USER
+	limitUserStreams   = "user_streams"   // GATEWAY_MAX_STREAMS_USER
+	limitAnonymousRate = "anonymous_rate" // GATEWAY_RATE_LIMIT_ANONYMOUS
+)
+
+const (
+	// limitKeys is how many users or addresses a rate limit holds a bucket for. Beyond, once the full buckets are
+	// swept away, a new key passes uncounted: whoever fills the map lifts the limit, never refuses anyone.
+	limitKeys = 100_000
+	// sweepEvery is the shortest time between two sweeps of a full map, so that a flood of new keys costs one sweep
+	// per interval, not one per request.
+	sweepEvery = time.Second
+	// limitLogInterval is how often each limit logs that it refused requests.
+	limitLogInterval = 10 * time.Second
+	// streamRetryAfter is the Retry-After of a stream refused over GATEWAY_MAX_STREAMS_USER: when one of the user's
+	// streams ends is not known.
+	streamRetryAfter = 5
+)
+
+// limits are the gateway's limits per user and per client address; a nil field is a limit that is off.
+type limits struct {
+	user      *keyedLimiter // GATEWAY_RATE_LIMIT_USER, by subject
+	anonymous *keyedLimiter // GATEWAY_RATE_LIMIT_ANONYMOUS, by client address
+	streams   *streamCounter
+	trusted   []netip.Prefix
+	limited   *prometheus.CounterVec
+	logs      map[string]*rate.Sometimes
+	log       *slog.Logger
+}
+
+// newLimits builds the limits cfg turns on.
+func newLimits(cfg *config.Config, m *Metrics, log *slog.Logger, now func() time.Time) *limits {
+	l := &limits{trusted: cfg.TrustedProxyList, limited: m.Limited, log: log, logs: map[string]*rate.Sometimes{}}
+	for _, name := range []string{limitUserRate, limitUserStreams, limitAnonymousRate} {
+		l.logs[name] = &rate.Sometimes{Interval: limitLogInterval}
+	}
+	if cfg.RateLimitUser.On() {
+		l.user = newKeyedLimiter(cfg.RateLimitUser, limitKeys, now)
+	}
+	if cfg.RateLimitAnonymous.On() {
+		l.anonymous = newKeyedLimiter(cfg.RateLimitAnonymous, limitKeys, now)
+	}
+	if cfg.MaxStreamsUser > 0 {
+		l.streams = &streamCounter{max: cfg.MaxStreamsUser, open: map[string]int{}}
+	}
+	return l
+}
+
+// refuse counts a request refused over limit, logs it once per interval, and returns the answer: 429 with
+// Retry-After, in whole seconds (at least 1).
+func (l *limits) refuse(limit string, retry time.Duration) *Error {
+	l.limited.WithLabelValues(limit).Inc()
+	l.logs[limit].Do(func() {
+		l.log.Warn("requests over a limit refused (logged once per interval)", "limit", limit, "interval", limitLogInterval)
+	})
+	return &Error{Status: http.StatusTooManyRequests, Code: "too_many_requests", Description: limitTexts[limit],
+		RetryAfter: max(1, int((retry+time.Second-1)/time.Second)), Attrs: []slog.Attr{slog.String("limit", limit)}}
+}
+
+// limitTexts are the descriptions of the 429s, by limit.
+var limitTexts = map[string]string{
+	limitUserRate:      "too many requests for this user: retry after the time Retry-After says",
+	limitUserStreams:   "too many open event streams for this user: close one, or retry later",
+	limitAnonymousRate: "too many requests without a valid token from this address: retry after the time Retry-After says",
+}
+
+// limitUsers refuses a verified caller's request over GATEWAY_RATE_LIMIT_USER. It comes after Authenticate, which
+// records the caller; a request without one passes (Authenticate has refused it already).
+func limitUsers(l *limits) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if st := stateOf(r.Context()); st != nil && st.principal != nil {
+				if ok, retry := l.user.allow(st.principal.Subject); !ok {
+					writeError(w, r, l.refuse(limitUserRate, retry))
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// anonymous counts a request refused for its token against its client address, and returns the 429 that answers it
+// instead once the address is over GATEWAY_RATE_LIMIT_ANONYMOUS, nil otherwise.
+func (l *limits) anonymousRefusal(r *http.Request) *Error {
+	if ok, retry := l.anonymous.allow(clientaddr.Key(r, l.trusted)); !ok {
+		return l.refuse(limitAnonymousRate, retry)
+	}
+	return nil
+}
+
+// openStream takes one of the caller's stream slots for r, a long-lived event stream, and records in st how to give
+// it back (st.endStream); when the caller holds GATEWAY_MAX_STREAMS_USER streams already, it answers 429 and returns
+// false.
+func (l *limits) openStream(w http.ResponseWriter, r *http.Request, st *reqState) bool {
+	if st == nil || st.principal == nil {
+		return true
+	}
+	sub := st.principal.Subject
+	if !l.streams.open1(sub) {
+		writeError(w, r, l.refuse(limitUserStreams, streamRetryAfter*time.Second))
+		return false
+	}
+	st.streamEnd = func() { l.streams.close1(sub) }
+	return true
+}
+
+// endStream gives back the stream slot st holds, if it still holds one.
+func (st *reqState) endStream() {
+	if st != nil && st.streamEnd != nil {
+		st.streamEnd()
+		st.streamEnd = nil
+	}
+}
+
+// keyedLimiter is a token bucket (x/time/rate) per key, for at most max keys. A bucket that has refilled is as good as
+// none, so when the map is full such buckets are swept away; if it is still full, a new key passes uncounted.
+type keyedLimiter struct {
+	mu        sync.Mutex
+	limit     rate.Limit
+	burst     int
+	max       int
+	now       func() time.Time
+	buckets   map[string]*rate.Limiter
+	lastSweep time.Time
+}
+
+func newKeyedLimiter(r config.Rate, max int, now func() time.Time) *keyedLimiter {
+	return &keyedLimiter{limit: rate.Limit(r.PerSecond), burst: r.Burst, max: max, now: now, buckets: map[string]*rate.Limiter{}}
+}
+
+// allow takes a token from key's bucket and reports whether there was one; when not, it also returns how long until
+// there is.
+func (l *keyedLimiter) allow(key string) (bool, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= l.max && now.Sub(l.lastSweep) >= sweepEvery {
+			l.lastSweep = now
+			for k, b := range l.buckets {
+				if b.TokensAt(now) >= float64(l.burst) {
+					delete(l.buckets, k)
+				}
+			}
+		}
+		if len(l.buckets) >= l.max {
+			l.mu.Unlock()
+			return true, 0
+		}
+		b = rate.NewLimiter(l.limit, l.burst)
+		l.buckets[key] = b
+	}
+	l.mu.Unlock()
+	res := b.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// streamCounter counts the open streams per key; a key with none is not held.
+type streamCounter struct {
+	mu   sync.Mutex
+	max  int
+	open map[string]int
+}
+
+// open1 counts one more stream for key, unless key has max open already.
+func (c *streamCounter) open1(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[key] >= c.max {
+		return false
+	}
+	c.open[key]++
+	return true
+}
+
+// close1 counts one stream of key fewer.
+func (c *streamCounter) close1(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[key] <= 1 {
+		delete(c.open, key)
+		return
+	}
+	c.open[key]--
+}

@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mcp-gateway/gateway/proxy/config"
+)
+
+// TestKeyedLimiter checks the token bucket per key: the burst passes, the next request is refused with the time until
+// a token is back, other keys are not affected, and the bucket refills.
+func TestKeyedLimiter(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_000_000, 0)
+	l := newKeyedLimiter(config.Rate{PerSecond: 0.5, Burst: 2}, 10, func() time.Time { return now })
+	for i := range 2 {
+		if ok, _ := l.allow("a"); !ok {
+			t.Fatalf("request %d of the burst refused", i+1)
+		}
+	}
+	ok, retry := l.allow("a")
+	if ok || retry != 2*time.Second {
+		t.Fatalf("over the burst: got %t, %s, want false, 2s", ok, retry)
+	}
+	if ok, _ := l.allow("b"); !ok {
+		t.Error("another key was refused")
+	}
+	now = now.Add(2 * time.Second)
+	if ok, _ := l.allow("a"); !ok {
+		t.Error("refused after the bucket refilled a token")
+	}
+	if ok, _ := l.allow("a"); ok {
+		t.Error("a refused request took no token, so only one is back")
+	}
+}
+
+// TestKeyedLimiterBounded floods a limiter with new keys, as addresses anyone can choose: it never holds more than its
+// maximum, never refuses a new key, and, once the buckets have refilled, counts new keys again.
+func TestKeyedLimiterBounded(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_000_000, 0)
+	l := newKeyedLimiter(config.Rate{PerSecond: 1, Burst: 1}, 100, func() time.Time { return now })
+	for i := range 10_000 {
+		if ok, _ := l.allow("addr" + strconv.Itoa(i)); !ok {
+			t.Fatalf("new key %d refused", i)
+		}
+	}
+	if n := len(l.buckets); n != 100 {
+		t.Fatalf("buckets after the flood: got %d, want 100", n)
+	}
+	now = now.Add(sweepEvery)
+	l.allow("late")
+	l.allow("late")
+	if ok, _ := l.allow("late"); ok {
+		t.Error("after the sweep, a new key is still not counted")
+	}
+	if n := len(l.buckets); n != 1 {
+		t.Errorf("buckets after the sweep: got %d, want 1", n)
+	}
+}
+
+// limited decodes a 429's body and checks its shape and Retry-After.
+func limited(t *testing.T, resp *http.Response, retryAfter string) {
+	t.Helper()
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status: got %d %s, want 429", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("Retry-After"); got != retryAfter {
+		t.Errorf("Retry-After: got %q, want %q", got, retryAfter)
+	}
+	var e errorBody
+	if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error != "too_many_requests" || e.ErrorDescription == "" {
+		t.Errorf("body: got %s (%v), want a too_many_requests error", body, err)
+	}
+}
+
+// TestUserRateLimit checks GATEWAY_RATE_LIMIT_USER: a user over the rate gets 429 with Retry-After, another user
+// does not, and the user passes again once the bucket refills.
+func TestUserRateLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, map[string]string{"GATEWAY_RATE_LIMIT_USER": "1/s,burst=2"}, true)
+	alice, bob := h.token(t, "alice"), h.token(t, "bob")
+	for range 2 {
+		if resp := h.do(t, "POST", "/mcp", alice, nil, "{}"); resp.StatusCode != 200 {
+			t.Fatalf("within the burst: got %d", resp.StatusCode)
+		}
+	}
+	limited(t, h.do(t, "POST", "/mcp", alice, nil, "{}"), "1")
+	if resp := h.do(t, "POST", "/mcp", bob, nil, "{}"); resp.StatusCode != 200 {
+		t.Errorf("another user: got %d, want 200", resp.StatusCode)
+	}
+	if got := testutil.ToFloat64(h.gw.metrics.Limited.WithLabelValues(limitUserRate)); got != 1 {
+		t.Errorf("mcp_gateway_limited_total{limit=user_rate}: got %v, want 1", got)
+	}
+	h.clock.Add(time.Second)
+	if resp := h.do(t, "POST", "/mcp", alice, nil, "{}"); resp.StatusCode != 200 {
+		t.Errorf("after a second: got %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestAnonymousRateLimit checks GATEWAY_RATE_LIMIT_ANONYMOUS: requests without a valid token from one address get
+// 429 over the rate, logged once per interval, while a valid token from the same address still passes; the address
+// passes again once its bucket refills.
+func TestAnonymousRateLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, map[string]string{"GATEWAY_RATE_LIMIT_ANONYMOUS": "1/m,burst=2"}, true)
+	for _, tok := range []string{"", "not.a.jwt"} {
+		if resp := h.do(t, "POST", "/mcp", tok, nil, "{}"); resp.StatusCode != 401 {
+			t.Fatalf("within the burst: got %d, want 401", resp.StatusCode)
+		}
+	}
+	limited(t, h.do(t, "POST", "/mcp", "", nil, "{}"), "60")
+	limited(t, h.do(t, "POST", "/mcp", "not.a.jwt", nil, "{}"), "60")
+	if resp := h.do(t, "POST", "/mcp", h.token(t, "alice"), nil, "{}"); resp.StatusCode != 200 {
+		t.Errorf("a valid token from the same address: got %d, want 200", resp.StatusCode)
+	}
+	if got := testutil.ToFloat64(h.gw.metrics.Limited.WithLabelValues(limitAnonymousRate)); got != 2 {
+		t.Errorf("mcp_gateway_limited_total{limit=anonymous_rate}: got %v, want 2", got)
+	}
+	n := 0
+	for _, l := range h.logs.lines(t) {
+		if l["limit"] == limitAnonymousRate && l["level"] == "WARN" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("warnings about the limit: got %d, want 1", n)
+	}
+	h.clock.Add(time.Minute)
+	if resp := h.do(t, "POST", "/mcp", "", nil, "{}"); resp.StatusCode != 401 {
+		t.Errorf("after a minute: got %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestStreamLimitOnBothPaths checks GATEWAY_MAX_STREAMS_USER on the relay and on the reverse proxy: a user holding
+// the cap gets 429 for one more stream, another user does not, and the slot is given back when the stream ends.
+func TestStreamLimitOnBothPaths(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"on", "off"} {
+		t.Run("relay "+path, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, map[string]string{"GATEWAY_MAX_STREAMS_USER": "1", "GATEWAY_STREAM_RELAY": path}, true)
+			h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(200)
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+			}
+			open := func(ctx context.Context, sub string) *http.Response {
+				req, _ := http.NewRequestWithContext(ctx, "GET", h.srv.URL+"/mcp", nil)
+				req.Header.Set("Authorization", "Bearer "+h.token(t, sub))
+				req.Header.Set("Accept", "text/event-stream")
+				resp, err := h.srv.Client().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { resp.Body.Close() })
+				return resp
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			if resp := open(ctx, "alice"); resp.StatusCode != 200 {
+				t.Fatalf("first stream: got %d", resp.StatusCode)
+			}
+			limited(t, open(t.Context(), "alice"), "5")
+			if resp := open(t.Context(), "bob"); resp.StatusCode != 200 {
+				t.Errorf("another user's stream: got %d, want 200", resp.StatusCode)
+			}
+			cancel()
+			waitFor(t, "alice's stream to be given back", func() bool {
+				h.gw.limits.streams.mu.Lock()
+				defer h.gw.limits.streams.mu.Unlock()
+				return h.gw.limits.streams.open["alice"] == 0
+			})
+			if resp := open(t.Context(), "alice"); resp.StatusCode != 200 {
+				t.Errorf("a stream after the first ended: got %d, want 200", resp.StatusCode)
+			}
+			if got := testutil.ToFloat64(h.gw.metrics.Limited.WithLabelValues(limitUserStreams)); got != 1 {
+				t.Errorf("mcp_gateway_limited_total{limit=user_streams}: got %v, want 1", got)
+			}
+		})
+	}
+}
+
+// TestLimitsOffMountNothing checks that without GATEWAY_RATE_LIMIT_USER no middleware is mounted for it, and that
+// GATEWAY_RATE_LIMIT_ANONYMOUS=off and GATEWAY_MAX_STREAMS_USER=0 leave their limits off.
+func TestLimitsOffMountNothing(t *testing.T) {
+	t.Parallel()
+	middlewares := func(env map[string]string) int {
+		h := newHarness(t, env, false)
+		n := -1
+		chi.Walk(h.gw.handler.(chi.Routes), func(_, route string, _ http.Handler, mws ...func(http.Handler) http.Handler) error {
+			if route == "/mcp" {
+				n = len(mws)
+			}
+			return nil
+		})
+		return n
+	}
+	off, on := middlewares(nil), middlewares(map[string]string{"GATEWAY_RATE_LIMIT_USER": "10/s"})
+	if on != off+1 {
+		t.Errorf("middlewares on the MCP endpoint: got %d with the user limit and %d without, want one more", on, off)
+	}
+	h := newHarness(t, map[string]string{"GATEWAY_RATE_LIMIT_ANONYMOUS": "off", "GATEWAY_MAX_STREAMS_USER": "0"}, false)
+	if l := h.gw.limits; l.user != nil || l.anonymous != nil || l.streams != nil {
+		t.Errorf("limits on: %+v", l)
+	}
+}

@@ -24,7 +24,9 @@ type AuthOptions struct {
 	Resource  string
 	Audiences []string
 	// Anonymous, when set, sees each request refused for want of a valid token (no token, or one that does not
-	// verify) and may answer it instead: the limit per client address. Nil: no limit.
+	// verify; not a 503 while the keys are not loaded) and may answer it instead: the limit per client address. A
+	// request with a valid token is never counted, so users behind a shared address are not refused with strangers.
+	// Nil: no limit.
 	Anonymous func(r *http.Request) *Error
 }
 
@@ -43,7 +45,8 @@ func Authenticate(verify TokenVerifier, o AuthOptions) func(http.Handler) http.H
 				st.principal = p // also when a scope is missing: the access line names the caller
 			}
 			if err != nil {
-				if o.Anonymous != nil && p == nil {
+				var refused *Error
+				if o.Anonymous != nil && p == nil && errors.As(err, &refused) && refused.Status != http.StatusServiceUnavailable {
 					if e := o.Anonymous(r); e != nil {
 						err = e
 					}

@@ -82,8 +82,9 @@ var limitTexts = map[string]string{
 	limitAnonymousRate: "too many requests without a valid token from this address: retry after the time Retry-After says",
 }
 
-// limitUsers refuses a verified caller's request over GATEWAY_RATE_LIMIT_USER. It comes after Authenticate, which
-// records the caller; a request without one passes (Authenticate has refused it already).
+// limitUsers refuses a verified caller's request over GATEWAY_RATE_LIMIT_USER, counted by the token's sub (the gateway
+// trusts one issuer). It comes after Authenticate, which records the caller, and before Authorize reads the body, so
+// the 429 is plain JSON, never a JSON-RPC error: refusing must not cost reading the request.
 func limitUsers(l *limits) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -98,7 +99,7 @@ func limitUsers(l *limits) func(http.Handler) http.Handler {
 	}
 }
 
-// anonymous counts a request refused for its token against its client address, and returns the 429 that answers it
+// anonymousRefusal counts a request refused for its token against its client address, and returns the 429 that answers it
 // instead once the address is over GATEWAY_RATE_LIMIT_ANONYMOUS, nil otherwise.
 func (l *limits) anonymousRefusal(r *http.Request) *Error {
 	if ok, retry := l.anonymous.allow(clientaddr.Key(r, l.trusted)); !ok {

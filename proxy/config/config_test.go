@@ -295,3 +295,41 @@ func TestLoadConfigIgnoresProcessEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadConfigLimits checks the limits' variables: their defaults, the rate syntax, and what is refused.
+func TestLoadConfigLimits(t *testing.T) {
+	t.Parallel()
+	c, err := Load(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RateLimitUser.On() || c.MaxStreamsUser != 16 || c.RateLimitAnonymous != (Rate{PerSecond: 20, Burst: 200}) {
+		t.Errorf("defaults: got %+v, %d, %+v", c.RateLimitUser, c.MaxStreamsUser, c.RateLimitAnonymous)
+	}
+	for in, want := range map[string]Rate{
+		"20/s,burst=40":   {PerSecond: 20, Burst: 40},
+		"20/s":            {PerSecond: 20, Burst: 20},
+		"30/m":            {PerSecond: 0.5, Burst: 1},
+		"7200/h, burst=3": {PerSecond: 2, Burst: 3},
+		"off":             {},
+		"":                {},
+	} {
+		var r Rate
+		if err := r.UnmarshalText([]byte(in)); err != nil || r != want {
+			t.Errorf("%q: got %+v, %v, want %+v", in, r, err, want)
+		}
+	}
+	for _, in := range []string{"20", "20/d", "0/s", "-1/s", "x/s", "20/s,burst=0", "20/s,40", "20/s,burst=x"} {
+		var r Rate
+		if err := r.UnmarshalText([]byte(in)); err == nil {
+			t.Errorf("%q: got %+v, want an error", in, r)
+		}
+	}
+	_, err = Load(map[string]string{"GATEWAY_ISSUER_URL": "https://as.example", "GATEWAY_RATE_LIMIT_USER": "lots",
+		"GATEWAY_MAX_STREAMS_USER": "-1"})
+	for _, name := range []string{"GATEWAY_RATE_LIMIT_USER", "GATEWAY_MAX_STREAMS_USER"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error: got %v, want one naming %s", err, name)
+		}
+	}
+}

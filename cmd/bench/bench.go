@@ -117,7 +117,8 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 		defer bare.stop()
 		gw, err := start(ctx, "gateway", []string{"GATEWAY_LISTEN_ADDR=" + gwAddr, "GATEWAY_PUBLIC_URL=http://" + gwAddr,
-			"GATEWAY_ISSUER_URL=" + is.url, "GATEWAY_UPSTREAM_URL=http://" + toolsAddr + "/mcp", "GATEWAY_METRICS_ADDR=off"}, gatewayBin)
+			"GATEWAY_ISSUER_URL=" + is.url, "GATEWAY_UPSTREAM_URL=http://" + toolsAddr + "/mcp", "GATEWAY_METRICS_ADDR=off",
+			"GATEWAY_RATE_LIMIT_ANONYMOUS=off"}, gatewayBin) // the 401 scenario measures refusals, not the anonymous limit
 		if err != nil {
 			return err
 		}
@@ -282,7 +283,7 @@ func startPolicyGateway(ctx context.Context, dir, gatewayBin, issuerURL, toolsAd
 	}
 	gw, err := start(ctx, "gateway+policy", []string{"GATEWAY_LISTEN_ADDR=" + addr, "GATEWAY_PUBLIC_URL=http://" + addr,
 		"GATEWAY_AUDIENCES=" + tokenAudience(tok), "GATEWAY_ISSUER_URL=" + issuerURL, "GATEWAY_UPSTREAM_URL=http://" + toolsAddr + "/mcp",
-		"GATEWAY_METRICS_ADDR=off", "GATEWAY_POLICY_FILE=" + file, "GATEWAY_AUDIT_LOG=stderr"}, gatewayBin)
+		"GATEWAY_METRICS_ADDR=off", "GATEWAY_POLICY_FILE=" + file, "GATEWAY_AUDIT_LOG=stderr", "GATEWAY_RATE_LIMIT_ANONYMOUS=off"}, gatewayBin)
 	if err != nil {
 		return nil, err
 	}

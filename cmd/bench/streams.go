@@ -106,7 +106,8 @@ func streamsRun(ctx context.Context, o options, is *issuer, gatewayBin, kind, pa
 	gwAddr, _ := freeAddr()
 	gw, err := start(ctx, "gateway", []string{"GATEWAY_LISTEN_ADDR=" + gwAddr, "GATEWAY_PUBLIC_URL=http://" + gwAddr,
 		"GATEWAY_ISSUER_URL=" + is.url, "GATEWAY_UPSTREAM_URL=http://" + upAddr + "/mcp", "GATEWAY_METRICS_ADDR=off",
-		"GATEWAY_LOG_LEVEL=warn", "GATEWAY_STREAM_RELAY=" + path}, gatewayBin)
+		"GATEWAY_LOG_LEVEL=warn", "GATEWAY_STREAM_RELAY=" + path,
+		"GATEWAY_MAX_STREAMS_USER=0"}, gatewayBin) // one user holds every stream: no per-user cap
 	if err != nil {
 		return err
 	}

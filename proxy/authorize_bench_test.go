@@ -17,10 +17,12 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/authz"
 	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
+
+	"github.com/mcp-gateway/gateway/proxy/policy/policytest"
 )
 
 // BenchmarkAuthorize is Authorize's own work on one request, the upstream and the rest of the chain left out: read
-// the body, the facts from the claims, read the message, decide (testPolicyYAML, without CEL conditions: package
+// the body, the facts from the claims, read the message, decide (policytest.YAML, without CEL conditions: package
 // policy's benchmarks measure those), and for the list, rewrite the upstream's JSON answer of 20 tools. With audit,
 // the event is written to a discarding writer through the queue.
 func BenchmarkAuthorize(b *testing.B) {
@@ -49,7 +51,7 @@ func BenchmarkAuthorize(b *testing.B) {
 				audit = authz.NewAuditLog(io.Discard, authz.AuditOptions{Issuer: "https://issuer.example"})
 				defer audit.Close()
 			}
-			pol := testPolicy()
+			pol := policytest.Policy()
 			mw := Authorize(func() Decider { return pol }, AuthorizeOptions{MaxBodyBytes: 4 << 20, Audit: audit})
 			pre, post, _ := strings.Cut(listAnswer, "1") // the answer carries the id the upstream got
 			var answer []byte
@@ -111,7 +113,7 @@ func BenchmarkChainPolicy(b *testing.B) {
 	}))
 	defer up.Close()
 	file := filepath.Join(b.TempDir(), "policy.yaml")
-	os.WriteFile(file, []byte(testPolicyYAML+"  - name: listed\n    tools: [\"get-user-info*\"]\n"), 0o600)
+	os.WriteFile(file, []byte(policytest.YAML+"  - name: listed\n    tools: [\"get-user-info*\"]\n"), 0o600)
 	for _, withPolicy := range []bool{false, true} {
 		env := map[string]string{"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"}
 		if withPolicy {

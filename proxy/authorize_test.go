@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mcp-gateway/gateway/proxy/config"
+
+	"github.com/mcp-gateway/gateway/proxy/policy/policytest"
 )
 
 // policyHarness is a gateway with a policy file and an audit log in front of an upstream that records the bodies it
@@ -134,7 +136,7 @@ func call(id, tool string) string {
 // no rule names), or refused with a step-up challenge; never a 401, never a challenge for a denied name.
 func TestPolicyCalls(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	ph := newPolicyHarness(t, policytest.YAML, nil)
 	for _, tc := range []struct {
 		name, body, scope, version string
 		perms                      []string
@@ -209,7 +211,7 @@ func TestPolicyCalls(t *testing.T) {
 // order included; a body that is not JSON-RPC, or whose members are ambiguous, is a parse error and goes nowhere.
 func TestPolicyBodyAsRead(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	ph := newPolicyHarness(t, policytest.YAML, nil)
 	odd := " \n{ \"params\" : {\"arguments\":{\"b\":1,\"a\":[ ]},\"name\":\"get-user-info\"},\"method\":\"tools/call\",\"id\":1e0,\"jsonrpc\":\"2.0\"}\t"
 	if resp, body := ph.post(t, nil, "", nil, odd); resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
@@ -239,7 +241,7 @@ func TestPolicyBodyAsRead(t *testing.T) {
 // whole batch with every scope needed.
 func TestPolicyBatches(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	ph := newPolicyHarness(t, policytest.YAML, nil)
 	allowed, denied := call("1", "get-user-info"), call("2", "secret-tool")
 	notification := `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}`
 	denial := `{"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"Unknown tool: secret-tool"}}`
@@ -286,7 +288,7 @@ func TestPolicyBatches(t *testing.T) {
 // one that is there must agree (the relay routes on Mcp-Method). The decision is the body's.
 func TestPolicyHeaders(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	ph := newPolicyHarness(t, policytest.YAML, nil)
 	const v = "2026-07-28"
 	body := call("1", "get-user-info")
 	for _, tc := range []struct {
@@ -340,7 +342,7 @@ func TestPolicyHeaders(t *testing.T) {
 // those a missing scope holds back, and keeps its other members as they were.
 func TestPolicyListJSON(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	ph := newPolicyHarness(t, policytest.YAML, nil)
 	ph.answer(func(w http.ResponseWriter, body string) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", "1000") // stale once filtered: the gateway sets its own
@@ -391,7 +393,7 @@ func TestPolicyListJSON(t *testing.T) {
 // once), with a stale Content-Length dropped.
 func TestPolicyListEventStream(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	ph := newPolicyHarness(t, policytest.YAML, nil)
 	release := make(chan struct{})
 	ph.answer(func(w http.ResponseWriter, body string) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -422,7 +424,7 @@ func TestPolicyListEventStream(t *testing.T) {
 // hash when asked for); a decisions metric by outcome and rule.
 func TestPolicyAudit(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, map[string]string{"GATEWAY_AUDIT_ARGUMENTS": "hash"})
+	ph := newPolicyHarness(t, policytest.YAML, map[string]string{"GATEWAY_AUDIT_ARGUMENTS": "hash"})
 	body := "[" + call("1", "get-user-info") + "," + call(`"x"`, "secret-tool") + "," + listReq[:len(listReq)-1] + `,"id":3}]`
 	body = strings.Replace(body, `"id":1,"method":"tools/list","id":3`, `"id":3,"method":"tools/list"`, 1)
 	ph.answer(func(w http.ResponseWriter, b string) {
@@ -477,7 +479,7 @@ func jsonEqual(a, b any) bool {
 // why; Run notices a changed file by itself.
 func TestPolicyReload(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	ph := newPolicyHarness(t, policytest.YAML, nil)
 	if _, body := ph.post(t, nil, "", nil, call("1", "secret-tool")); !strings.Contains(body, "Unknown tool") {
 		t.Fatalf("before: %s", body)
 	}
@@ -508,7 +510,7 @@ func TestPolicyReload(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go ph.gw.policy.watch(ctx, 5*time.Millisecond)
-	os.WriteFile(ph.file, []byte(testPolicyYAML), 0o600)
+	os.WriteFile(ph.file, []byte(policytest.YAML), 0o600)
 	waitFor(t, "the changed file in force", func() bool {
 		_, body := ph.post(t, nil, "", nil, call("1", "secret-tool"))
 		return strings.Contains(body, "Unknown tool")
@@ -535,7 +537,7 @@ func TestPolicyFailsClosedAtStart(t *testing.T) {
 		}
 	}
 	good := filepath.Join(dir, "policy.yaml")
-	os.WriteFile(good, []byte(testPolicyYAML), 0o600)
+	os.WriteFile(good, []byte(policytest.YAML), 0o600)
 	cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": "http://127.0.0.1:1", "GATEWAY_POLICY_FILE": good,
 		"GATEWAY_AUDIT_LOG": filepath.Join(broken, "x")})
 	if err != nil {
@@ -565,7 +567,7 @@ func TestNoPolicyPathUnchanged(t *testing.T) {
 // subscribes to, and relayed when allowed.
 func TestPolicyStreams(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, map[string]string{"GATEWAY_STREAM_RELAY": "on"})
+	ph := newPolicyHarness(t, policytest.YAML, map[string]string{"GATEWAY_STREAM_RELAY": "on"})
 	replay := "id: s1\ndata: " + strings.Replace(listResp, `"id":1`, `"id":"x-5"`, 1) + "\n\nid: s2\ndata: " + `{"jsonrpc":"2.0","id":6,"result":{"content":[]}}` + "\n\n"
 	ph.answer(func(w http.ResponseWriter, body string) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -617,7 +619,7 @@ func TestPolicyStreams(t *testing.T) {
 // the policy never saw.
 func TestPolicyOtherPathsRefused(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	ph := newPolicyHarness(t, policytest.YAML, nil)
 	tok := ph.token(t, "user_1")
 	hdr := map[string]string{"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 	for _, tc := range []struct{ method, path string }{
@@ -656,7 +658,7 @@ func (b *cutBody) Read(p []byte) (int, error) {
 // hold GATEWAY_MAX_BODY_BYTES of the gateway's memory.
 func TestPolicyBodyNotAllocatedAhead(t *testing.T) {
 	p := benchPrincipal(t)
-	pol := testPolicy()
+	pol := policytest.Policy()
 	h := Authorize(func() Decider { return pol }, AuthorizeOptions{MaxBodyBytes: 4 << 20})(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -684,7 +686,7 @@ func TestPolicyBodyNotAllocatedAhead(t *testing.T) {
 // requests under ids of the gateway's, which no other request can take over, and the client its own back.
 func TestPolicyListAnswerOnlyOnItsRequest(t *testing.T) {
 	t.Parallel()
-	ph := newPolicyHarness(t, testPolicyYAML, nil)
+	ph := newPolicyHarness(t, policytest.YAML, nil)
 	var mu sync.Mutex
 	streams := map[string]chan string{} // by id, the stream of the latest request with it
 	listIn, callIn, listSent := make(chan struct{}), make(chan struct{}), make(chan struct{})

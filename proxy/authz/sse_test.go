@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/mcp-gateway/gateway/proxy/policy/policytest"
 )
 
 // listExchange is the exchange of a POST with body as Authorize leaves it, for a caller with no permissions.
@@ -17,7 +19,7 @@ func listExchange(t testing.TB, body, version string) *Exchange {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex := &Exchange{policy: testPolicy(), facts: facts("", "openid"), version: version, body: []byte(body),
+	ex := &Exchange{policy: policytest.Policy(), facts: policytest.Facts("", "openid"), version: version, body: []byte(body),
 		msgs: msgs, batch: batch, decided: true}
 	ex.keyIDs()
 	return ex

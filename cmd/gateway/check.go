@@ -267,7 +267,7 @@ func (c *checker) staticClient() {
 // facadeScopes says, in Option B, which scopes clients may ask for, which are advertised, and which are sent upstream
 // for a client that sends none, given the authorization server's scopes_supported.
 func facadeScopes(cfg *config.Config, upstream []string) string {
-	advertised, _, fallback := cfg.FacadeScopesFor(upstream)
+	advertised, _, fallback := cfg.AuthServer().ScopesFor(upstream)
 	scopes := "scopes: any the client asks for (GATEWAY_FACADE_SCOPES unset)"
 	if len(cfg.FacadeScopeList) > 0 {
 		scopes = "scopes: only " + strings.Join(cfg.FacadeScopeList, " ") + " (GATEWAY_FACADE_SCOPES)"

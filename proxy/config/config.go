@@ -805,20 +805,9 @@ func defaultPublicURL(addr string) (string, error) {
 // OptionB reports whether a pre-registered client is configured, making the gateway an authorization-server facade.
 func (c *Config) OptionB() bool { return c.StaticClientID != "" }
 
-// FacadeScopesFor returns, in Option B, for an authorization server whose metadata lists upstream as scopes_supported:
-// the scopes_supported of the gateway's own authorization server metadata (FacadeScopes, else upstream), those of
-// the protected resource metadata (the same without offline_access, plus RequiredScopes), and the scope sent
-// upstream when a client sends none (FacadeDefaultScope, else the protected resource metadata's).
-func (c *Config) FacadeScopesFor(upstream []string) (advertised, resource, fallback []string) {
-	return c.AuthServer().ScopesFor(upstream)
-}
-
 // CallbackURL is the gateway's redirect URI at the authorization server in Option B: the one URL to register there for
 // the pre-registered client.
 func (c *Config) CallbackURL() string { return c.AuthServer().CallbackURL() }
-
-// FacadeIssuer is the issuer MCP clients see in Option B: the public URL.
-func (c *Config) FacadeIssuer() string { return c.Public.String() }
 
 // IssuerFromSubdomain turns the value of MCP_USE_OAUTH_WORKOS_SUBDOMAIN into an issuer URL: "my-app-54" →
 // https://my-app-54.authkit.app; "my-app-54.authkit.app" or a custom domain → https://<that domain>; a full https:// URL

@@ -141,7 +141,7 @@ func (c *checker) configuration() bool {
 	cfg, err := config.Load(c.env)
 	if err != nil {
 		c.fail("configuration", "invalid: "+strings.ReplaceAll(err.Error(), "\n", "; "),
-			"correct each variable named above (the README's Configuration table describes them), then run --check again")
+			"correct each variable named above (docs/configuration.md describes them), then run --check again")
 		c.skip("the configuration is invalid", "issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE",
 			"static client id", "audience", "upstream")
 		return false

@@ -1,5 +1,5 @@
-// Command gateway is the authenticating OAuth gateway for MCP servers. It is configured from the environment; see the
-// README for every variable.
+// Command gateway is the authenticating OAuth gateway for MCP servers. It is configured from the environment; see
+// docs/configuration.md for every variable.
 //
 //	gateway                 serve
 //	gateway --check         check the configuration, the authorization server and the upstream, then exit
@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 	check := fs.Bool("check", false, "check the configuration, the authorization server (metadata, keys, client registration, PKCE) and the upstream; print one line per check and exit non-zero if any fails")
 	dev := fs.Bool("dev", false, "development mode (also GATEWAY_DEV=true): a local authorization server with demo users and the tool service, on loopback only; not for production")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: gateway [--dev | --check | --healthcheck]\n       gateway policy explain --token <JWT or claims JSON> --tool <name>   (offline; the token is not verified)\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see README.md.")
+		fmt.Fprintln(stderr, "usage: gateway [--dev | --check | --healthcheck]\n       gateway policy explain --token <JWT or claims JSON> --tool <name>   (offline; the token is not verified)\n\nThe gateway is configured from the environment (GATEWAY_*, MCP_USE_OAUTH_WORKOS_*); see docs/configuration.md.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -109,20 +109,21 @@ func TestReadmeDocumentsDevAndCheck(t *testing.T) {
 	}
 }
 
-// TestReadmeConfigurationTables keeps README.md's configuration tables and the binaries' config structs in step: the
-// first table under Configuration documents exactly config.Env's variables, the second exactly those of the tool
+// TestReadmeConfigurationTables keeps docs/configuration.md's tables and the binaries' config structs in step: the
+// first table documents exactly config.Env's variables, the second exactly those of the tool
 // service's config; each with its alias, if any, and with its envDefault wherever the table states a default literally
 // (`30s`, or `:3000` (or …)). A table that says there is none ("—", "unset …", "none") means no envDefault.
 func TestReadmeConfigurationTables(t *testing.T) {
-	md := readme(t)
-	_, section, ok := strings.Cut(md, "\n## Configuration\n")
-	if !ok {
-		t.Fatal("README.md has no Configuration section")
+	b, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
 	}
-	section, _, _ = strings.Cut(section, "\n## ")
-	tables := markdownTables(section)
+	if !strings.Contains(readme(t), "(docs/configuration.md)") {
+		t.Error("README.md does not link docs/configuration.md")
+	}
+	tables := markdownTables(string(b))
 	if len(tables) != 2 {
-		t.Fatalf("README.md's Configuration section has %d tables, want 2 (the gateway's, the tool service's)", len(tables))
+		t.Fatalf("docs/configuration.md has %d tables, want 2 (the gateway's, the tool service's)", len(tables))
 	}
 	var gateway []reflect.StructTag
 	for f := range reflect.TypeFor[config.Env]().Fields() {
@@ -139,18 +140,18 @@ func TestReadmeConfigurationTables(t *testing.T) {
 			doc, ok := documented[name]
 			switch {
 			case !ok:
-				t.Errorf("README.md does not document %s of %s", name, b.name)
+				t.Errorf("docs/configuration.md does not document %s of %s", name, b.name)
 			case doc.alias != d.alias:
-				t.Errorf("README.md documents %s of %s with alias %q, but its alias tag is %q", name, b.name, doc.alias, d.alias)
+				t.Errorf("docs/configuration.md documents %s of %s with alias %q, but its alias tag is %q", name, b.name, doc.alias, d.alias)
 			case doc.stated && doc.def != d.def:
-				t.Errorf("README.md states the default of %s of %s as %q, but its envDefault is %q", name, b.name, doc.def, d.def)
+				t.Errorf("docs/configuration.md states the default of %s of %s as %q, but its envDefault is %q", name, b.name, doc.def, d.def)
 			case doc.none && d.def != "":
-				t.Errorf("README.md says %s of %s has no default, but its envDefault is %q", name, b.name, d.def)
+				t.Errorf("docs/configuration.md says %s of %s has no default, but its envDefault is %q", name, b.name, d.def)
 			}
 		}
 		for name := range documented {
 			if _, ok := declared[name]; !ok {
-				t.Errorf("README.md documents %s for %s, which does not read it", name, b.name)
+				t.Errorf("docs/configuration.md documents %s for %s, which does not read it", name, b.name)
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcp-gateway/gateway/proxy/clientaddr"
 	"github.com/mcp-gateway/gateway/proxy/config"
+	"github.com/mcp-gateway/gateway/proxy/ratelimit"
 )
 
 // The limits, by the name mcp_gateway_limited_total and the log give them.
@@ -22,12 +23,8 @@ const (
 )
 
 const (
-	// limitKeys is how many users or addresses a rate limit holds a bucket for. Beyond, once the full buckets are
-	// swept away, a new key passes uncounted: whoever fills the map lifts the limit, never refuses anyone.
+	// limitKeys is how many users or addresses a rate limit holds a bucket for in memory (ratelimit.Memory).
 	limitKeys = 100_000
-	// sweepEvery is the shortest time between two sweeps of a full map, so that a flood of new keys costs one sweep
-	// per interval, not one per request.
-	sweepEvery = time.Second
 	// limitLogInterval is how often each limit logs that it refused requests.
 	limitLogInterval = 10 * time.Second
 	// streamRetryAfter is the Retry-After of a stream refused over GATEWAY_MAX_STREAMS_USER: when one of the user's
@@ -37,13 +34,15 @@ const (
 
 // limits are the gateway's limits per user and per client address; a nil field is a limit that is off.
 type limits struct {
-	user      *keyedLimiter // GATEWAY_RATE_LIMIT_USER, by subject
-	anonymous *keyedLimiter // GATEWAY_RATE_LIMIT_ANONYMOUS, by client address
-	streams   *streamCounter
-	trusted   []netip.Prefix
-	limited   *prometheus.CounterVec
-	logs      map[string]*rate.Sometimes
-	log       *slog.Logger
+	user          ratelimit.Limiter // GATEWAY_RATE_LIMIT_USER, by subject
+	userRate      config.Rate
+	anonymous     ratelimit.Limiter // GATEWAY_RATE_LIMIT_ANONYMOUS, by client address
+	anonymousRate config.Rate
+	streams       *streamCounter
+	trusted       []netip.Prefix
+	limited       *prometheus.CounterVec
+	logs          map[string]*rate.Sometimes
+	log           *slog.Logger
 }
 
 // newLimits builds the limits cfg turns on.
@@ -53,10 +52,10 @@ func newLimits(cfg *config.Config, m *Metrics, log *slog.Logger, now func() time
 		l.logs[name] = &rate.Sometimes{Interval: limitLogInterval}
 	}
 	if cfg.RateLimitUser.On() {
-		l.user = newKeyedLimiter(cfg.RateLimitUser, limitKeys, now)
+		l.user, l.userRate = ratelimit.NewMemory(limitKeys, now), cfg.RateLimitUser
 	}
 	if cfg.RateLimitAnonymous.On() {
-		l.anonymous = newKeyedLimiter(cfg.RateLimitAnonymous, limitKeys, now)
+		l.anonymous, l.anonymousRate = ratelimit.NewMemory(limitKeys, now), cfg.RateLimitAnonymous
 	}
 	if cfg.MaxStreamsUser > 0 {
 		l.streams = &streamCounter{max: cfg.MaxStreamsUser, open: map[string]int{}}
@@ -89,7 +88,7 @@ func limitUsers(l *limits) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if st := stateOf(r.Context()); st != nil && st.principal != nil {
-				if ok, retry := l.user.allow(st.principal.Subject); !ok {
+				if ok, retry := l.user.Allow(r.Context(), st.principal.Subject, l.userRate); !ok {
 					writeError(w, r, l.refuse(limitUserRate, retry))
 					return
 				}
@@ -102,7 +101,7 @@ func limitUsers(l *limits) func(http.Handler) http.Handler {
 // anonymousRefusal counts a request refused for its token against its client address, and returns the 429 that answers it
 // instead once the address is over GATEWAY_RATE_LIMIT_ANONYMOUS, nil otherwise.
 func (l *limits) anonymousRefusal(r *http.Request) *Error {
-	if ok, retry := l.anonymous.allow(clientaddr.Key(r, l.trusted)); !ok {
+	if ok, retry := l.anonymous.Allow(r.Context(), clientaddr.Key(r, l.trusted), l.anonymousRate); !ok {
 		return l.refuse(limitAnonymousRate, retry)
 	}
 	return nil
@@ -130,53 +129,6 @@ func (st *reqState) endStream() {
 		st.streamEnd()
 		st.streamEnd = nil
 	}
-}
-
-// keyedLimiter is a token bucket (x/time/rate) per key, for at most max keys. A bucket that has refilled is as good as
-// none, so when the map is full such buckets are swept away; if it is still full, a new key passes uncounted.
-type keyedLimiter struct {
-	mu        sync.Mutex
-	limit     rate.Limit
-	burst     int
-	max       int
-	now       func() time.Time
-	buckets   map[string]*rate.Limiter
-	lastSweep time.Time
-}
-
-func newKeyedLimiter(r config.Rate, max int, now func() time.Time) *keyedLimiter {
-	return &keyedLimiter{limit: rate.Limit(r.PerSecond), burst: r.Burst, max: max, now: now, buckets: map[string]*rate.Limiter{}}
-}
-
-// allow takes a token from key's bucket and reports whether there was one; when not, it also returns how long until
-// there is.
-func (l *keyedLimiter) allow(key string) (bool, time.Duration) {
-	now := l.now()
-	l.mu.Lock()
-	b := l.buckets[key]
-	if b == nil {
-		if len(l.buckets) >= l.max && now.Sub(l.lastSweep) >= sweepEvery {
-			l.lastSweep = now
-			for k, b := range l.buckets {
-				if b.TokensAt(now) >= float64(l.burst) {
-					delete(l.buckets, k)
-				}
-			}
-		}
-		if len(l.buckets) >= l.max {
-			l.mu.Unlock()
-			return true, 0
-		}
-		b = rate.NewLimiter(l.limit, l.burst)
-		l.buckets[key] = b
-	}
-	l.mu.Unlock()
-	res := b.ReserveN(now, 1)
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return false, d
-	}
-	return true, 0
 }
 
 // streamCounter counts the open streams per key; a key with none is not held.

@@ -4,67 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/mcp-gateway/gateway/proxy/config"
 )
-
-// TestKeyedLimiter checks the token bucket per key: the burst passes, the next request is refused with the time until
-// a token is back, other keys are not affected, and the bucket refills.
-func TestKeyedLimiter(t *testing.T) {
-	t.Parallel()
-	now := time.Unix(1_000_000, 0)
-	l := newKeyedLimiter(config.Rate{PerSecond: 0.5, Burst: 2}, 10, func() time.Time { return now })
-	for i := range 2 {
-		if ok, _ := l.allow("a"); !ok {
-			t.Fatalf("request %d of the burst refused", i+1)
-		}
-	}
-	ok, retry := l.allow("a")
-	if ok || retry != 2*time.Second {
-		t.Fatalf("over the burst: got %t, %s, want false, 2s", ok, retry)
-	}
-	if ok, _ := l.allow("b"); !ok {
-		t.Error("another key was refused")
-	}
-	now = now.Add(2 * time.Second)
-	if ok, _ := l.allow("a"); !ok {
-		t.Error("refused after the bucket refilled a token")
-	}
-	if ok, _ := l.allow("a"); ok {
-		t.Error("a refused request took no token, so only one is back")
-	}
-}
-
-// TestKeyedLimiterBounded floods a limiter with new keys, as addresses anyone can choose: it never holds more than its
-// maximum, never refuses a new key, and, once the buckets have refilled, counts new keys again.
-func TestKeyedLimiterBounded(t *testing.T) {
-	t.Parallel()
-	now := time.Unix(1_000_000, 0)
-	l := newKeyedLimiter(config.Rate{PerSecond: 1, Burst: 1}, 100, func() time.Time { return now })
-	for i := range 10_000 {
-		if ok, _ := l.allow("addr" + strconv.Itoa(i)); !ok {
-			t.Fatalf("new key %d refused", i)
-		}
-	}
-	if n := len(l.buckets); n != 100 {
-		t.Fatalf("buckets after the flood: got %d, want 100", n)
-	}
-	now = now.Add(sweepEvery)
-	l.allow("late")
-	l.allow("late")
-	if ok, _ := l.allow("late"); ok {
-		t.Error("after the sweep, a new key is still not counted")
-	}
-	if n := len(l.buckets); n != 1 {
-		t.Errorf("buckets after the sweep: got %d, want 1", n)
-	}
-}
 
 // limited decodes a 429's body and checks its shape and Retry-After.
 func limited(t *testing.T, resp *http.Response, retryAfter string) {

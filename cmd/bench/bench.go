@@ -88,7 +88,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	var rows []row
 	var gatewayRequests int64
-	var policyRatios []string
+	var variantRatios []string
 	var gatewayRSS int64
 	for _, mode := range []string{"json", "sse", "stateless"} {
 		toolsAddr, _ := freeAddr()
@@ -133,14 +133,15 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			{name: "c gateway", url: "http://" + gwAddr + "/mcp", headers: auth, proc: gw},
 		}
 		if mode == "json" {
-			// (d) the same gateway with a policy that grants the bench's user the tools it calls (so the calls are
-			// allowed and the lists keep every tool: the decisions are paid, the answers are the same), audit on.
-			policied, err := startPolicyGateway(ctx, dir, gatewayBin, is.url, toolsAddr, tok)
-			if err != nil {
-				return err
+			// (d), (e), …: the same gateway with more switched on, measured beside (c).
+			for _, v := range o.selectedVariants() {
+				vs, err := startVariant(ctx, v, dir, gatewayBin, is.url, toolsAddr, tok)
+				if err != nil {
+					return err
+				}
+				defer vs.proc.stop()
+				setups = append(setups, vs)
 			}
-			defer policied.proc.stop()
-			setups = append(setups, policied)
 		}
 		for _, s := range setups {
 			if s.session, err = initialize(ctx, s, mode == "stateless"); err != nil {
@@ -188,9 +189,11 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 					rows = append(rows, row{sc.name, s.name, conns, results[s.name]})
 				}
 			}
-			if len(results[policySetup]) > 0 {
-				rps := func(name string) float64 { return median(results[name], func(x result) float64 { return x.rps }) }
-				policyRatios = append(policyRatios, fmt.Sprintf("- %s: gateway with a policy / gateway throughput %.2f", sc.name, rps(policySetup)/rps("c gateway")))
+			rps := func(name string) float64 { return median(results[name], func(x result) float64 { return x.rps }) }
+			for _, v := range o.selectedVariants() {
+				if len(results[v.name]) > 0 {
+					variantRatios = append(variantRatios, fmt.Sprintf("- %s: %s / gateway throughput %.2f", sc.name, v.name, rps(v.name)/rps("c gateway")))
+				}
 			}
 		}
 		if mode == "json" {
@@ -243,7 +246,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 				r.scenario, (p50-bareP50[r.scenario])*1e6)
 		}
 	}
-	for _, l := range policyRatios {
+	for _, l := range variantRatios {
 		fmt.Fprintln(stdout, l)
 	}
 	fmt.Fprintf(stdout, "- gateway resident memory after %d requests: %.1f MiB\n\n", gatewayRequests, float64(gatewayRSS)/1024)
@@ -251,8 +254,31 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	return streamsBench(ctx, o, is, gatewayBin, stdout, stderr)
 }
 
-// policySetup names set-up (d): the gateway with a policy.
-const policySetup = "d gateway + policy"
+// variant is a set-up like (c), the gateway, with more switched on; each is measured beside (c) in the JSON mode, and
+// its throughput printed as a ratio to (c)'s.
+type variant struct {
+	name string // "d gateway + policy": the letter orders the table
+	// env prepares what the variant needs (files in dir, a process) and returns the gateway's environment on top of
+	// (c)'s, and what undoes the preparation once the gateway has stopped.
+	env func(ctx context.Context, dir string) (env []string, cleanup func(), err error)
+}
+
+// variants are the set-ups beyond (c), in the order they are measured. Files beside this one add theirs in init.
+var variants = []variant{{name: "d gateway + policy", env: policyEnv}}
+
+// selectedVariants returns the variants -variants names, every one by default.
+func (o options) selectedVariants() []variant {
+	if len(o.variants) == 0 {
+		return variants
+	}
+	var vs []variant
+	for _, v := range variants {
+		if slices.ContainsFunc(o.variants, func(want string) bool { return strings.HasPrefix(v.name, want+" ") || v.name == want }) {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
 
 // benchPolicy grants the bench's user (role member, no permissions) every tool of the tool service, one rule with a
 // requirement among them, the others denied by default: the shape of the development example's policy.
@@ -270,28 +296,39 @@ rules:
       roles: ["admin"]
 `
 
-// startPolicyGateway starts set-up (d): a gateway like (c) with benchPolicy and the audit log on (GATEWAY_AUDIT_LOG
-// stderr, which the bench discards), and opens its session.
-func startPolicyGateway(ctx context.Context, dir, gatewayBin, issuerURL, toolsAddr, tok string) (*setup, error) {
+// policyEnv is set-up (d)'s environment: benchPolicy, and the audit log on (to stderr, which the bench discards).
+func policyEnv(_ context.Context, dir string) ([]string, func(), error) {
 	file := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(file, []byte(benchPolicy), 0o600); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	return []string{"GATEWAY_POLICY_FILE=" + file, "GATEWAY_AUDIT_LOG=stderr"}, func() {}, nil
+}
+
+// startVariant starts v: a gateway like (c), with v's environment on top.
+func startVariant(ctx context.Context, v variant, dir, gatewayBin, issuerURL, toolsAddr, tok string) (*setup, error) {
+	env, cleanup, err := v.env(ctx, dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", v.name, err)
 	}
 	addr, err := freeAddr()
 	if err != nil {
+		cleanup()
 		return nil, err
 	}
-	gw, err := start(ctx, "gateway+policy", []string{"GATEWAY_LISTEN_ADDR=" + addr, "GATEWAY_PUBLIC_URL=http://" + addr,
+	gw, err := start(ctx, v.name, append([]string{"GATEWAY_LISTEN_ADDR=" + addr, "GATEWAY_PUBLIC_URL=http://" + addr,
 		"GATEWAY_AUDIENCES=" + tokenAudience(tok), "GATEWAY_ISSUER_URL=" + issuerURL, "GATEWAY_UPSTREAM_URL=http://" + toolsAddr + "/mcp",
-		"GATEWAY_METRICS_ADDR=off", "GATEWAY_POLICY_FILE=" + file, "GATEWAY_AUDIT_LOG=stderr", "GATEWAY_RATE_LIMIT_ANONYMOUS=off"}, gatewayBin)
+		"GATEWAY_METRICS_ADDR=off", "GATEWAY_RATE_LIMIT_ANONYMOUS=off"}, env...), gatewayBin)
 	if err != nil {
+		cleanup()
 		return nil, err
 	}
+	gw.cleanup = cleanup
 	if err := waitHTTP(ctx, "http://"+addr+"/readyz", 200); err != nil {
 		gw.stop()
-		return nil, fmt.Errorf("gateway with a policy: %w", err)
+		return nil, fmt.Errorf("%s: %w", v.name, err)
 	}
-	return &setup{name: policySetup, url: "http://" + addr + "/mcp", headers: map[string]string{"Authorization": "Bearer " + tok}, proc: gw}, nil
+	return &setup{name: v.name, url: "http://" + addr + "/mcp", headers: map[string]string{"Authorization": "Bearer " + tok}, proc: gw}, nil
 }
 
 // tokenAudience returns the aud of the bench token, which names gateway (c)'s URL: gateway (d) accepts it too.

@@ -54,6 +54,8 @@ type options struct {
 	// values of GATEWAY_STREAM_RELAY (auto: the relay, off: the reverse proxy).
 	streamKinds []string
 	streamPaths []string
+	// variants are the letters (or names) of the set-ups beyond (c) to measure; empty: all.
+	variants []string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -72,6 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.streamsOnly, "streams-only", false, "measure only the open streams")
 	kinds := fs.String("stream-kinds", "GET,POST", "stream requests to measure: GET (the standalone stream), POST (subscriptions/listen, MCP 2026-07-28)")
 	paths := fs.String("stream-relay", "auto,off", "values of GATEWAY_STREAM_RELAY to measure streams with (auto: the relay; off: the reverse proxy)")
+	variantList := fs.String("variants", "", "set-ups beyond (c) to measure, by letter (`d,e`); empty: all")
 	fs.BoolVar(&o.short, "short", false, "one 2s run per scenario and 200 streams: proves the set-up works, figures are not meaningful")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -94,6 +97,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		o.duration, o.runs, streams = 2*time.Second, 1, "200"
 	}
 	o.streamKinds, o.streamPaths = strings.Split(*kinds, ","), strings.Split(*paths, ",")
+	if *variantList != "" {
+		o.variants = strings.Split(*variantList, ",")
+	}
 	for _, k := range o.streamKinds {
 		if k != "GET" && k != "POST" {
 			return fmt.Errorf("-stream-kinds: %q is neither GET nor POST", k)
@@ -227,8 +233,9 @@ func (is *issuer) token(aud string) (string, error) {
 
 // proc is a child process whose CPU time and memory can be read from /proc.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
+	name    string
+	cmd     *exec.Cmd
+	cleanup func() // run once the process has stopped; nil: nothing
 }
 
 func start(ctx context.Context, name string, env []string, path string, args ...string) (*proc, error) {
@@ -246,6 +253,10 @@ func start(ctx context.Context, name string, env []string, path string, args ...
 func (p *proc) stop() {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	p.cmd.Wait()
+	if p.cleanup != nil {
+		p.cleanup()
+		p.cleanup = nil
+	}
 }
 
 // cpu returns the process's user+system CPU time.

@@ -81,14 +81,14 @@ var limitTexts = map[string]string{
 	limitAnonymousRate: "too many requests without a valid token from this address: retry after the time Retry-After says",
 }
 
-// limitUsers refuses a verified caller's request over GATEWAY_RATE_LIMIT_USER, counted by the token's sub (the gateway
-// trusts one issuer). It comes after Authenticate, which records the caller, and before Authorize reads the body, so
+// limitUsers refuses a verified caller's request over GATEWAY_RATE_LIMIT_USER, counted by the token's issuer and sub
+// (a sub is unique only within its issuer). It comes after Authenticate, which records the caller, and before Authorize reads the body, so
 // the 429 is plain JSON, never a JSON-RPC error: refusing must not cost reading the request.
 func limitUsers(l *limits) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if st := stateOf(r.Context()); st != nil && st.principal != nil {
-				if ok, retry := l.user.Allow(r.Context(), st.principal.Subject, l.userRate); !ok {
+				if ok, retry := l.user.Allow(r.Context(), st.principal.UserKey(), l.userRate); !ok {
 					writeError(w, r, l.refuse(limitUserRate, retry))
 					return
 				}
@@ -114,7 +114,7 @@ func (l *limits) openStream(w http.ResponseWriter, r *http.Request, st *reqState
 	if st == nil || st.principal == nil {
 		return true
 	}
-	sub := st.principal.Subject
+	sub := st.principal.UserKey()
 	if !l.streams.open1(sub) {
 		writeError(w, r, l.refuse(limitUserStreams, streamRetryAfter*time.Second))
 		return false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -101,6 +102,16 @@ func checkIntrospectionEndpoint(s string) error {
 		return errors.New("the issuer's introspection_endpoint is not an https URL (http only on a loopback host)")
 	}
 	return nil
+}
+
+// admitIntrospection counts a request whose token would be introspected (not cached) against its client address's
+// GATEWAY_RATE_LIMIT_ANONYMOUS before the call, and refuses it past the limit: random tokens cost at most that rate
+// of calls per address. A valid token is counted once per cache TTL; cached ones are never counted.
+func (g *Gateway) admitIntrospection(r *http.Request, raw string) (bool, *Error) {
+	if !g.tokens.Introspects(raw) {
+		return false, nil
+	}
+	return true, g.limits.anonymousRefusal(r)
 }
 
 // runIssuer discovers is and loads its keys, retrying with backoff until it succeeds (its tokens are answered with

@@ -51,6 +51,9 @@ func (g *Gateway) routes() http.Handler {
 			Audiences: g.cfg.AudienceList}
 		if g.limits.anonymous != nil {
 			auth.Anonymous = g.limits.anonymousRefusal
+			if g.cfg.Introspection != nil {
+				auth.Admit = g.admitIntrospection
+			}
 		}
 		r.Use(CheckOrigin(g.cfg.OriginList), LimitBody(g.cfg.MaxBodyBytes), Authenticate(g.tokens.Verify, auth))
 		if g.limits.user != nil {

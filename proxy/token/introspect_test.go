@@ -302,7 +302,9 @@ func TestIntrospectorBadAnswers(t *testing.T) {
 		{"not JSON", func(w http.ResponseWriter) { w.Write([]byte("<html>")) }},
 		{"no active", func(w http.ResponseWriter) { w.Write([]byte(`{"sub":"u"}`)) }},
 		{"active not a boolean", func(w http.ResponseWriter) { w.Write([]byte(`{"active":"true"}`)) }},
-		{"too large", func(w http.ResponseWriter) { w.Write([]byte(`{"active":false,"x":"` + strings.Repeat("a", 70<<10) + `"}`)) }},
+		{"too large", func(w http.ResponseWriter) {
+			w.Write([]byte(`{"active":false,"x":"` + strings.Repeat("a", 70<<10) + `"}`))
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

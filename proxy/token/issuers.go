@@ -82,6 +82,25 @@ func (is *Issuers) Verify(ctx context.Context, raw string) (*Principal, error) {
 	return v.verify(ctx, key, raw, now)
 }
 
+// Introspects reports whether verifying raw would ask the introspection endpoint: it would be introspected, and no
+// answer about it is cached. Callers use it to count such a token against a limit before it costs a call.
+func (is *Issuers) Introspects(raw string) bool {
+	switch is.mode {
+	case ValidateJWT:
+		return false
+	case ValidateAuto:
+		if strings.Count(raw, ".") == 2 && IsJWT(raw) {
+			return false
+		}
+	}
+	key, now := tokenKey(raw), is.introspect.now()
+	if _, ok := is.introspect.ok.get(key, 0, now); ok {
+		return false
+	}
+	_, ok := is.introspect.refused.get(key, 0, now)
+	return !ok
+}
+
 // IsJWT reports whether raw has the shape of a compact JWS: three base64url parts, the first a JSON object. It checks
 // no signature; a token that is not one is opaque, for introspection.
 func IsJWT(raw string) bool {

@@ -228,6 +228,15 @@ var omittedFromCompose = map[string]string{
 	"GATEWAY_POLICY_FILE":                "a policy is a file: mount it into the gateway's container and set the variable there",
 	"GATEWAY_AUDIT_LOG":                  "audit events exist only with GATEWAY_POLICY_FILE",
 	"GATEWAY_AUDIT_ARGUMENTS":            "audit events exist only with GATEWAY_POLICY_FILE",
+	// Several issuers and introspection are opt-in: add them to the gateway's environment to use them.
+	"GATEWAY_ISSUER_AUDIENCES":            "only with several issuers whose audiences differ",
+	"GATEWAY_TOKEN_VALIDATION":            "the default (auto) needs no setting; introspection is opt-in",
+	"GATEWAY_INTROSPECTION_URL":           "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
+	"GATEWAY_INTROSPECTION_ISSUER":        "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
+	"GATEWAY_INTROSPECTION_CLIENT_ID":     "introspection is opt-in: a client registered at the authorization server for it",
+	"GATEWAY_INTROSPECTION_CLIENT_SECRET": "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
+	"GATEWAY_INTROSPECTION_AUTH_METHOD":   "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
+	"GATEWAY_INTROSPECTION_CACHE_TTL":     "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
 }
 
 // TestComposeVariables checks that .env.example lists exactly the variables compose.yaml uses, that every variable a

@@ -84,6 +84,7 @@ describe('two issuers, JWT and opaque, through one gateway', () => {
 
   test('the TypeScript SDK signs in with the first issuer (JWT) and calls a tool', async () => {
     const provider = new HeadlessProvider(redirectURI);
+    provider.clientMetadata.scope = scopes.join(' '); // oidc-provider grants nothing without openid
     const { client } = await connectSignedIn(gw.mcpURL, provider, []);
     clients.push(client);
     assert.equal(provider.authorizationURLs[0].origin, a.issuer, 'the SDK chose authorization_servers[0]');

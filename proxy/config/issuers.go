@@ -97,6 +97,10 @@ func (e *Env) introspection(issuers []Issuer) (*Introspection, error) {
 		if !on {
 			errs = append(errs, bad("GATEWAY_TOKEN_VALIDATION", "introspection needs the gateway's client credentials: set GATEWAY_INTROSPECTION_CLIENT_ID and GATEWAY_INTROSPECTION_CLIENT_SECRET"))
 		}
+		if len(issuers) > 1 {
+			errs = append(errs, bad("GATEWAY_TOKEN_VALIDATION", "introspection sends every token to one issuer's endpoint, so the tokens of the other "+
+				"issuers in GATEWAY_ISSUER_URL would be sent to it: use auto (JWTs by their own issuer's keys, opaque tokens introspected)"))
+		}
 	default:
 		errs = append(errs, bad("GATEWAY_TOKEN_VALIDATION", "must be auto, jwt or introspection (got %q)", e.TokenValidation))
 	}

@@ -63,6 +63,8 @@ func TestLoadIssuersRefused(t *testing.T) {
 		{"empty audience", map[string]string{"GATEWAY_ISSUER_AUDIENCES": "https://a.example.com="}, "names no audience"},
 		{"unknown validation", map[string]string{"GATEWAY_TOKEN_VALIDATION": "opaque"}, "GATEWAY_TOKEN_VALIDATION: must be auto, jwt or introspection"},
 		{"introspection without credentials", map[string]string{"GATEWAY_TOKEN_VALIDATION": "introspection"}, "GATEWAY_TOKEN_VALIDATION: introspection needs"},
+		{"introspection of every token with several issuers", map[string]string{"GATEWAY_TOKEN_VALIDATION": "introspection",
+			"GATEWAY_INTROSPECTION_CLIENT_ID": "rs", "GATEWAY_INTROSPECTION_CLIENT_SECRET": "s"}, "GATEWAY_TOKEN_VALIDATION: introspection sends every token to one issuer"},
 		{"jwt with credentials", map[string]string{"GATEWAY_TOKEN_VALIDATION": "jwt", "GATEWAY_INTROSPECTION_CLIENT_ID": "rs", "GATEWAY_INTROSPECTION_CLIENT_SECRET": "s"}, "GATEWAY_INTROSPECTION_CLIENT_ID: is set, but"},
 		{"id without secret", map[string]string{"GATEWAY_INTROSPECTION_CLIENT_ID": "rs"}, "GATEWAY_INTROSPECTION_CLIENT_SECRET: must be set"},
 		{"secret without id", map[string]string{"GATEWAY_INTROSPECTION_CLIENT_SECRET": "s"}, "GATEWAY_INTROSPECTION_CLIENT_SECRET: is set without"},

@@ -61,7 +61,7 @@ func (g *Gateway) routes() http.Handler {
 		mcp := r
 		if g.policy != nil { // the MCP endpoint alone; without a policy, the chain is the one above
 			mcp = r.With(Authorize(g.policy.current, AuthorizeOptions{MaxBodyBytes: g.cfg.MaxBodyBytes,
-				ResourceMetadata: g.prmURL, Audit: g.audit, Count: g.policy.count}))
+				ResourceMetadata: g.prmURL, Audit: g.audit, Count: g.policy.count, Limit: g.limits.takeToolCall}))
 			// Other paths would reach the upstream undecided, and it may serve MCP there too (another spelling of
 			// its endpoint's path, an older transport's /sse and /messages): with a policy, they are not served.
 			origin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errOnlyEndpoint) })

@@ -186,11 +186,15 @@ func (g *Gateway) loadPolicy(o Options) error {
 	return nil
 }
 
-// ReloadPolicy reads the policy file again and puts it in force for the requests that follow. A file that does not
-// load leaves the policy in force; the error says why (and is logged). Without a policy it returns ErrNoPolicy.
+// ReloadPolicy reads the policy file again and puts it in force for the requests that follow, and opens the audit
+// log's file again (after a log rotation). A file that does not load leaves the policy in force; the error says why
+// (and is logged). Without a policy it returns ErrNoPolicy.
 func (g *Gateway) ReloadPolicy() error {
 	if g.policy == nil {
 		return ErrNoPolicy
+	}
+	if err := g.audit.Reopen(); err != nil {
+		g.log.Error("audit log not reopened; events keep going to the file open", "file", g.cfg.AuditLog, "err", err)
 	}
 	return g.policy.reload()
 }

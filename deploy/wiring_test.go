@@ -216,8 +216,17 @@ func TestComposeWiring(t *testing.T) {
 // behind a round-robin stand-in for the Service, and checks that one client's requests succeed whichever replica
 // answers them.
 func TestKubernetesWiring(t *testing.T) {
+	checkPodWiring(t, kustomizeBuild(t, overlay))
+}
+
+// TestHelmWiring is TestKubernetesWiring for the Helm chart's pod with its default values.
+func TestHelmWiring(t *testing.T) {
+	checkPodWiring(t, helmTemplate(t, helmValues[:1]))
+}
+
+// checkPodWiring runs the pod of m, once per minimum replica, and calls tools through a round robin over them.
+func checkPodWiring(t *testing.T, m *manifests) {
 	is := newIssuer(t)
-	m := kustomizeBuild(t, overlay)
 	gwC, toolsC := m.container(t, "gateway"), m.container(t, "tools")
 	gwDeclared, toolsDeclared := m.env(t, gwC), m.env(t, toolsC)
 	gwDeclared["GATEWAY_ISSUER_URL"] = is.URL

@@ -246,12 +246,12 @@ func TestHelmValues(t *testing.T) {
 			}
 		}
 		for k, want := range map[string]string{
-			"gateway/GATEWAY_IDENTITY_SECRET":          "mine/GATEWAY_IDENTITY_SECRET",
-			"gateway/GATEWAY_SESSION_SECRET":           "mine/GATEWAY_SESSION_SECRET",
+			"gateway/GATEWAY_IDENTITY_SECRET":            "mine/GATEWAY_IDENTITY_SECRET",
+			"gateway/GATEWAY_SESSION_SECRET":             "mine/GATEWAY_SESSION_SECRET",
 			"gateway/MCP_USE_OAUTH_WORKOS_CLIENT_SECRET": "oauth/MCP_USE_OAUTH_WORKOS_CLIENT_SECRET",
-			"gateway/GATEWAY_REDIS_URL":                 "redis/GATEWAY_REDIS_URL",
-			"tools/GATEWAY_IDENTITY_SECRET":            "mine/GATEWAY_IDENTITY_SECRET",
-			"tools/MCP_USE_OAUTH_WORKOS_API_KEY":       "mine/MCP_USE_OAUTH_WORKOS_API_KEY",
+			"gateway/GATEWAY_REDIS_URL":                  "redis/GATEWAY_REDIS_URL",
+			"tools/GATEWAY_IDENTITY_SECRET":              "mine/GATEWAY_IDENTITY_SECRET",
+			"tools/MCP_USE_OAUTH_WORKOS_API_KEY":         "mine/MCP_USE_OAUTH_WORKOS_API_KEY",
 		} {
 			if refs[k] != want {
 				t.Errorf("%s from %q, want Secret/key %s", k, refs[k], want)

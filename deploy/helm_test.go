@@ -6,11 +6,13 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/mcp-gateway/gateway/proxy/policy"
 )
@@ -90,7 +92,8 @@ func TestHelmLint(t *testing.T) {
 	}
 }
 
-// TestHelmRequired checks that the chart refuses to render without the public URL and the issuer, naming the value.
+// TestHelmRequired checks that the chart refuses to render without the public URL and the issuer, naming the value,
+// and with contradicting or misspelt values.
 func TestHelmRequired(t *testing.T) {
 	for _, c := range []struct {
 		sets []string
@@ -99,6 +102,8 @@ func TestHelmRequired(t *testing.T) {
 		{nil, "publicURL is required"},
 		{[]string{"publicURL=https://mcp.example.com"}, "issuer.url or issuer.authkitSubdomain is required"},
 		{[]string{"publicURL=https://mcp.example.com", "issuer.authkitSubdomain=my-app-54", "redis.url=redis://r:6379", "redis.existingSecret=r"}, "redis.url and redis.existingSecret"},
+		// values.schema.json: a misspelt value fails instead of being ignored.
+		{[]string{"publicURL=https://mcp.example.com", "issuer.authkitSubdomain=my-app-54", "upstream.imagee.repository=x"}, "additional properties 'imagee' not allowed"},
 	} {
 		args := []string{"template", "gw", chartDir, "--kube-version", kubeVersion}
 		for _, s := range c.sets {
@@ -317,4 +322,48 @@ func mapsKeys2(m map[string]*corev1.Secret) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// TestHelmDocs checks that every value docs/deployment.md's Helm section names (a backticked dotted path such as
+// `upstream.image.repository`) is one values.yaml has.
+func TestHelmDocs(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "deployment.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "## Kubernetes with Helm\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	if !ok {
+		t.Fatal("docs/deployment.md has no section \"Kubernetes with Helm\"")
+	}
+	vb, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(vb, &values); err != nil {
+		t.Fatal(err)
+	}
+	named := regexp.MustCompile("`([a-z][A-Za-z]*(?:\\.[a-zA-Z]+)+)(?:\\.\\*)?`").FindAllStringSubmatch(section, -1)
+	if len(named) < 10 {
+		t.Fatalf("found %d value names in the Helm section; the pattern no longer matches how it names them", len(named))
+	}
+	for _, m := range named {
+		var node any = values
+		for _, key := range strings.Split(m[1], ".") {
+			obj, ok := node.(map[string]any)
+			if !ok {
+				node = nil
+				break
+			}
+			node, ok = obj[key]
+			if !ok {
+				node = nil
+				break
+			}
+		}
+		if node == nil && m[1] != "identity.Verify" { // the one dotted name there that is Go, not a value
+			t.Errorf("docs/deployment.md names the value %s, which values.yaml does not have", m[1])
+		}
+	}
 }

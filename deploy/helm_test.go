@@ -102,6 +102,8 @@ func TestHelmRequired(t *testing.T) {
 		{nil, "publicURL is required"},
 		{[]string{"publicURL=https://mcp.example.com"}, "issuer.url or issuer.authkitSubdomain is required"},
 		{[]string{"publicURL=https://mcp.example.com", "issuer.authkitSubdomain=my-app-54", "redis.url=redis://r:6379", "redis.existingSecret=r"}, "redis.url and redis.existingSecret"},
+		{[]string{"publicURL=https://mcp.example.com", "issuer.authkitSubdomain=my-app-54", "client.existingSecret=oauth"}, "client.existingSecret needs client.id"},
+		{[]string{"publicURL=https://mcp.example.com", "issuer.authkitSubdomain=my-app-54", "tools.workosApiKeyKey=K"}, "secrets.existingSecret, which is not set"},
 		// values.schema.json: a misspelt value fails instead of being ignored.
 		{[]string{"publicURL=https://mcp.example.com", "issuer.authkitSubdomain=my-app-54", "upstream.imagee.repository=x"}, "additional properties 'imagee' not allowed"},
 	} {

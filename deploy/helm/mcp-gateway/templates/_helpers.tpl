@@ -67,6 +67,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if and .Values.policy.content .Values.policy.existingConfigMap -}}
 {{- fail "policy.content and policy.existingConfigMap: set one" -}}
 {{- end -}}
+{{- if and .Values.client.existingSecret (not .Values.client.id) -}}
+{{- fail "client.existingSecret needs client.id: the secret belongs to a pre-registered client (Option B)" -}}
+{{- end -}}
+{{- if and .Values.tools.workosApiKeyKey (not .Values.secrets.existingSecret) -}}
+{{- fail "tools.workosApiKeyKey names a key of secrets.existingSecret, which is not set" -}}
+{{- end -}}
 {{- if and (not (include "mcp-gateway.ownTools" .)) .Values.tools.workosApiKeyKey -}}
 {{- fail "tools.workosApiKeyKey applies to the example tool service only (upstream.image.repository is set)" -}}
 {{- end -}}

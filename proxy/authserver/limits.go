@@ -69,7 +69,9 @@ func newUsedSet(max int) *usedSet {
 }
 
 // Use implements [UsedStore]; it never fails and ignores ttl (the set forgets by age instead).
-func (u *usedSet) Use(_ context.Context, id string, _ time.Duration) (bool, error) { return u.use(id), nil }
+func (u *usedSet) Use(_ context.Context, id string, _ time.Duration) (bool, error) {
+	return u.use(id), nil
+}
 
 // use records id and reports whether it was unused.
 func (u *usedSet) use(id string) (fresh bool) {

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mcp-gateway/gateway/proxy"
 	"github.com/mcp-gateway/gateway/proxy/config"
@@ -138,6 +139,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logOut io.
 		for _, s := range sidecars {
 			s.ln.Close()
 		}
+	}
+	if cfg.RedisURL != "" {
+		redis.SetLogger(redisLogger{log}) // go-redis has one logger per process
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mcp-gateway/gateway/proxy/config"
 )
 
 // redis checks, with GATEWAY_REDIS_URL, that Redis answers PING with the URL's credentials and database. The gateway
@@ -31,6 +33,13 @@ func (c *checker) redis() {
 		return
 	}
 	c.pass("redis", "%s answers: rate limits and sign-in states are shared by the replicas", where)
+}
+
+// logRedisTo sends go-redis's log lines to log, when the gateway uses Redis. go-redis has one logger per process.
+func logRedisTo(cfg *config.Config, log *slog.Logger) {
+	if cfg.RedisURL != "" {
+		redis.SetLogger(redisLogger{log})
+	}
 }
 
 // redisLogger takes go-redis's own log lines (a failed dial, a pool event) into the gateway's log at debug level: the

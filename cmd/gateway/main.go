@@ -31,7 +31,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/mcp-gateway/gateway/proxy"
 	"github.com/mcp-gateway/gateway/proxy/config"
@@ -140,9 +139,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logOut io.
 			s.ln.Close()
 		}
 	}
-	if cfg.RedisURL != "" {
-		redis.SetLogger(redisLogger{log}) // go-redis has one logger per process
-	}
+	logRedisTo(cfg, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Reg: reg, AuditOut: logOut})

@@ -38,6 +38,7 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/authserver"
 	"github.com/mcp-gateway/gateway/proxy/authz"
 	"github.com/mcp-gateway/gateway/proxy/config"
+	"github.com/mcp-gateway/gateway/proxy/redisstore"
 	"github.com/mcp-gateway/gateway/proxy/relay"
 	"github.com/mcp-gateway/gateway/proxy/token"
 )
@@ -93,7 +94,9 @@ type Gateway struct {
 	// may use everything, and the request path is the one without policy.
 	policy *policyStore
 	// limits are the limits per user and per client address (GATEWAY_RATE_LIMIT_*, GATEWAY_MAX_STREAMS_USER).
-	limits     *limits
+	limits *limits
+	// redis holds the state replicas share (GATEWAY_REDIS_URL); nil: each replica keeps its own in memory.
+	redis      *redisstore.Client
 	audit      *authz.AuditLog // nil: no audit events
 	closeAudit func()
 
@@ -129,6 +132,11 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	g.obs = &observer{log: g.log, metrics: g.metrics, now: g.now, reqIDs: newRequestIDs(), writeTimeout: cfg.WriteTimeout,
 		budget: logBudget{interval: logBudgetInterval, max: logBudgetLines}}
 	g.limits = newLimits(cfg, g.metrics, g.log, g.now)
+	var used authserver.UsedStore // nil: in memory
+	if g.redis = g.newRedis(reg); g.redis != nil {
+		g.limits.shareThrough(g.redis)
+		used = g.redis.Once(redisStatePrefix)
+	}
 
 	prm, err := metadata.WellKnownURL(cfg.Resource, "oauth-protected-resource")
 	if err != nil {
@@ -141,7 +149,7 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	}
 	if cfg.StaticClientID != "" {
 		g.authServer, err = authserver.New(cfg.AuthServer(), authserver.Options{Key: g.key("oauth-facade", true),
-			Client: g.asClient, Now: g.now, AuthServer: g.upstreamAS.Load, Note: noteOAuth})
+			Client: g.asClient, Now: g.now, AuthServer: g.upstreamAS.Load, Note: noteOAuth, Used: used})
 		if err != nil {
 			return nil, err
 		}

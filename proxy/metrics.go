@@ -24,6 +24,9 @@ type Metrics struct {
 	AuditDropped prometheus.Counter
 	// Limited counts the requests refused over a limit, by limit (user_rate, user_streams, anonymous_rate, tool_rate).
 	Limited *prometheus.CounterVec
+	// RedisUp and RedisErrors exist with GATEWAY_REDIS_URL only (see redis.go).
+	RedisUp     prometheus.Gauge
+	RedisErrors *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg.

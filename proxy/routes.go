@@ -157,5 +157,9 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if !keys || !up {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up)
+	redis := "" // with GATEWAY_REDIS_URL, whether Redis answers: detail only, never not ready (see redis.go)
+	if g.redis != nil {
+		redis = fmt.Sprintf(`,"redis":%q`, map[bool]string{true: "up", false: "down"}[g.redis.Check(r.Context())])
+	}
+	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t%s}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up, redis)
 }

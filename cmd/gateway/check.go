@@ -80,6 +80,7 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 	c.staticClient()
 	c.audience()
 	c.upstream()
+	c.redis()
 	c.policy()
 	return c.out
 }

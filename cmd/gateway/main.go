@@ -139,6 +139,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logOut io.
 			s.ln.Close()
 		}
 	}
+	logRedisTo(cfg, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Reg: reg, AuditOut: logOut})

@@ -289,7 +289,17 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 	if e != nil {
 		return e
 	}
-	if !s.used.use(st.ID) {
+	// Kept a minute past the state's expiry: replicas' clocks may differ by that much.
+	fresh, err := s.used.Use(r.Context(), st.ID, time.Unix(st.Exp, 0).Sub(s.now())+time.Minute)
+	if err != nil {
+		e := pageError(http.StatusServiceUnavailable, "Sign-in cannot complete right now",
+			"The gateway cannot check this sign-in response right now. Nothing was done. Reload this page in a moment; "+
+				"if it keeps failing, start again from your application.",
+			slog.String("cause", "replay_memory_unavailable"), slog.String("err", err.Error()))
+		e.RetryAfter = time.Second
+		return e
+	}
+	if !fresh {
 		return pageError(http.StatusBadRequest, "Sign-in already used",
 			"This sign-in response has been used already. Nothing more was done. Start again from your application.")
 	}

@@ -138,6 +138,10 @@ type Options struct {
 	// attributes are fixed texts and causes, never a token, code or secret. nil: dropped. The server logs nothing per
 	// request itself, so that nobody can make it write faster than the access log's budget allows.
 	Note func(r *http.Request, refused bool, attrs ...slog.Attr)
+	// Used is the replay memory of sign-in states. Give every replica the same shared store (package redisstore's
+	// Once) so that a state used at one is refused at all. While it fails, callbacks are refused with 503 (the user
+	// reloads the page). nil: this process's memory, bounded, forgetting the oldest states first.
+	Used UsedStore
 }
 
 // Server is the authorization server. Create it with New and serve its Routes.
@@ -146,7 +150,7 @@ type Server struct {
 	issuer   string // the gateway's public URL
 	client   upstreamClient
 	seal     *sealer
-	used     *usedSet
+	used     UsedStore
 	now      func() time.Time
 	http     *http.Client // upstream token requests; never follows redirects
 	upstream func() *metadata.AuthServer
@@ -180,7 +184,7 @@ func New(cfg Config, o Options) (*Server, error) {
 			Callback:   cfg.CallbackURL(),
 		},
 		seal:     newSealer(o.Key),
-		used:     newUsedSet(usedStates),
+		used:     o.Used,
 		now:      o.Now,
 		upstream: o.AuthServer,
 		note:     o.Note,
@@ -189,6 +193,9 @@ func New(cfg Config, o Options) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.used == nil {
+		s.used = newUsedSet(usedStates)
 	}
 	if s.note == nil {
 		s.note = func(*http.Request, bool, ...slog.Attr) {}

@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"time"
@@ -42,7 +43,17 @@ func retryAfter(d time.Duration) string {
 	return strconv.Itoa(max(1, int((d+time.Second-1)/time.Second)))
 }
 
-// usedSet remembers single-use ids. It is bounded: when full, it forgets the oldest id to make room. It never refuses:
+// UsedStore is the replay memory of sign-in states: each state is accepted at /callback once. Without a shared store
+// (Options.Used) every replica keeps its own, and a callback replayed at another replica is refused only by the state's
+// other bindings (its browser and its expiry) and by the authorization server accepting each code once.
+type UsedStore interface {
+	// Use records id as used for at least ttl and reports whether it was unused. An error means the store cannot tell
+	// (it is unreachable); the caller then refuses the request, since accepting could accept a replay. Use must
+	// return within a short bound.
+	Use(ctx context.Context, id string, ttl time.Duration) (fresh bool, err error)
+}
+
+// usedSet remembers single-use ids in this process's memory: the default UsedStore. It is bounded: when full, it forgets the oldest id to make room. It never refuses:
 // anyone can fill it (a state is minted for whoever asks), so a full set must not stop anyone else's sign-in. Forgetting
 // is safe because a state is also bound to its browser and expires, and the authorization server accepts each code once.
 type usedSet struct {
@@ -55,6 +66,11 @@ type usedSet struct {
 
 func newUsedSet(max int) *usedSet {
 	return &usedSet{max: max, ids: map[string]struct{}{}}
+}
+
+// Use implements [UsedStore]; it never fails and ignores ttl (the set forgets by age instead).
+func (u *usedSet) Use(_ context.Context, id string, _ time.Duration) (bool, error) {
+	return u.use(id), nil
 }
 
 // use records id and reports whether it was unused.

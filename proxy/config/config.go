@@ -204,6 +204,13 @@ type Env struct {
 	// (IPv6 by /64, through GATEWAY_TRUSTED_PROXIES behind a proxy); over it they get 429. Default "20/s,burst=200",
 	// far above a client's few 401s before it signs in; "off": no limit. Option B's endpoints have their own limits.
 	RateLimitAnonymous Rate `env:"GATEWAY_RATE_LIMIT_ANONYMOUS" envDefault:"20/s,burst=200"`
+
+	// RedisURL points every replica at one Redis (redis://[user:password@]host[:port][/db], rediss:// for TLS, with
+	// go-redis's query options), which then holds the state they share: the rate limits (one budget per user and per
+	// address across replicas) and Option B's single-use sign-in state. Default unset: each replica keeps both in its
+	// own memory. While Redis does not answer, rate limits fall back to each replica's memory and a sign-in cannot
+	// complete (see docs/replicas.md). The password is never logged.
+	RedisURL string `env:"GATEWAY_REDIS_URL"`
 }
 
 // Rate is a token bucket's refill rate and size, written "20/s,burst=40" (per s, m or h); the zero Rate (unset, or
@@ -344,6 +351,9 @@ type Config struct {
 	MaxStreamsUser int
 	// RateLimitAnonymous is GATEWAY_RATE_LIMIT_ANONYMOUS; the zero Rate is no limit.
 	RateLimitAnonymous Rate
+	// RedisURL is GATEWAY_REDIS_URL; empty: no Redis, every replica keeps its state in memory. Read it with
+	// RedisOptions; never log it (it may hold a password).
+	RedisURL string
 
 	// readFrom is the alias each variable was read from, when it was.
 	readFrom readFrom
@@ -473,7 +483,7 @@ func (e *Env) config(from readFrom) (*Config, error) {
 		StaticClientID: e.ClientID, ClientSecret: e.ClientSecret, ClientAuthMethod: e.ClientAuthMethod,
 		FacadeScopeList: e.FacadeScopes, FacadeDefaultScopeList: e.FacadeDefaultScope,
 		RateLimitUser: e.RateLimitUser, MaxStreamsUser: e.MaxStreamsUser, RateLimitAnonymous: e.RateLimitAnonymous,
-		readFrom: from,
+		RedisURL: e.RedisURL, readFrom: from,
 	}
 	var issuerErr, publicErr, upstreamErr, listenErr, originErr, proxyErr error
 	c.Issuer, issuerErr = e.issuer(from)
@@ -486,7 +496,7 @@ func (e *Env) config(from readFrom) (*Config, error) {
 	c.TrustedProxyList, proxyErr = e.trustedProxies()
 	return c, errors.Join(issuerErr, publicErr, e.checkMCPPath(), upstreamErr, listenErr, e.checkScopes(), originErr,
 		e.checkSecrets(), e.checkOptionB(), proxyErr, e.checkAlgs(), e.checkLimits(), e.checkStreamRelay(c.Upstream),
-		e.checkAudit())
+		e.checkAudit(), checkRedisURL(e.RedisURL))
 }
 
 // checkAudit checks GATEWAY_AUDIT_LOG and GATEWAY_AUDIT_ARGUMENTS.

@@ -15,6 +15,7 @@ import (
 const (
 	redisUserPrefix      = "mcpgw:rl:user:"      // GATEWAY_RATE_LIMIT_USER buckets, by subject
 	redisAnonymousPrefix = "mcpgw:rl:anonymous:" // GATEWAY_RATE_LIMIT_ANONYMOUS buckets, by client address
+	redisToolPrefix      = "mcpgw:rl:tool:"      // policy rules' limits, by subject, rule and tool
 	redisStatePrefix     = "mcpgw:state:"        // Option B's used sign-in states, by state id
 )
 
@@ -46,5 +47,8 @@ func (l *limits) shareThrough(c *redisstore.Client) {
 	}
 	if l.anonymous != nil {
 		l.anonymous = ratelimit.NewRedis(c, redisAnonymousPrefix, l.anonymous)
+	}
+	if l.tools != nil {
+		l.tools = ratelimit.NewRedis(c, redisToolPrefix, l.tools)
 	}
 }

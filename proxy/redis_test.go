@@ -8,7 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +110,35 @@ func TestReplicasShareOneUserBudget(t *testing.T) {
 		}
 		if got := testutil.ToFloat64(h.gw.metrics.RedisErrors.WithLabelValues("rate_limit")); got != 0 {
 			t.Errorf("replica %s: mcp_gateway_redis_errors_total{op=rate_limit} got %v, want 0", name, got)
+		}
+	}
+}
+
+// TestReplicasShareOneToolBudget: with GATEWAY_REDIS_URL, a policy rule's limit on a tool is one budget per user across
+// replicas.
+func TestReplicasShareOneToolBudget(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(file, []byte(limitPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, b, _ := newReplicas(t, map[string]string{"GATEWAY_POLICY_FILE": file, "GATEWAY_AUDIT_LOG": "off"})
+	hdr := map[string]string{"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+	post := func(h *harness, user, id string) *http.Response {
+		return h.do(t, "POST", "/mcp", h.token(t, user), hdr, call(id, "get-workos-user"))
+	}
+	for i, h := range []*harness{a, b} {
+		if resp := post(h, "alice", strconv.Itoa(i+1)); resp.StatusCode != 200 {
+			t.Fatalf("call %d within the limit of 2/m: got %d %s", i+1, resp.StatusCode, readBody(t, resp))
+		}
+	}
+	for name, h := range map[string]*harness{"a": a, "b": b} {
+		resp := post(h, "alice", "3")
+		if body := readBody(t, resp); resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, `"code":429`) {
+			t.Errorf("replica %s, a third call: got %d %s, want 429", name, resp.StatusCode, body)
+		}
+		if resp := post(h, "bob", "4"); resp.StatusCode != 200 {
+			t.Errorf("replica %s, another user: got %d", name, resp.StatusCode)
 		}
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/mcp-gateway/gateway/metadata"
+	"github.com/mcp-gateway/gateway/proxy/cimd"
 )
 
 // Config is what the authorization server needs to know. proxy fills it from its validated configuration.
@@ -138,6 +139,10 @@ type Options struct {
 	// attributes are fixed texts and causes, never a token, code or secret. nil: dropped. The server logs nothing per
 	// request itself, so that nobody can make it write faster than the access log's budget allows.
 	Note func(r *http.Request, refused bool, attrs ...slog.Attr)
+	// ClientMetadata resolves Client ID Metadata Documents: with it, an https client_id is the URL of the client's
+	// metadata, which the server fetches (see package cimd), and the metadata says
+	// client_id_metadata_document_supported. nil: only registered (sealed) client ids are known.
+	ClientMetadata *cimd.Resolver
 }
 
 // Server is the authorization server. Create it with New and serve its Routes.
@@ -154,6 +159,7 @@ type Server struct {
 	secure   bool // https public URL: __Host- cookies with Secure
 	limits   limits
 	doc      atomic.Pointer[metadataDoc]
+	cimd     *cimd.Resolver // nil: metadata documents off
 	routes   []Route
 }
 
@@ -186,6 +192,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		note:     o.Note,
 		secure:   u.Scheme == "https",
 		limits:   newLimits(),
+		cimd:     o.ClientMetadata,
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -16,6 +16,8 @@ const (
 	tokensPerClient  = 60  // token requests sent to the authorization server per client id
 	tokensPerAddr    = 600 // token requests sent to the authorization server per client address
 	registersPerAddr = 60  // registrations per client address
+	cimdPerAddr      = 30  // metadata documents fetched (cache misses) per client address
+	cimdPerHost      = 60  // metadata documents fetched per host they are fetched from
 	// limiterKeys is how many client ids or addresses each limit counts per minute; beyond, new ones pass uncounted.
 	limiterKeys = 10_000
 	// usedStates is how many used states the replay memory holds; beyond, the oldest are forgotten.
@@ -25,6 +27,7 @@ const (
 // limits are the server's rate limiters, each bounded by limiterKeys.
 type limits struct {
 	statesByClient, statesByAddr, tokensByClient, tokensByAddr, registersByAddr *rateLimiter
+	cimdByAddr, cimdByHost                                                      *rateLimiter
 }
 
 func newLimits() limits {
@@ -34,6 +37,8 @@ func newLimits() limits {
 		tokensByClient:  newRateLimiter(tokensPerClient, limiterKeys),
 		tokensByAddr:    newRateLimiter(tokensPerAddr, limiterKeys),
 		registersByAddr: newRateLimiter(registersPerAddr, limiterKeys),
+		cimdByAddr:      newRateLimiter(cimdPerAddr, limiterKeys),
+		cimdByHost:      newRateLimiter(cimdPerHost, limiterKeys),
 	}
 }
 

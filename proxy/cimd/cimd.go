@@ -365,6 +365,9 @@ func (r *Resolver) fetch(clientID, host string) (*Document, time.Duration, error
 		return nil, 0, fmt.Errorf("%w: the document is larger than %d bytes", ErrFetch, r.o.MaxBytes)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, r.o.MaxBytes+1))
+	if err == nil {
+		err = ctx.Err() // a body cut short by the deadline can end without a read error
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
 	}

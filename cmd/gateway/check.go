@@ -145,7 +145,7 @@ func (c *checker) configuration() bool {
 		c.fail("configuration", "invalid: "+strings.ReplaceAll(err.Error(), "\n", "; "),
 			"correct each variable named above (docs/configuration.md describes them), then run --check again")
 		c.skip("the configuration is invalid", "issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE",
-			"static client id", "claim headers", "client metadata documents", "audience", "upstream")
+			"static client id", "audience", "upstream")
 		return false
 	}
 	c.cfg, c.authKit = cfg, isAuthKit(cfg)

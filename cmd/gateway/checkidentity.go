@@ -11,12 +11,11 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/config"
 )
 
-// claimHeaders says which headers GATEWAY_CLAIM_HEADERS adds and how they are protected. The names were checked when
-// the configuration loaded (a refused one fails "configuration"), so it always passes.
+// claimHeaders says, when GATEWAY_CLAIM_HEADERS is set, which headers it adds and how they are protected. The names
+// were checked when the configuration loaded (a refused one fails "configuration" with the reason), so it passes.
 func (c *checker) claimHeaders() {
 	m := c.cfg.ClaimHeaderMap
 	if m == nil {
-		c.pass("claim headers", "none mapped (GATEWAY_CLAIM_HEADERS unset): the built-in identity headers only")
 		return
 	}
 	pairs := make([]string, 0, len(m.Names()))
@@ -30,7 +29,7 @@ func (c *checker) claimHeaders() {
 	c.pass("claim headers", "%s; each stripped from inbound requests in every spelling; %s", strings.Join(pairs, ", "), sig)
 }
 
-// clientMetadata checks, in Option B, the rules Client ID Metadata Documents are fetched under: the certificate
+// clientMetadata checks, in Option B (it prints nothing in Option A), the rules Client ID Metadata Documents are fetched under: the certificate
 // authorities load, and the dial guard refuses a loopback address (tried on 127.0.0.1, which sends nothing anywhere)
 // unless GATEWAY_CIMD_ALLOW_PRIVATE says otherwise, which fails on a public URL that is not on a loopback host.
 func (c *checker) clientMetadata() {
@@ -38,7 +37,6 @@ func (c *checker) clientMetadata() {
 	const name = "client metadata documents"
 	switch {
 	case !cfg.OptionB():
-		c.pass(name, "not used: Option A (clients register at the authorization server)")
 		return
 	case !cfg.CIMD:
 		c.pass(name, "off (GATEWAY_CIMD=off): clients must register (DCR); https client ids are refused")
@@ -72,4 +70,3 @@ func (c *checker) clientMetadata() {
 	c.pass(name, "on: https client ids are fetched over https only, trusting %s; no redirects; within %s and %d bytes; never from loopback, private or special-use addresses (checked on the address dialled); cached at most %s, failures %s",
 		cas, cimd.DefaultTimeout, cimd.DefaultMaxBytes, cimd.DefaultMaxAge, cimd.DefaultFailureAge)
 }
-

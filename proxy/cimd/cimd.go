@@ -263,8 +263,8 @@ func CheckURL(clientID string) (host string, err error) {
 	return u.Host, nil
 }
 
-// Resolve returns the metadata document of clientID, from the cache or fetched. admit is called, with the URL's host,
-// before a fetch (never for a cached answer); an error from it is returned wrapped in ErrBusy, nothing is fetched and
+// Resolve returns the metadata document of clientID, from the cache or fetched. admit is called, with the URL's host
+// name (without the port, so that ports do not multiply a per-host limit), before a fetch (never for a cached answer); an error from it is returned wrapped in ErrBusy, nothing is fetched and
 // nothing is cached. ctx bounds the wait; a fetch under way goes on for the callers that wait for it.
 func (r *Resolver) Resolve(ctx context.Context, clientID string, admit func(host string) error) (*Document, error) {
 	host, err := CheckURL(clientID)
@@ -279,7 +279,7 @@ func (r *Resolver) Resolve(ctx context.Context, clientID string, admit func(host
 	c, waiting := r.inflight[clientID]
 	if !waiting {
 		if admit != nil {
-			if err := admit(host); err != nil {
+			if err := admit(hostname(host)); err != nil {
 				r.mu.Unlock()
 				return nil, fmt.Errorf("%w: %w", ErrBusy, err)
 			}
@@ -301,6 +301,14 @@ func (r *Resolver) Resolve(ctx context.Context, clientID string, admit func(host
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrFetch, ctx.Err())
 	}
+}
+
+// hostname is host without its port, if it has one.
+func hostname(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return host
 }
 
 // run fetches clientID for everyone waiting on c, and caches the outcome.

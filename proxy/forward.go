@@ -61,7 +61,8 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 
 // rewrite builds the upstream request: to the upstream URL for the MCP endpoint, else to the upstream origin with the
 // path unchanged. Credentials, every inbound identity header and every inbound copy of a mapped header
-// (GATEWAY_CLAIM_HEADERS), in any spelling, are removed before the verified identity is set. The outbound Host is the upstream's (SetURL), which the go-sdk's DNS-rebinding check requires.
+// (GATEWAY_CLAIM_HEADERS), in any spelling, are removed before the verified identity is set. The outbound Host is the
+// upstream's (SetURL), which the go-sdk's DNS-rebinding check requires.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest, endpoint bool) {
 	st := stateOf(pr.In.Context())
 	pr.SetURL(g.upstreamOrigin)

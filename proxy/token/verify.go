@@ -341,8 +341,8 @@ type Verifier struct {
 	rules ClaimRules
 	now   func() time.Time
 	cache tokenCache
-	// mapped adds the headers of GATEWAY_CLAIM_HEADERS to each principal's; nil: none.
-	mapped *identity.ClaimHeaders
+	// extra adds the headers of GATEWAY_CLAIM_HEADERS to each principal's; nil: none.
+	extra *identity.ClaimHeaders
 }
 
 // VerifierOptions configures NewVerifier.
@@ -369,11 +369,11 @@ func NewVerifier(o VerifierOptions) *Verifier {
 		size = 10000
 	}
 	return &Verifier{
-		keys:   o.Keys,
-		rules:  ClaimRules{Issuer: o.Issuer, Audiences: o.Audiences, Skew: o.Skew},
-		now:    now,
-		cache:  tokenCache{max: size, m: make(map[[32]byte]cacheEntry)},
-		mapped: o.ClaimHeaders,
+		keys:  o.Keys,
+		rules: ClaimRules{Issuer: o.Issuer, Audiences: o.Audiences, Skew: o.Skew},
+		now:   now,
+		cache: tokenCache{max: size, m: make(map[[32]byte]cacheEntry)},
+		extra: o.ClaimHeaders,
 	}
 }
 
@@ -403,7 +403,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := v.mapped.Set(p.hdr, payload); err != nil {
+	if err := v.extra.Set(p.hdr, payload); err != nil {
 		return nil, &AuthError{Reason: ReasonInvalidClaim, Err: err}
 	}
 	v.cache.put(key, cacheEntry{p: p, until: exp.Add(v.rules.Skew), gen: gen}, now)

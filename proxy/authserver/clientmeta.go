@@ -31,15 +31,19 @@ func (s *Server) clientFor(r *http.Request, clientID string) (reg registration, 
 		return reg, "", nil
 	}
 	addr := clientaddr.Key(r, s.cfg.TrustedProxies)
-	admit := func(host string) error {
+	admit := func(host string) (func(), error) {
 		now := s.now()
 		if ok, _ := s.limits.cimdByAddr.allow(addr, now); !ok {
-			return fmt.Errorf("%w for this address", errLimited)
+			return nil, fmt.Errorf("%w for this address", errLimited)
 		}
 		if ok, _ := s.limits.cimdByHost.allow(host, now); !ok {
-			return fmt.Errorf("%w for %s", errLimited, host)
+			return nil, fmt.Errorf("%w for %s", errLimited, host)
 		}
-		return nil
+		done, ok := s.limits.cimdInflight.acquire(addr)
+		if !ok {
+			return nil, fmt.Errorf("%w: fetches under way for this address", errLimited)
+		}
+		return done, nil
 	}
 	doc, err := s.cimd.Resolve(r.Context(), clientID, admit)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -191,5 +192,48 @@ func TestClientMetadataFetchLimit(t *testing.T) {
 	}
 	if resp := h.send(t, "GET", "/authorize?"+authorizeQuery(d.srv.URL+"/c0.json").Encode(), nil, ""); resp.StatusCode != 200 {
 		t.Errorf("a cached document over the limit: %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestClientMetadataFetchesUnderWayPerAddress: one address holds at most cimdInflight fetches at once, so that a few
+// addresses naming slow documents cannot take every fetch slot; another address is not held up.
+func TestClientMetadataFetchesUnderWayPerAddress(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	var srv *httptest.Server
+	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/fast.json" {
+			started <- struct{}{}
+			<-release
+		}
+		json.NewEncoder(w).Encode(map[string]any{"client_id": srv.URL + r.URL.Path, "redirect_uris": []string{clientRedirect}})
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	h := newHarnessOpts(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} }, nil,
+		func(opts *Options) {
+			opts.ClientMetadata = cimd.New(cimd.Options{InsecureAllowPrivate: true, RootCAs: roots, CheckRedirectURI: CheckRedirectURI})
+		})
+	h.fwd = "203.0.113.7"
+	for i := range cimdInflight {
+		go func() {
+			req, _ := http.NewRequest("GET", h.srv.URL+"/authorize?"+authorizeQuery(fmt.Sprintf("%s/slow%d.json", srv.URL, i)).Encode(), nil)
+			req.Header.Set("X-Forwarded-For", h.fwd)
+			if resp, err := h.client.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		<-started
+	}
+	resp := h.send(t, "GET", "/authorize?"+authorizeQuery(srv.URL+"/fast.json").Encode(), nil, "")
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a third fetch from the same address: %d, want 503 with Retry-After", resp.StatusCode)
+	}
+	resp = h.send(t, "GET", "/authorize?"+authorizeQuery(srv.URL+"/fast.json").Encode(), http.Header{"X-Forwarded-For": {"198.51.100.9"}}, "")
+	if resp.StatusCode != 200 {
+		t.Errorf("another address meanwhile: %d, want 200", resp.StatusCode)
 	}
 }

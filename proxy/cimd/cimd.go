@@ -263,10 +263,16 @@ func CheckURL(clientID string) (host string, err error) {
 	return u.Host, nil
 }
 
-// Resolve returns the metadata document of clientID, from the cache or fetched. admit is called, with the URL's host
-// name (without the port, so that ports do not multiply a per-host limit), before a fetch (never for a cached answer); an error from it is returned wrapped in ErrBusy, nothing is fetched and
-// nothing is cached. ctx bounds the wait; a fetch under way goes on for the callers that wait for it.
-func (r *Resolver) Resolve(ctx context.Context, clientID string, admit func(host string) error) (*Document, error) {
+// Admit decides whether a fetch from host (the URL's host name, without the port, so that ports do not multiply a
+// per-host limit) may start: rate and concurrency limits of the caller's. On success it may return done, which is
+// called once when the fetch ends.
+type Admit func(host string) (done func(), err error)
+
+// Resolve returns the metadata document of clientID, from the cache or fetched. admit, when not nil, is called before
+// a fetch (never for a cached answer, nor when the caller joins a fetch of the same URL under way); an error from it
+// is returned wrapped in ErrBusy, nothing is fetched and nothing is cached. ctx bounds the wait; a fetch under way
+// goes on for the callers that wait for it.
+func (r *Resolver) Resolve(ctx context.Context, clientID string, admit Admit) (*Document, error) {
 	host, err := CheckURL(clientID)
 	if err != nil {
 		return nil, err
@@ -278,21 +284,27 @@ func (r *Resolver) Resolve(ctx context.Context, clientID string, admit func(host
 	}
 	c, waiting := r.inflight[clientID]
 	if !waiting {
+		var done func()
 		if admit != nil {
-			if err := admit(hostname(host)); err != nil {
+			var err error
+			if done, err = admit(hostname(host)); err != nil {
 				r.mu.Unlock()
 				return nil, fmt.Errorf("%w: %w", ErrBusy, err)
 			}
+		}
+		if done == nil {
+			done = func() {}
 		}
 		select {
 		case r.slots <- struct{}{}:
 		default:
 			r.mu.Unlock()
+			done()
 			return nil, ErrBusy
 		}
 		c = &call{done: make(chan struct{})}
 		r.inflight[clientID] = c
-		go r.run(clientID, host, c)
+		go r.run(clientID, host, c, done)
 	}
 	r.mu.Unlock()
 	select {
@@ -312,8 +324,8 @@ func hostname(host string) string {
 }
 
 // run fetches clientID for everyone waiting on c, and caches the outcome.
-func (r *Resolver) run(clientID, host string, c *call) {
-	defer func() { <-r.slots }()
+func (r *Resolver) run(clientID, host string, c *call, done func()) {
+	defer func() { <-r.slots; done() }()
 	doc, ttl, err := r.fetch(clientID, host)
 	if err != nil {
 		ttl = r.o.FailureAge

@@ -334,13 +334,16 @@ func TestResolveBounded(t *testing.T) {
 	}
 	// The admission check runs before a fetch, with the URL's host; a refusal fetches nothing and is not cached.
 	var hosts []string
-	refuse := func(host string) error { hosts = append(hosts, host); return errors.New("limited") }
+	refuse := func(host string) (func(), error) { hosts = append(hosts, host); return nil, errors.New("limited") }
 	if _, err := r.Resolve(t.Context(), srv.URL+"/admitted", refuse); !errors.Is(err, ErrBusy) {
 		t.Errorf("admission refused: got %v, want ErrBusy", err)
 	}
-	if _, err := r.Resolve(t.Context(), srv.URL+"/admitted", func(string) error { return nil }); err != nil {
+	released := make(chan struct{})
+	admit := func(string) (func(), error) { return func() { close(released) }, nil }
+	if _, err := r.Resolve(t.Context(), srv.URL+"/admitted", admit); err != nil {
 		t.Errorf("admitted after a refusal: %v", err)
 	}
+	<-released // done is called when the fetch ends (a test that never gets it times out)
 	if _, err := r.Resolve(t.Context(), srv.URL+"/same", refuse); err != nil {
 		t.Errorf("cached: the admission check ran (%v)", err)
 	}

@@ -393,3 +393,26 @@ func TestFreshness(t *testing.T) {
 		}
 	}
 }
+
+// TestDialGuard pins the check on the address being dialled (after name resolution, so that a name re-resolved to an
+// internal address is caught where it is used).
+func TestDialGuard(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		network, address string
+		ok               bool
+	}{
+		{"tcp4", "93.184.215.14:443", true},
+		{"tcp6", "[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:443", true},
+		{"tcp4", "127.0.0.1:443", false},
+		{"tcp6", "[::ffff:10.0.0.1]:443", false},
+		{"tcp6", "[fe80::1%eth0]:443", false},
+		{"udp4", "93.184.215.14:443", false},
+		{"tcp4", "not-an-address:443", false},
+	} {
+		err := dialGuard(t.Context(), tt.network, tt.address, nil)
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrRefusedAddress)) {
+			t.Errorf("dialGuard(%s, %s) = %v, want ok %v", tt.network, tt.address, err, tt.ok)
+		}
+	}
+}

@@ -230,6 +230,9 @@ var omittedFromCompose = map[string]string{
 	"GATEWAY_POLICY_FILE":                "a policy is a file: mount it into the gateway's container and set the variable there",
 	"GATEWAY_AUDIT_LOG":                  "audit events exist only with GATEWAY_POLICY_FILE",
 	"GATEWAY_AUDIT_ARGUMENTS":            "audit events exist only with GATEWAY_POLICY_FILE",
+	"GATEWAY_CIMD":                       "Option B only, with MCP_USE_OAUTH_WORKOS_CLIENT_ID",
+	"GATEWAY_CIMD_ALLOW_PRIVATE":         "for tests on one machine; never in a deployment",
+	"GATEWAY_CIMD_CA_FILE":               "Option B only: a file to mount into the gateway's container",
 }
 
 // TestComposeVariables checks that .env.example lists exactly the variables compose.yaml uses, that every variable a

@@ -70,7 +70,9 @@ type Gateway struct {
 	verifier *token.Verifier
 	binder   sessionBinder
 	secret   []byte // identity signing key; nil: unsigned
-	prmURL   string
+	// mappedNames are the headers GATEWAY_CLAIM_HEADERS adds, which the signature lists (version 3); nil: version 2.
+	mappedNames []string
+	prmURL      string
 
 	transport http.RoundTripper
 	buffers   *bufferPool
@@ -147,9 +149,14 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	if cfg.IdentitySecret != "" {
 		g.secret = []byte(cfg.IdentitySecret)
 	}
+	g.mappedNames = cfg.ClaimHeaderMap.Names()
 	if cfg.StaticClientID != "" {
+		resolver, err := clientMetadata(cfg, g.now, g.log)
+		if err != nil {
+			return nil, err
+		}
 		g.authServer, err = authserver.New(cfg.AuthServer(), authserver.Options{Key: g.key("oauth-facade", true),
-			Client: g.asClient, Now: g.now, AuthServer: g.upstreamAS.Load, Note: noteOAuth, Used: used})
+			Client: g.asClient, Now: g.now, AuthServer: g.upstreamAS.Load, Note: noteOAuth, Used: used, ClientMetadata: resolver})
 		if err != nil {
 			return nil, err
 		}
@@ -161,6 +168,7 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	})
 	g.verifier = token.NewVerifier(token.VerifierOptions{
 		Keys: g.keys, Issuer: cfg.Issuer, Audiences: cfg.AudienceList, Skew: cfg.ClockSkew, Now: g.now,
+		ClaimHeaders: cfg.ClaimHeaderMap,
 	})
 	if err := g.loadPolicy(o); err != nil {
 		return nil, err

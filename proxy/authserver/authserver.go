@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/mcp-gateway/gateway/metadata"
+	"github.com/mcp-gateway/gateway/proxy/cimd"
 )
 
 // Config is what the authorization server needs to know. proxy fills it from its validated configuration.
@@ -142,6 +143,10 @@ type Options struct {
 	// Once) so that a state used at one is refused at all. While it fails, callbacks are refused with 503 (the user
 	// reloads the page). nil: this process's memory, bounded, forgetting the oldest states first.
 	Used UsedStore
+	// ClientMetadata resolves Client ID Metadata Documents: with it, an https client_id is the URL of the client's
+	// metadata, which the server fetches (see package cimd), and the metadata says
+	// client_id_metadata_document_supported. nil: only registered (sealed) client ids are known.
+	ClientMetadata *cimd.Resolver
 }
 
 // Server is the authorization server. Create it with New and serve its Routes.
@@ -158,6 +163,7 @@ type Server struct {
 	secure   bool // https public URL: __Host- cookies with Secure
 	limits   limits
 	doc      atomic.Pointer[metadataDoc]
+	cimd     *cimd.Resolver // nil: metadata documents off
 	routes   []Route
 }
 
@@ -190,6 +196,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		note:     o.Note,
 		secure:   u.Scheme == "https",
 		limits:   newLimits(),
+		cimd:     o.ClientMetadata,
 	}
 	if s.now == nil {
 		s.now = time.Now

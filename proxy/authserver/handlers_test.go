@@ -96,6 +96,12 @@ func newHarness(t *testing.T, edit func(*Config)) *harness {
 // editAS changes.
 func newHarnessWith(t *testing.T, edit func(*Config), editAS func(*metadata.AuthServer)) *harness {
 	t.Helper()
+	return newHarnessOpts(t, edit, editAS, nil)
+}
+
+// newHarnessOpts is newHarnessWith whose server options editOpts changes.
+func newHarnessOpts(t *testing.T, edit func(*Config), editAS func(*metadata.AuthServer), editOpts func(*Options)) *harness {
+	t.Helper()
 	h := &harness{tok: &tokenRecorder{status: 200, body: `{"access_token":"at","token_type":"Bearer"}`}, clock: newClock(), notes: &noteRecorder{}}
 	mux := http.NewServeMux()
 	mux.Handle("POST /oauth2/token", h.tok)
@@ -124,7 +130,11 @@ func newHarnessWith(t *testing.T, edit func(*Config), editAS func(*metadata.Auth
 	}
 	h.as.Store(as)
 	var err error
-	h.server, err = New(cfg, Options{Key: []byte(strings.Repeat("k", 32)), Client: h.is.Client(), Now: h.clock.Now, AuthServer: h.as.Load, Note: h.notes.note})
+	opts := Options{Key: []byte(strings.Repeat("k", 32)), Client: h.is.Client(), Now: h.clock.Now, AuthServer: h.as.Load, Note: h.notes.note}
+	if editOpts != nil {
+		editOpts(&opts)
+	}
+	h.server, err = New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,9 @@ const (
 	tokensPerClient  = 60  // token requests sent to the authorization server per client id
 	tokensPerAddr    = 600 // token requests sent to the authorization server per client address
 	registersPerAddr = 60  // registrations per client address
+	cimdPerAddr      = 30  // metadata documents fetched (cache misses) per client address
+	cimdPerHost      = 60  // metadata documents fetched per host they are fetched from
+	cimdInflight     = 2   // metadata document fetches under way at once per client address
 	// limiterKeys is how many client ids or addresses each limit counts per minute; beyond, new ones pass uncounted.
 	limiterKeys = 10_000
 	// usedStates is how many used states the replay memory holds; beyond, the oldest are forgotten.
@@ -26,6 +29,8 @@ const (
 // limits are the server's rate limiters, each bounded by limiterKeys.
 type limits struct {
 	statesByClient, statesByAddr, tokensByClient, tokensByAddr, registersByAddr *rateLimiter
+	cimdByAddr, cimdByHost                                                      *rateLimiter
+	cimdInflight                                                                *inflightLimiter
 }
 
 func newLimits() limits {
@@ -35,7 +40,45 @@ func newLimits() limits {
 		tokensByClient:  newRateLimiter(tokensPerClient, limiterKeys),
 		tokensByAddr:    newRateLimiter(tokensPerAddr, limiterKeys),
 		registersByAddr: newRateLimiter(registersPerAddr, limiterKeys),
+		cimdByAddr:      newRateLimiter(cimdPerAddr, limiterKeys),
+		cimdByHost:      newRateLimiter(cimdPerHost, limiterKeys),
+		cimdInflight:    &inflightLimiter{per: cimdInflight, max: limiterKeys, n: map[string]int{}},
 	}
+}
+
+// inflightLimiter counts work under way per key, at most per at once for each. It holds at most max keys: once full,
+// a new key is let through uncounted, so that filling it never refuses anyone.
+type inflightLimiter struct {
+	mu       sync.Mutex
+	per, max int
+	n        map[string]int
+}
+
+// acquire counts one more piece of work for key and returns the function that ends it, or false when key has per
+// under way.
+func (l *inflightLimiter) acquire(key string) (release func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, known := l.n[key]
+	switch {
+	case !known && len(l.n) >= l.max:
+		return func() {}, true
+	case n >= l.per:
+		return nil, false
+	}
+	l.n[key] = n + 1
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.n[key] <= 1 {
+				delete(l.n, key)
+			} else {
+				l.n[key]--
+			}
+		})
+	}, true
 }
 
 // retryAfter is a Retry-After value in whole seconds, at least 1.

@@ -38,6 +38,7 @@ func (g *Gateway) newIssuers() {
 		})
 		is.verifier = token.NewVerifier(token.VerifierOptions{
 			Keys: is.keys, Issuer: ic.URL, Audiences: ic.Audiences, Skew: cfg.ClockSkew, Now: g.now,
+			ClaimHeaders: cfg.ClaimHeaderMap,
 		})
 		g.issuers = append(g.issuers, is)
 		verifiers = append(verifiers, is.verifier)
@@ -83,7 +84,8 @@ func (g *Gateway) newIntrospector() *token.Introspector {
 	return token.NewIntrospector(token.IntrospectorOptions{
 		Endpoint: endpoint, Client: g.asClient, ClientID: c.ClientID, ClientSecret: c.ClientSecret, PostAuth: c.PostAuth,
 		Issuer: c.Issuer, Audiences: audiences, Skew: g.cfg.ClockSkew, CacheTTL: c.CacheTTL, Now: g.now,
-		OnCall: func(outcome string) { g.metrics.Introspections.WithLabelValues(outcome).Inc() },
+		ClaimHeaders: g.cfg.ClaimHeaderMap,
+		OnCall:       func(outcome string) { g.metrics.Introspections.WithLabelValues(outcome).Inc() },
 	})
 }
 

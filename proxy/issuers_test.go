@@ -168,7 +168,7 @@ func introspectionEnv(extra map[string]string) map[string]string {
 
 func TestIntrospectedTokens(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, introspectionEnv(nil), true)
+	h := newHarness(t, introspectionEnv(map[string]string{"GATEWAY_CLAIM_HEADERS": "X-Tenant=org_id"}), true)
 	claims := func(mod func(map[string]any)) map[string]any {
 		c := h.is.Claims(h.resource, "alice", h.clock.Now())
 		c["email"] = "alice@example.com"
@@ -201,8 +201,9 @@ func TestIntrospectedTokens(t *testing.T) {
 	resp := h.do(t, "POST", "/mcp", good, map[string]string{identity.HeaderEmail: "forged@example.com"}, "{}")
 	readBody(t, resp)
 	up := h.up.last(t)
-	if up.Header.Get(identity.HeaderUserID) != "alice" || up.Header.Get(identity.HeaderEmail) != "alice@example.com" {
-		t.Errorf("identity headers %v, want alice's from the introspection answer", up.Header)
+	if up.Header.Get(identity.HeaderUserID) != "alice" || up.Header.Get(identity.HeaderEmail) != "alice@example.com" ||
+		up.Header.Get("X-Tenant") != "org_1" {
+		t.Errorf("identity headers %v, want alice's from the introspection answer, the mapped claim header too", up.Header)
 	}
 	if strings.Contains(h.logs.String(), good) || strings.Contains(h.logs.String(), tokentest.IntrospectionClientSecret) {
 		t.Error("the log holds a token or the introspection secret")

@@ -65,7 +65,7 @@ func (g *Gateway) routes() http.Handler {
 		mcp := r
 		if g.policy != nil { // the MCP endpoint alone; without a policy, the chain is the one above
 			mcp = r.With(Authorize(g.policy.current, AuthorizeOptions{MaxBodyBytes: g.cfg.MaxBodyBytes,
-				ResourceMetadata: g.prmURL, Audit: g.audit, Count: g.policy.count}))
+				ResourceMetadata: g.prmURL, Audit: g.audit, Count: g.policy.count, Limit: g.limits.takeToolCall}))
 			// Other paths would reach the upstream undecided, and it may serve MCP there too (another spelling of
 			// its endpoint's path, an older transport's /sse and /messages): with a policy, they are not served.
 			origin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errOnlyEndpoint) })
@@ -164,10 +164,13 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if !keys || !up {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	extra := ""
+	extra := "" // with several issuers, those not ready; with GATEWAY_REDIS_URL, whether Redis answers: detail only, never not ready (see redis.go)
 	if len(g.issuers) > 1 && len(notReady) > 0 {
 		b, _ := json.Marshal(notReady)
 		extra = `,"issuers_not_ready":` + string(b)
+	}
+	if g.redis != nil {
+		extra += fmt.Sprintf(`,"redis":%q`, map[bool]string{true: "up", false: "down"}[g.redis.Check(r.Context())])
 	}
 	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t%s}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up, extra)
 }

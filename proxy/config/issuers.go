@@ -9,6 +9,15 @@ import (
 	"time"
 )
 
+// issuerSources checks and copies the issuers, their audiences and how their tokens are verified.
+func (e *Env) issuerSources(c *Config) error {
+	var issuersErr, introspectionErr error
+	c.Issuers, issuersErr = e.issuers(c.Issuer, c.AudienceList)
+	c.TokenValidation = e.TokenValidation
+	c.Introspection, introspectionErr = e.introspection(c.Issuers)
+	return errors.Join(issuersErr, introspectionErr)
+}
+
 // issuers returns the issuers tokens are accepted from: first (the issuer, "" when it is invalid, which issuer
 // reports), then the rest of GATEWAY_ISSUER_URL, each with its audiences (GATEWAY_ISSUER_AUDIENCES, else
 // audiences). It refuses a repeated issuer, and several issuers in Option B.

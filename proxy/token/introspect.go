@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mcp-gateway/gateway/proxy/identity"
 )
 
 // Defaults of IntrospectorOptions.
@@ -55,6 +57,7 @@ type Introspector struct {
 	now         func() time.Time
 	after       func(time.Duration) <-chan time.Time
 	onCall      func(outcome string)
+	extra       *identity.ClaimHeaders
 
 	ok, refused tokenCache
 	slots       chan struct{}
@@ -101,6 +104,8 @@ type IntrospectorOptions struct {
 	CacheSize int
 	Now       func() time.Time                     // nil: time.Now
 	After     func(time.Duration) <-chan time.Time // timer for a request's wait; nil: time.After
+	// ClaimHeaders adds headers taken from the answer's claims to every principal's Headers, as Verifier's does.
+	ClaimHeaders *identity.ClaimHeaders
 	// OnCall, when set, is told each call's outcome: "active", "refused" or "error"; and "busy" for a call not made
 	// because MaxInFlight calls were running.
 	OnCall func(outcome string)
@@ -111,7 +116,7 @@ func NewIntrospector(o IntrospectorOptions) *Introspector {
 	in := &Introspector{endpoint: o.Endpoint, clientID: o.ClientID, secret: o.ClientSecret, post: o.PostAuth,
 		rules: ClaimRules{Issuer: o.Issuer, Audiences: o.Audiences, Skew: o.Skew},
 		ttl:   cmpOr(o.CacheTTL, DefaultIntrospectionCacheTTL), negTTL: cmpOr(o.NegativeTTL, DefaultIntrospectionNegativeTTL),
-		timeout: cmpOr(o.Timeout, DefaultIntrospectionTimeout), now: o.Now, after: o.After, onCall: o.OnCall,
+		timeout: cmpOr(o.Timeout, DefaultIntrospectionTimeout), now: o.Now, after: o.After, onCall: o.OnCall, extra: o.ClaimHeaders,
 		ok: newTokenCache(cmpOr(o.CacheSize, 10000)), refused: newTokenCache(cmpOr(o.CacheSize, 10000)),
 		slots: make(chan struct{}, cmpOr(o.MaxInFlight, DefaultIntrospectionMaxInFlight)),
 		calls: map[[32]byte]*introspection{},
@@ -304,5 +309,12 @@ func (in *Introspector) principal(body []byte, now time.Time) (*Principal, error
 	if err != nil {
 		return nil, err
 	}
-	return principal(&c, body, exp)
+	p, err := principal(&c, body, exp)
+	if err != nil {
+		return nil, err
+	}
+	if err := in.extra.Set(p.hdr, body); err != nil {
+		return nil, &AuthError{Reason: ReasonInvalidClaim, Err: err}
+	}
+	return p, nil
 }

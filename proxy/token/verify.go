@@ -355,6 +355,8 @@ type Verifier struct {
 	rules ClaimRules
 	now   func() time.Time
 	cache tokenCache
+	// extra adds the headers of GATEWAY_CLAIM_HEADERS to each principal's; nil: none.
+	extra *identity.ClaimHeaders
 }
 
 // VerifierOptions configures NewVerifier.
@@ -365,6 +367,9 @@ type VerifierOptions struct {
 	Skew      time.Duration    // tolerance on exp and nbf; zero: none
 	Now       func() time.Time // nil: time.Now
 	CacheSize int              // verified tokens kept; 0: 10000
+	// ClaimHeaders adds headers taken from claims to every principal's Headers; a token with a claim it cannot
+	// forward is refused (ReasonInvalidClaim). nil: none.
+	ClaimHeaders *identity.ClaimHeaders
 }
 
 // NewVerifier returns a Verifier.
@@ -382,6 +387,7 @@ func NewVerifier(o VerifierOptions) *Verifier {
 		rules: ClaimRules{Issuer: o.Issuer, Audiences: o.Audiences, Skew: o.Skew},
 		now:   now,
 		cache: newTokenCache(size),
+		extra: o.ClaimHeaders,
 	}
 }
 
@@ -428,6 +434,9 @@ func (v *Verifier) verify(ctx context.Context, key [32]byte, raw string, now tim
 	p, err := principal(&c, payload, exp)
 	if err != nil {
 		return nil, err
+	}
+	if err := v.extra.Set(p.hdr, payload); err != nil {
+		return nil, &AuthError{Reason: ReasonInvalidClaim, Err: err}
 	}
 	v.cache.put(key, cacheEntry{p: p, until: exp.Add(v.rules.Skew), gen: gen}, now)
 	return p, nil

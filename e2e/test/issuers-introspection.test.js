@@ -19,6 +19,8 @@ import { identitySecret, metric, startGateway, startTools, waitUntil } from '../
 const redirectURI = 'http://127.0.0.1:8977/callback';
 // B's user: another person than A's.
 const bob = { ...alice, id: 'user_01E2EBOB000000000000000000', email: 'bob@example.com', name: 'Bob Example', firstName: 'Bob' };
+// How long the gateway trusts an introspection answer: a revoked token works that long.
+const cacheTTL = 3;
 // The gateway's client at B, allowed to introspect.
 const introspector = { client_id: 'mcp-gateway-rs', client_secret: 'e2e-introspection-secret-0123456789' };
 
@@ -29,14 +31,15 @@ function signJWT(key, claims) {
   return `${input}.${sign('RSA-SHA256', Buffer.from(input), createPrivateKey({ key, format: 'jwk' })).toString('base64url')}`;
 }
 
-/** Signs bob in at B with a client of its own and returns B's token response for resource. */
+/** Signs bob in at B with a client of its own and returns B's token response for resource, with that client's id. */
 async function tokenFromB(as, resource) {
   const meta = await getJSON(`${as.issuer}/.well-known/openid-configuration`);
   const reg = await register(meta, redirectURI);
   const { verifier, challenge } = pkce();
   const url = authorizationURL(meta, { clientId: reg.client_id, redirectURI, challenge, state: 's', resource, scope: scopes.join(' ') });
   const cb = await followToRedirect(url, redirectURI);
-  return exchangeCode(meta, { clientId: reg.client_id, redirectURI, code: cb.get('code'), verifier, resource });
+  const tok = await exchangeCode(meta, { clientId: reg.client_id, redirectURI, code: cb.get('code'), verifier, resource });
+  return { ...tok, client_id: reg.client_id };
 }
 
 /** The reason on the gateway's access line of the request that got res. */
@@ -66,6 +69,7 @@ describe('two issuers, JWT and opaque, through one gateway', () => {
       GATEWAY_INTROSPECTION_ISSUER: b.issuer,
       GATEWAY_INTROSPECTION_CLIENT_ID: introspector.client_id,
       GATEWAY_INTROSPECTION_CLIENT_SECRET: introspector.client_secret,
+      GATEWAY_INTROSPECTION_CACHE_TTL: `${cacheTTL}s`,
     });
   });
 
@@ -131,6 +135,28 @@ describe('two issuers, JWT and opaque, through one gateway', () => {
     assert.equal(res.status, 401);
     assert.match(res.headers.get('www-authenticate'), /error="invalid_token"/);
     assert.equal(await reasonOf(gw, res), 'wrong_audience');
+  });
+
+  test('a revoked opaque token works until its cached answer expires, then is inactive', async () => {
+    const tok = await tokenFromB(b, gw.mcpURL);
+    const first = await initialize(gw.mcpURL, tok.access_token);
+    await first.body?.cancel();
+    assert.equal(first.status, 200);
+    const revoked = await fetch(`${b.issuer}/oauth2/revocation`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: tok.access_token, client_id: tok.client_id }),
+    });
+    assert.equal(revoked.status, 200, await revoked.text());
+    const revokedAt = Date.now();
+    let res;
+    await waitUntil(async () => {
+      res = await initialize(gw.mcpURL, tok.access_token);
+      await res.body?.cancel();
+      return res.status === 401;
+    }, 'the revoked token refused', gw.service);
+    assert.ok(Date.now() - revokedAt <= (cacheTTL + 2) * 1000, 'refused within the cache TTL of the revocation');
+    assert.equal(await reasonOf(gw, res), 'inactive');
   });
 
   test('a made-up opaque token is inactive', async () => {

@@ -233,6 +233,15 @@ var omittedFromCompose = map[string]string{
 	"GATEWAY_CIMD":                       "Option B only, with MCP_USE_OAUTH_WORKOS_CLIENT_ID",
 	"GATEWAY_CIMD_ALLOW_PRIVATE":         "for tests on one machine; never in a deployment",
 	"GATEWAY_CIMD_CA_FILE":               "Option B only: a file to mount into the gateway's container",
+	// Several issuers and introspection are opt-in: add them to the gateway's environment to use them.
+	"GATEWAY_ISSUER_AUDIENCES":            "only with several issuers whose audiences differ",
+	"GATEWAY_TOKEN_VALIDATION":            "the default (auto) needs no setting; introspection is opt-in",
+	"GATEWAY_INTROSPECTION_URL":           "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
+	"GATEWAY_INTROSPECTION_ISSUER":        "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
+	"GATEWAY_INTROSPECTION_CLIENT_ID":     "introspection is opt-in: a client registered at the authorization server for it",
+	"GATEWAY_INTROSPECTION_CLIENT_SECRET": "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
+	"GATEWAY_INTROSPECTION_AUTH_METHOD":   "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
+	"GATEWAY_INTROSPECTION_CACHE_TTL":     "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
 }
 
 // TestComposeVariables checks that .env.example lists exactly the variables compose.yaml uses, that every variable a

@@ -17,10 +17,12 @@ import (
 // AuthServer is the part of an authorization server's metadata (RFC 8414 or OpenID Connect Discovery) the gateway
 // uses. Discover fills it from a document it has checked; other fields of the document are kept in Raw.
 type AuthServer struct {
-	Issuer                            string   `json:"issuer"`
-	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
-	TokenEndpoint                     string   `json:"token_endpoint"`
-	JWKSURI                           string   `json:"jwks_uri"`
+	Issuer                string `json:"issuer"`
+	AuthorizationEndpoint string `json:"authorization_endpoint"`
+	TokenEndpoint         string `json:"token_endpoint"`
+	JWKSURI               string `json:"jwks_uri"`
+	// IntrospectionEndpoint is where opaque tokens are introspected (RFC 7662), when the server offers it.
+	IntrospectionEndpoint             string   `json:"introspection_endpoint,omitempty"`
 	RegistrationEndpoint              string   `json:"registration_endpoint,omitempty"`
 	ScopesSupported                   []string `json:"scopes_supported,omitempty"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`

@@ -28,6 +28,11 @@ type AuthOptions struct {
 	// request with a valid token is never counted, so users behind a shared address are not refused with strangers.
 	// Nil: no limit.
 	Anonymous func(r *http.Request) *Error
+	// Admit, when set, sees each request whose token would cost a call to the authorization server to verify (an
+	// opaque token whose introspection is not cached) before that call, and may refuse it: the same limit per client
+	// address, counted up front, so that a flood of random tokens costs no call past it. counted says it counted the
+	// request, which Anonymous then does not count again.
+	Admit func(r *http.Request, raw string) (counted bool, refused *Error)
 }
 
 // Authenticate lets a request pass only with a bearer token that verify accepts and that carries every required
@@ -40,13 +45,13 @@ func Authenticate(verify TokenVerifier, o AuthOptions) func(http.Handler) http.H
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			st := stateOf(r.Context())
-			p, err := authenticate(r, verify, o, refuse)
+			p, counted, err := authenticate(r, verify, o, refuse)
 			if p != nil && st != nil {
 				st.principal = p // also when a scope is missing: the access line names the caller
 			}
 			if err != nil {
 				var refused *Error
-				if o.Anonymous != nil && p == nil && errors.As(err, &refused) && refused.Status != http.StatusServiceUnavailable {
+				if o.Anonymous != nil && p == nil && !counted && errors.As(err, &refused) && refused.Status != http.StatusServiceUnavailable {
 					if e := o.Anonymous(r); e != nil {
 						err = e
 					}
@@ -60,8 +65,8 @@ func Authenticate(verify TokenVerifier, o AuthOptions) func(http.Handler) http.H
 }
 
 // authenticate finds and verifies r's token and checks its scopes. It returns the principal of a verified token even
-// when it refuses it for a missing scope.
-func authenticate(r *http.Request, verify TokenVerifier, o AuthOptions, refuse func(token.Reason, error, ...slog.Attr) *Error) (*token.Principal, error) {
+// when it refuses it for a missing scope, and whether o.Admit counted the request.
+func authenticate(r *http.Request, verify TokenVerifier, o AuthOptions, refuse func(token.Reason, error, ...slog.Attr) *Error) (p *token.Principal, counted bool, err error) {
 	tok, err := token.BearerToken(r.Header)
 	switch {
 	case errors.Is(err, token.ErrMultipleAuthorization):
@@ -69,13 +74,19 @@ func authenticate(r *http.Request, verify TokenVerifier, o AuthOptions, refuse f
 		e := refuse(token.ReasonMalformed, err)
 		e.Status, e.Code, e.Description = http.StatusBadRequest, "invalid_request", desc
 		e.Challenge = &Challenge{Error: "invalid_request", Description: desc, ResourceMetadata: o.ResourceMetadata}
-		return nil, e
+		return nil, false, e
 	case errors.Is(err, token.ErrNoBearer):
-		return nil, refuse(token.ReasonNoToken, nil)
+		return nil, false, refuse(token.ReasonNoToken, nil)
 	case err != nil:
-		return nil, refuse(token.ReasonMalformed, err)
+		return nil, false, refuse(token.ReasonMalformed, err)
 	}
-	p, err := verify(r.Context(), tok)
+	if o.Admit != nil {
+		var refused *Error
+		if counted, refused = o.Admit(r, tok); refused != nil {
+			return nil, true, refused
+		}
+	}
+	p, err = verify(r.Context(), tok)
 	if err != nil {
 		var ae *token.AuthError
 		if !errors.As(err, &ae) {
@@ -87,10 +98,10 @@ func authenticate(r *http.Request, verify TokenVerifier, o AuthOptions, refuse f
 				slog.String("fix", "with WorkOS, add "+o.Resource+" as a Resource Indicator in the dashboard (Connect → Configuration) so "+
 					"tokens carry it as aud; otherwise set GATEWAY_AUDIENCES to the audience your authorization server issues for this resource")}
 		}
-		return nil, refuse(ae.Reason, ae, attrs...)
+		return nil, counted, refuse(ae.Reason, ae, attrs...)
 	}
 	if missing := token.MissingScopes(p.Scopes, o.Scopes); len(missing) > 0 {
-		return p, refuse(token.ReasonScope, nil, slog.String("missing_scopes", strings.Join(missing, " ")))
+		return p, counted, refuse(token.ReasonScope, nil, slog.String("missing_scopes", strings.Join(missing, " ")))
 	}
-	return p, nil
+	return p, counted, nil
 }

@@ -152,6 +152,6 @@ func finish(w http.ResponseWriter, st *reqState, ex *authz.Exchange, o Authorize
 		}
 	}
 	p := st.principal
-	o.Audit.Write(ex, &authz.Request{ID: st.reqID, Session: st.upstreamSession, Subject: p.Subject,
+	o.Audit.Write(ex, &authz.Request{ID: st.reqID, Session: st.upstreamSession, Subject: p.Subject, Issuer: p.Issuer,
 		ClientID: p.Identity.ClientID, OrgID: p.Identity.OrgID, Start: st.start}, status)
 }

@@ -69,20 +69,22 @@ const (
 // descriptions are the fixed, client-safe texts for each reason. They say what is wrong with the request, never how the
 // gateway is configured.
 var descriptions = map[token.Reason]string{
-	token.ReasonNoToken:         "authentication required: send an OAuth access token in the Authorization header",
-	token.ReasonMalformed:       "the access token is malformed",
-	token.ReasonSignature:       "the access token signature is invalid",
-	token.ReasonUnknownKey:      "the access token is signed with an unknown key",
-	token.ReasonExpired:         "the access token has expired",
-	token.ReasonNotYetValid:     "the access token is not valid yet",
-	token.ReasonIssuer:          "the access token was issued by another authorization server",
-	token.ReasonAudience:        "the access token was not issued for this resource",
-	token.ReasonMissingClaim:    "the access token lacks a required claim",
-	token.ReasonInvalidClaim:    "the access token has a role, permission or scope value that cannot be forwarded",
-	token.ReasonScope:           "the access token lacks a required scope",
-	token.ReasonKeysUnavailable: "the authorization server keys are not loaded yet, retry shortly",
-	ReasonSession:               "unknown session, or a session that belongs to another user: initialize a new session",
-	ReasonOrigin:                "origin not allowed",
+	token.ReasonNoToken:                  "authentication required: send an OAuth access token in the Authorization header",
+	token.ReasonMalformed:                "the access token is malformed",
+	token.ReasonSignature:                "the access token signature is invalid",
+	token.ReasonUnknownKey:               "the access token is signed with an unknown key",
+	token.ReasonExpired:                  "the access token has expired",
+	token.ReasonNotYetValid:              "the access token is not valid yet",
+	token.ReasonIssuer:                   "the access token was issued by another authorization server",
+	token.ReasonAudience:                 "the access token was not issued for this resource",
+	token.ReasonMissingClaim:             "the access token lacks a required claim",
+	token.ReasonInvalidClaim:             "the access token has a role, permission or scope value that cannot be forwarded",
+	token.ReasonScope:                    "the access token lacks a required scope",
+	token.ReasonKeysUnavailable:          "the authorization server keys are not loaded yet, retry shortly",
+	token.ReasonInactive:                 "the access token is not active",
+	token.ReasonIntrospectionUnavailable: "the authorization server could not confirm the access token, retry shortly",
+	ReasonSession:                        "unknown session, or a session that belongs to another user: initialize a new session",
+	ReasonOrigin:                         "origin not allowed",
 }
 
 // challengeFor maps an authentication failure to its status, challenge and body code. It decides what a client sees of a

@@ -111,7 +111,7 @@ func refusal(reason token.Reason, prm string, scopes []string, cause error, attr
 		e.Status, e.Code = http.StatusForbidden, "forbidden"
 	case ReasonSession:
 		e.Status, e.Code = http.StatusNotFound, "session_not_found"
-	case token.ReasonKeysUnavailable:
+	case token.ReasonKeysUnavailable, token.ReasonIntrospectionUnavailable:
 		e.Status, e.Code, e.RetryAfter = http.StatusServiceUnavailable, "temporarily_unavailable", 5
 	default:
 		status, ch, code := challengeFor(reason, prm, scopes)

@@ -166,7 +166,7 @@ func (g *Gateway) modifyPolicedResponse(resp *http.Response) error {
 // bindResponseSession replaces an MCP session id the upstream issued with one bound to the caller.
 func (g *Gateway) bindResponseSession(h http.Header, st *reqState) {
 	if sid := h.Get("Mcp-Session-Id"); sid != "" && st != nil && st.principal != nil {
-		h.Set("Mcp-Session-Id", g.binder.wrap(sid, st.principal.Subject))
+		h.Set("Mcp-Session-Id", g.binder.wrap(sid, st.principal))
 	}
 }
 

@@ -27,7 +27,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,10 +65,12 @@ type Gateway struct {
 	asClient *http.Client
 	obs      *observer
 
-	keys     *token.KeySet
-	verifier *token.Verifier
-	binder   sessionBinder
-	secret   []byte // identity signing key; nil: unsigned
+	// issuers are the authorization servers whose tokens are accepted, in the order of GATEWAY_ISSUER_URL; tokens
+	// routes each token to its own (and opaque ones to the introspection endpoint).
+	issuers []*issuer
+	tokens  *token.Issuers
+	binder  sessionBinder
+	secret  []byte // identity signing key; nil: unsigned
 	// mappedNames are the headers GATEWAY_CLAIM_HEADERS adds, which the signature lists (version 3); nil: version 2.
 	mappedNames []string
 	prmURL      string
@@ -87,7 +88,7 @@ type Gateway struct {
 
 	asDoc   atomic.Pointer[metadata.Document]
 	oidcDoc atomic.Pointer[metadata.Document]
-	// upstreamAS is the authorization server's metadata once discovered.
+	// upstreamAS is the first authorization server's metadata once discovered.
 	upstreamAS atomic.Pointer[metadata.AuthServer]
 	// authServer serves Option B (a pre-registered client); nil in Option A.
 	authServer *authserver.Server
@@ -145,7 +146,7 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 		return nil, fmt.Errorf("protected resource metadata URL: %w", err)
 	}
 	g.prmURL = prm
-	g.binder.key = g.key("session-binding", false)
+	g.binder = newSessionBinder(g.key("session-binding", false), cfg.IssuerList())
 	if cfg.IdentitySecret != "" {
 		g.secret = []byte(cfg.IdentitySecret)
 	}
@@ -163,22 +164,19 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 		g.log.Info("pre-registered client: the gateway is the authorization server MCP clients see (Option B)",
 			"client_id", cfg.StaticClientID, "callback", g.authServer.Callback(), "confidential", cfg.ClientSecret != "")
 	}
-	g.keys = token.NewKeySet(token.KeySetOptions{
-		Client: g.asClient, Cooldown: cfg.JWKSRefetchCooldown, Now: g.now, Algs: cfg.AlgList, OnFetch: g.onKeyFetch,
-	})
-	g.verifier = token.NewVerifier(token.VerifierOptions{
-		Keys: g.keys, Issuer: cfg.Issuer, Audiences: cfg.AudienceList, Skew: cfg.ClockSkew, Now: g.now,
-		ClaimHeaders: cfg.ClaimHeaderMap,
-	})
+	g.newIssuers()
 	if err := g.loadPolicy(o); err != nil {
 		return nil, err
 	}
 	g.connectUpstream(o.UpstreamTransport)
 	g.closing, g.endStreams = context.WithCancel(context.Background())
 	g.handler = g.routes()
-	if !slices.Contains(cfg.AudienceList, cfg.Resource) {
-		g.log.Warn("GATEWAY_AUDIENCES does not include the resource identifier that the protected resource metadata advertises; "+
-			"clients that request a token for it will be refused", "resource", cfg.Resource, "audiences", cfg.AudienceList)
+	for _, is := range cfg.Issuers {
+		if !slices.Contains(is.Audiences, cfg.Resource) {
+			g.log.Warn("the audiences of an issuer (GATEWAY_AUDIENCES, or GATEWAY_ISSUER_AUDIENCES) do not include the resource identifier that "+
+				"the protected resource metadata advertises; clients that request a token for it will be refused", "issuer", is.URL,
+				"resource", cfg.Resource, "audiences", is.Audiences)
+		}
 	}
 	return g, nil
 }
@@ -317,84 +315,41 @@ func newUpstreamTransport(dial func(context.Context, string, string) (net.Conn, 
 // Handler returns the gateway's HTTP handler.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
-// Ready reports whether the key set is loaded.
-func (g *Gateway) Ready() bool { return g.keys.Loaded() }
+// Ready reports whether the key set of at least one issuer is loaded.
+func (g *Gateway) Ready() bool { return len(g.issuersNotReady()) < len(g.issuers) }
 
-func (g *Gateway) onKeyFetch(err error) {
+func (g *Gateway) onKeyFetch(issuer string, err error) {
 	if err != nil {
 		g.metrics.JWKSFetches.WithLabelValues("error").Inc()
-		g.log.Warn("key set fetch failed; keeping the keys already loaded", "err", err)
+		g.log.Warn("key set fetch failed; keeping the keys already loaded", "issuer", issuer, "err", err)
 		return
 	}
 	g.metrics.JWKSFetches.WithLabelValues("ok").Inc()
 	g.metrics.KeysLoaded.Set(1)
 }
 
-// Run discovers the authorization server and loads its keys, retrying with backoff until it succeeds (the gateway
-// answers 503 meanwhile), then refreshes the keys every JWKSRefreshInterval. With a policy, it also reloads the
-// policy when its file changes. It returns when ctx ends.
+// Run discovers each authorization server and loads its keys, each retrying with backoff until it succeeds (its
+// tokens are answered with 503 meanwhile), then refreshes the keys every JWKSRefreshInterval. With a policy, it also
+// reloads the policy when its file changes. It returns when ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
 	if g.policy != nil {
 		go g.policy.watch(ctx, policyPollInterval)
 	}
-	backoff := time.Second
-	for {
-		err := g.discover(ctx)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		g.log.Error("authorization server not usable yet; the gateway answers 503 until it is", "issuer", g.cfg.Issuer, "err", err, "retry_in", backoff.String())
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
+	var wg sync.WaitGroup
+	for _, is := range g.issuers {
+		wg.Go(func() { g.runIssuer(ctx, is) })
 	}
-	t := time.NewTicker(g.cfg.JWKSRefreshInterval)
-	defer t.Stop()
+	defer wg.Wait()
 	logs := time.NewTicker(logBudgetInterval)
 	defer logs.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			_ = g.keys.Refresh(ctx) // failures are logged and counted by onKeyFetch
 		case <-logs.C:
 			g.obs.logDropped(g.obs.budget.flush(g.now()))
 		}
 	}
-}
-
-// discover fetches the issuer's metadata and its key set once.
-func (g *Gateway) discover(ctx context.Context) error {
-	as, err := metadata.Discover(ctx, g.asClient, g.cfg.Issuer)
-	if err != nil {
-		return err
-	}
-	g.keys.SetURL(as.JWKSURI)
-	if err := g.keys.Refresh(ctx); err != nil {
-		return err
-	}
-	g.upstreamAS.Store(as)
-	oidcURL := strings.TrimSuffix(g.cfg.Issuer, "/") + "/.well-known/openid-configuration"
-	if strings.Contains(as.URL, "/.well-known/openid-configuration") {
-		oidcURL = as.URL
-	}
-	asd := metadata.NewDocument(metadata.DocumentOptions{URL: as.URL, Client: g.asClient, Now: g.now, Logger: g.log})
-	asd.Seed(as.Raw)
-	g.asDoc.Store(asd)
-	od := asd
-	if oidcURL != as.URL {
-		od = metadata.NewDocument(metadata.DocumentOptions{URL: oidcURL, Client: g.asClient, Now: g.now, Logger: g.log})
-	}
-	g.oidcDoc.Store(od)
-	g.log.Info("authorization server ready", "issuer", as.Issuer, "metadata", as.URL, "jwks_uri", as.JWKSURI)
-	return nil
 }
 
 // upstreamReachable reports whether the upstream answers an HTTP request (any status: a refusal is an answer) within

@@ -146,7 +146,7 @@ func newHarnessWith(t *testing.T, env map[string]string, discover bool, opts fun
 		"GATEWAY_PUBLIC_URL":   h.srv.URL,
 	}
 	for k, v := range env {
-		m[k] = v
+		m[k] = strings.ReplaceAll(v, "$ISSUER", h.is.URL) // a list of issuers names the harness's as $ISSUER
 	}
 	cfg, err := config.Load(m)
 	if err != nil {

@@ -89,13 +89,13 @@ func (l *limits) count(limit string) {
 func retryAfterSeconds(d time.Duration) int { return max(1, int((d+time.Second-1)/time.Second)) }
 
 // takeToolCall takes a tool call of r's verified caller from its budget under rule's limit l, one budget per
-// caller, rule and tool; a call over it is counted (tool_rate) and its wait returned. Authorize answers it.
+// caller (issuer and sub), rule and tool; a call over it is counted (tool_rate) and its wait returned. Authorize answers it.
 func (l *limits) takeToolCall(r *http.Request, rule, tool string, lim *policy.Limit) (bool, time.Duration) {
 	st := stateOf(r.Context())
 	if st == nil || st.principal == nil {
 		return true, 0 // unreachable: Authorize runs for verified callers only
 	}
-	key := st.principal.Subject + "\x00" + rule + "\x00" + tool
+	key := st.principal.UserKey() + "\x00" + rule + "\x00" + tool
 	ok, retry := l.tools.Allow(r.Context(), key, config.Rate{PerSecond: lim.PerSecond, Burst: lim.Burst})
 	if !ok {
 		l.count(limitToolRate)
@@ -110,14 +110,14 @@ var limitTexts = map[string]string{
 	limitAnonymousRate: "too many requests without a valid token from this address: retry after the time Retry-After says",
 }
 
-// limitUsers refuses a verified caller's request over GATEWAY_RATE_LIMIT_USER, counted by the token's sub (the gateway
-// trusts one issuer). It comes after Authenticate, which records the caller, and before Authorize reads the body, so
+// limitUsers refuses a verified caller's request over GATEWAY_RATE_LIMIT_USER, counted by the token's issuer and sub
+// (a sub is unique only within its issuer). It comes after Authenticate, which records the caller, and before Authorize reads the body, so
 // the 429 is plain JSON, never a JSON-RPC error: refusing must not cost reading the request.
 func limitUsers(l *limits) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if st := stateOf(r.Context()); st != nil && st.principal != nil {
-				if ok, retry := l.user.Allow(r.Context(), st.principal.Subject, l.userRate); !ok {
+				if ok, retry := l.user.Allow(r.Context(), st.principal.UserKey(), l.userRate); !ok {
 					writeError(w, r, l.refuse(limitUserRate, retry))
 					return
 				}
@@ -143,7 +143,7 @@ func (l *limits) openStream(w http.ResponseWriter, r *http.Request, st *reqState
 	if st == nil || st.principal == nil {
 		return true
 	}
-	sub := st.principal.Subject
+	sub := st.principal.UserKey()
 	if !l.streams.open1(sub) {
 		writeError(w, r, l.refuse(limitUserStreams, streamRetryAfter*time.Second))
 		return false

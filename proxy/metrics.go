@@ -24,6 +24,9 @@ type Metrics struct {
 	AuditDropped prometheus.Counter
 	// Limited counts the requests refused over a limit, by limit (user_rate, user_streams, anonymous_rate, tool_rate).
 	Limited *prometheus.CounterVec
+	// Introspections counts token introspection calls by outcome (active, refused, error; busy: not made, too many
+	// in flight).
+	Introspections *prometheus.CounterVec
 	// RedisUp and RedisErrors exist with GATEWAY_REDIS_URL only (see redis.go).
 	RedisUp     prometheus.Gauge
 	RedisErrors *prometheus.CounterVec
@@ -67,9 +70,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcp_gateway_limited_total", Help: "Requests refused with 429 over a limit, by limit (user_rate, user_streams, anonymous_rate, tool_rate).",
 		}, []string{"limit"}),
+		Introspections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcp_gateway_introspections_total", Help: "Token introspection calls, by outcome (active, refused, error; busy: not made, too many in flight).",
+		}, []string{"outcome"}),
 	}
 	reg.MustRegister(m.Requests, m.Duration, m.AuthFailures, m.JWKSFetches, m.KeysLoaded, m.UpstreamErrors, m.OpenStreams,
-		m.PolicyDecisions, m.PolicyReloads, m.AuditDropped, m.Limited)
+		m.PolicyDecisions, m.PolicyReloads, m.AuditDropped, m.Limited, m.Introspections)
 	for _, l := range []string{limitUserRate, limitUserStreams, limitAnonymousRate, limitToolRate} {
 		m.Limited.WithLabelValues(l)
 	}
@@ -79,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []token.Reason{token.ReasonNoToken, token.ReasonMalformed, token.ReasonSignature,
 		token.ReasonUnknownKey, token.ReasonExpired, token.ReasonNotYetValid, token.ReasonIssuer, token.ReasonAudience,
 		token.ReasonMissingClaim, token.ReasonInvalidClaim, token.ReasonScope, token.ReasonKeysUnavailable,
-		ReasonSession, ReasonOrigin} {
+		token.ReasonInactive, token.ReasonIntrospectionUnavailable, ReasonSession, ReasonOrigin} {
 		m.AuthFailures.WithLabelValues(string(r))
 	}
 	return m

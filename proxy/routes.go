@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -50,8 +51,11 @@ func (g *Gateway) routes() http.Handler {
 			Audiences: g.cfg.AudienceList}
 		if g.limits.anonymous != nil {
 			auth.Anonymous = g.limits.anonymousRefusal
+			if g.cfg.Introspection != nil {
+				auth.Admit = g.admitIntrospection
+			}
 		}
-		r.Use(CheckOrigin(g.cfg.OriginList), LimitBody(g.cfg.MaxBodyBytes), Authenticate(g.verifier.Verify, auth))
+		r.Use(CheckOrigin(g.cfg.OriginList), LimitBody(g.cfg.MaxBodyBytes), Authenticate(g.tokens.Verify, auth))
 		if g.limits.user != nil {
 			r.Use(limitUsers(g.limits))
 		}
@@ -97,14 +101,14 @@ func getOnly(r chi.Router, pattern string, h http.HandlerFunc) {
 // (GATEWAY_FACADE_SCOPES, else the authorization server's, known once discovery has run), so that clients that take
 // their scope from here ask for one.
 func (g *Gateway) prmHandler() http.Handler {
-	issuer := g.cfg.Issuer
+	issuers := g.cfg.IssuerList() // in order: MCP clients sign in with the first
 	if g.authServer != nil {
-		issuer = g.authServer.Issuer()
+		issuers = []string{g.authServer.Issuer()}
 	}
 	prmFor := func(scopes []string) http.Handler {
 		return metadata.ProtectedResourceHandler(metadata.ProtectedResource{
 			Resource:               g.cfg.Resource,
-			AuthorizationServers:   []string{issuer},
+			AuthorizationServers:   issuers,
 			ScopesSupported:        scopes,
 			BearerMethodsSupported: []string{"header"},
 			ResourceName:           g.cfg.ResourceName,
@@ -149,17 +153,24 @@ func healthz(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
+// readyz answers 200 when the keys of at least one issuer are loaded and the upstream answers, 503 otherwise. With
+// several issuers, issuers_not_ready names those whose keys are not loaded: their tokens get 503 meanwhile.
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
-	keys := g.keys.Loaded()
+	notReady := g.issuersNotReady()
+	keys := len(notReady) < len(g.issuers)
 	up := g.upstreamReachable(r.Context())
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if !keys || !up {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	redis := "" // with GATEWAY_REDIS_URL, whether Redis answers: detail only, never not ready (see redis.go)
-	if g.redis != nil {
-		redis = fmt.Sprintf(`,"redis":%q`, map[bool]string{true: "up", false: "down"}[g.redis.Check(r.Context())])
+	extra := "" // with several issuers, those not ready; with GATEWAY_REDIS_URL, whether Redis answers: detail only, never not ready (see redis.go)
+	if len(g.issuers) > 1 && len(notReady) > 0 {
+		b, _ := json.Marshal(notReady)
+		extra = `,"issuers_not_ready":` + string(b)
 	}
-	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t%s}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up, redis)
+	if g.redis != nil {
+		extra += fmt.Sprintf(`,"redis":%q`, map[bool]string{true: "up", false: "down"}[g.redis.Check(r.Context())])
+	}
+	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t%s}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up, extra)
 }

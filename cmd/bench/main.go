@@ -204,8 +204,9 @@ func startIssuer(ctx context.Context) (*issuer, error) {
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"issuer": is.url, "jwks_uri": is.url + "/jwks",
 			"authorization_endpoint": is.url + "/authorize", "token_endpoint": is.url + "/token",
-			"code_challenge_methods_supported": []string{"S256"}})
+			"code_challenge_methods_supported": []string{"S256"}, "introspection_endpoint": is.url + "/introspect"})
 	})
+	mux.HandleFunc("POST /introspect", is.serveIntrospection)
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: "bench", Algorithm: "RS256", Use: "sig"}}})
 	})

@@ -64,7 +64,7 @@ func runCheck(ctx context.Context, env map[string]string, stdout io.Writer) erro
 
 // runChecks runs every check in order. Checks that need something an earlier check could not provide are skipped.
 func runChecks(ctx context.Context, env map[string]string, client *http.Client, now func() time.Time) []checkResult {
-	c := &checker{ctx: ctx, env: env, client: client, now: now}
+	c := &checker{ctx: ctx, env: env, client: client, now: now, docs: map[string]*metadata.AuthServer{}}
 	c.publicURL()
 	c.variables()
 	if !c.configuration() {
@@ -73,10 +73,13 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 		return c.out
 	}
 	if c.issuer() {
+		c.docs[c.cfg.Issuer] = c.doc
 		c.jwks()
 		c.registration()
 		c.pkce()
 	}
+	c.otherIssuers()
+	c.introspection()
 	c.staticClient()
 	c.claimHeaders()
 	c.clientMetadata()
@@ -98,6 +101,8 @@ type checker struct {
 	cfg     *config.Config       // the configuration, once loaded
 	authKit bool                 // whether the issuer is WorkOS AuthKit, to word fixes for its dashboard
 	doc     *metadata.AuthServer // the authorization server's metadata, when it could be read
+	// docs are the metadata of each issuer that could be read, by issuer.
+	docs map[string]*metadata.AuthServer
 
 	tools    []string // the upstream's tools, listed when a policy is set
 	toolsErr error    // why they could not be listed

@@ -184,7 +184,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logOut io.
 	}
 
 	log.Info("gateway listening",
-		"addr", lns[0].Addr().String(), "mcp_url", cfg.Resource, "issuer", cfg.Issuer, "upstream", cfg.Upstream.Redacted(),
+		"addr", lns[0].Addr().String(), "mcp_url", cfg.Resource, "issuer", cfg.Issuer, "issuers", cfg.IssuerList(), "upstream", cfg.Upstream.Redacted(),
 		"audiences", cfg.AudienceList, "required_scopes", cfg.ScopeList, "allowed_origins", cfg.OriginList,
 		"identity_signature", cfg.IdentitySecret != "", "max_connections", maxConns,
 		"read_timeout", cfg.ReadTimeout.String(), "upstream_timeout", cfg.UpstreamTimeout.String())

@@ -41,11 +41,14 @@ export const scopes = ['openid', 'profile', 'email', 'offline_access'];
  * @param {boolean} [opts.registration] Dynamic Client Registration on (default true); off, as an authorization server
  *   without it (the gateway's Option B)
  * @param {object[]} [opts.clients] pre-registered clients (oidc-provider client metadata)
+ * @param {'jwt'|'opaque'} [opts.accessTokenFormat] access tokens as JWTs (default) or opaque strings, which only the
+ *   introspection endpoint (/oauth2/introspection, for a confidential client) can tell about
  * @returns {Promise<{issuer: string, provider: Provider, grants: Array<{grantType: string, clientId: string}>,
- *   registrations: string[], close: () => Promise<void>}>}
- *   grants lists every successful token request (grant_type and client); registrations the registered client ids.
+ *   registrations: string[], signingKey: object, close: () => Promise<void>}>}
+ *   grants lists every successful token request (grant_type and client); registrations the registered client ids;
+ *   signingKey the private JWK the server signs with (kid e2e-rs256), for tests that forge tokens with it.
  */
-export async function startAuthServer({ accessTokenTTL = 3600, user = defaultUser, registration = true, clients = [] } = {}) {
+export async function startAuthServer({ accessTokenTTL = 3600, user = defaultUser, registration = true, clients = [], accessTokenFormat = 'jwt' } = {}) {
   let handler = (req, res) => {
     res.writeHead(503).end();
   };
@@ -100,8 +103,8 @@ export async function startAuthServer({ accessTokenTTL = 3600, user = defaultUse
           scope: scopes.join(' '),
           audience: resourceIndicator,
           accessTokenTTL,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'RS256' } },
+          accessTokenFormat,
+          ...(accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
         }),
       },
     },
@@ -176,6 +179,7 @@ export async function startAuthServer({ accessTokenTTL = 3600, user = defaultUse
     provider,
     grants,
     registrations,
+    signingKey,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

@@ -40,7 +40,7 @@ type AuditLog struct {
 
 // AuditOptions configure NewAuditLog.
 type AuditOptions struct {
-	// Issuer is the iss of every event: the gateway accepts tokens of one issuer.
+	// Issuer is the iss of an event whose Request names none.
 	Issuer string
 	// HashArguments records the SHA-256 of a call's arguments (GATEWAY_AUDIT_ARGUMENTS=hash).
 	HashArguments bool
@@ -169,6 +169,7 @@ type Request struct {
 	ID       string    // the gateway's request id, as in the access line
 	Session  string    // the upstream's Mcp-Session-Id; "" for none
 	Subject  string    // the verified caller (enduser.id)
+	Issuer   string    // the issuer of the caller's token (iss); "": AuditOptions.Issuer
 	ClientID string    // the client the token was issued to
 	OrgID    string    // the caller's organization; "" for none
 	Start    time.Time // when the request arrived: the events' duration_ms run from it
@@ -224,7 +225,7 @@ func (a *AuditLog) line(req *Request, ex *Exchange, m *message, status int, d ti
 	b = appendField(b, "enduser.id", req.Subject)
 	b = appendField(b, "client_id", req.ClientID)
 	b = appendField(b, "org_id", req.OrgID)
-	b = appendField(b, "iss", a.issuer)
+	b = appendField(b, "iss", cmp.Or(req.Issuer, a.issuer))
 	b = a.appendDecision(b, m)
 	if m.list != nil && m.listDone && m.code == 0 {
 		b = append(b, `,"items_in":`...)

@@ -34,8 +34,10 @@ type Env struct {
 	// "auth.example.com", or a full https:// URL. It becomes the issuer. Ignored when IssuerURL is set.
 	WorkOSSubdomain string `env:"MCP_USE_OAUTH_WORKOS_SUBDOMAIN" alias:"WORKOS_SUBDOMAIN"`
 
-	// IssuerURL is any OAuth 2.0 / OpenID Connect issuer, compared byte for byte with each token's iss. It takes
-	// precedence over WorkOSSubdomain. Must be https, except for loopback hosts.
+	// IssuerURL is any OAuth 2.0 / OpenID Connect issuer, compared byte for byte with each token's iss, or several,
+	// separated by commas: a token is accepted from any of them, checked with its own issuer's keys only. The first is
+	// the one MCP clients sign in with (first in authorization_servers). It takes precedence over WorkOSSubdomain (list
+	// the AuthKit URL here to accept it among others). Must be https, except for loopback hosts.
 	IssuerURL string `env:"GATEWAY_ISSUER_URL"`
 
 	// UpstreamURL is the MCP endpoint of the server behind the gateway. Requests to MCPPath go there; every other path the
@@ -226,6 +228,36 @@ type Env struct {
 	// CIMDCAFile is a PEM file of certificate authorities trusted for metadata document fetches, beside the system's.
 	// Default unset: the system's only.
 	CIMDCAFile string `env:"GATEWAY_CIMD_CA_FILE"`
+
+	// IssuerAudiences are the audiences of one issuer when they differ from Audiences: entries "<issuer>=<audience>",
+	// one per audience, separated by commas or white space. An issuer named here accepts only its own entries; any
+	// other issuer accepts Audiences. Default unset.
+	IssuerAudiences List `env:"GATEWAY_ISSUER_AUDIENCES"`
+
+	// TokenValidation is how access tokens are verified: "auto" (default) verifies a JWT by its signature and
+	// introspects any other token when IntrospectionClientID is set (else refuses it); "jwt" verifies JWTs only;
+	// "introspection" introspects every token (RFC 7662), JWTs included.
+	TokenValidation string `env:"GATEWAY_TOKEN_VALIDATION" envDefault:"auto"`
+
+	// IntrospectionURL is the introspection endpoint. Default: the introspection issuer's introspection_endpoint.
+	// Must be https, except for loopback hosts.
+	IntrospectionURL string `env:"GATEWAY_INTROSPECTION_URL"`
+
+	// IntrospectionIssuer is the issuer whose opaque tokens are introspected, one of IssuerURL: an opaque token does
+	// not say who issued it, and it is never sent to any other. Default: the first issuer.
+	IntrospectionIssuer string `env:"GATEWAY_INTROSPECTION_ISSUER"`
+
+	// IntrospectionClientID and IntrospectionClientSecret are the gateway's own client credentials at the
+	// authorization server, for introspection. Setting the id turns introspection on (see TokenValidation).
+	IntrospectionClientID     string `env:"GATEWAY_INTROSPECTION_CLIENT_ID"`
+	IntrospectionClientSecret string `env:"GATEWAY_INTROSPECTION_CLIENT_SECRET"`
+
+	// IntrospectionAuthMethod is how the credentials are sent: client_secret_basic (default) or client_secret_post.
+	IntrospectionAuthMethod string `env:"GATEWAY_INTROSPECTION_AUTH_METHOD" envDefault:"client_secret_basic"`
+
+	// IntrospectionCacheTTL is how long an active token's introspection is trusted, at most until its exp: a revoked
+	// token keeps working that long. Default 60s, at least 1s, at most 1h.
+	IntrospectionCacheTTL time.Duration `env:"GATEWAY_INTROSPECTION_CACHE_TTL" envDefault:"60s"`
 }
 
 // Rate is a token bucket's refill rate and size, written "20/s,burst=40" (per s, m or h); the zero Rate (unset, or
@@ -379,8 +411,38 @@ type Config struct {
 	// CIMDCAFile is GATEWAY_CIMD_CA_FILE.
 	CIMDCAFile string
 
+	// Issuers are the issuers tokens are accepted from, in the order of GATEWAY_ISSUER_URL, each with its audiences
+	// (GATEWAY_ISSUER_AUDIENCES, else AudienceList). The first is Issuer.
+	Issuers []Issuer
+	// TokenValidation is GATEWAY_TOKEN_VALIDATION: auto, jwt or introspection.
+	TokenValidation string
+	// Introspection is how opaque tokens are introspected; nil when they are not.
+	Introspection *Introspection
+
 	// readFrom is the alias each variable was read from, when it was.
 	readFrom readFrom
+}
+
+// Issuer is one issuer tokens are accepted from.
+type Issuer struct {
+	// URL is the issuer, compared byte for byte with a token's iss.
+	URL string
+	// Audiences are the aud values its tokens may carry; one must be present.
+	Audiences []string
+}
+
+// Introspection is how opaque tokens are verified (RFC 7662).
+type Introspection struct {
+	// Issuer is GATEWAY_INTROSPECTION_ISSUER, else the first issuer.
+	Issuer string
+	// URL is GATEWAY_INTROSPECTION_URL; "" means the issuer's introspection_endpoint.
+	URL string
+	// ClientID and ClientSecret are GATEWAY_INTROSPECTION_CLIENT_ID and _SECRET.
+	ClientID, ClientSecret string
+	// PostAuth is whether GATEWAY_INTROSPECTION_AUTH_METHOD is client_secret_post.
+	PostAuth bool
+	// CacheTTL is GATEWAY_INTROSPECTION_CACHE_TTL.
+	CacheTTL time.Duration
 }
 
 // asymmetric lists the JWS algorithms the gateway accepts at all.
@@ -518,7 +580,7 @@ func (e *Env) config(from readFrom) (*Config, error) {
 	c.AudienceList = e.audiences(c.Resource)
 	c.OriginList, originErr = e.origins(c.Public)
 	c.TrustedProxyList, proxyErr = e.trustedProxies()
-	identityErr := e.identitySources(c)
+	identityErr := errors.Join(e.identitySources(c), e.issuerSources(c))
 	return c, errors.Join(issuerErr, publicErr, e.checkMCPPath(), upstreamErr, listenErr, e.checkScopes(), originErr,
 		e.checkSecrets(), e.checkOptionB(), proxyErr, e.checkAlgs(), e.checkLimits(), e.checkStreamRelay(c.Upstream),
 		e.checkAudit(), checkRedisURL(e.RedisURL), identityErr)
@@ -565,11 +627,11 @@ func (e *Env) checkAudit() error {
 
 // issuer returns the issuer: GATEWAY_ISSUER_URL, else the AuthKit domain's URL.
 func (e *Env) issuer(from readFrom) (string, error) {
-	if e.IssuerURL != "" {
-		if err := checkBaseURL(e.IssuerURL, true); err != nil {
+	if list := fields(e.IssuerURL); len(list) > 0 {
+		if err := checkBaseURL(list[0], true); err != nil {
 			return "", &varError{name: "GATEWAY_ISSUER_URL", err: err}
 		}
-		return e.IssuerURL, nil
+		return list[0], nil
 	}
 	if e.WorkOSSubdomain == "" {
 		return "", bad("GATEWAY_ISSUER_URL", "no issuer: set GATEWAY_ISSUER_URL, or MCP_USE_OAUTH_WORKOS_SUBDOMAIN to your AuthKit subdomain (e.g. my-app-54)")

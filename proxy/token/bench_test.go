@@ -59,3 +59,46 @@ func BenchmarkVerifyCold(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIssuersWarm is the per-request cost of a token seen before, through Issuers as the gateway verifies: a JWT
+// found in its issuer's cache, beside an opaque token whose introspection answer is cached (and, with the per-address
+// limit on, the look-up Introspects makes before it), for one and two issuers.
+func BenchmarkIssuersWarm(b *testing.B) {
+	v, is, k, c := benchVerifier(b)
+	v2, _, _, _ := benchVerifier(b)
+	v2.rules.Issuer = is.URL + "/second"
+	in := NewIntrospector(IntrospectorOptions{
+		Endpoint: func() (string, error) { return is.URL + tokentest.IntrospectionPath, nil }, Client: is.Client(),
+		ClientID: tokentest.IntrospectionClientID, ClientSecret: tokentest.IntrospectionClientSecret,
+		Issuer: is.URL, Audiences: []string{testResource}, Now: c.Now,
+	})
+	claims := is.Claims(testResource, "user_1", c.Now())
+	jwt, opaque := k.Sign(b, claims), is.Opaque(claims)
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name      string
+		issuers   *Issuers
+		tok       string
+		introspec bool
+	}{
+		{"jwt", NewIssuers([]*Verifier{v}, in, ValidateAuto), jwt, false},
+		{"jwt of the second of two issuers", NewIssuers([]*Verifier{v2, v}, in, ValidateAuto), jwt, false},
+		{"opaque, introspected", NewIssuers([]*Verifier{v}, in, ValidateAuto), opaque, false},
+		{"opaque, introspected, limit consulted", NewIssuers([]*Verifier{v}, in, ValidateAuto), opaque, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			if _, err := bc.issuers.Verify(ctx, bc.tok); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if bc.introspec && bc.issuers.Introspects(bc.tok) {
+					b.Fatal("a cached token would be introspected")
+				}
+				if _, err := bc.issuers.Verify(ctx, bc.tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

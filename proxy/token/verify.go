@@ -42,6 +42,12 @@ const (
 	ReasonInvalidClaim    Reason = "invalid_claim"  // a role, permission or scope that would not survive its header
 	ReasonScope           Reason = "insufficient_scope"
 	ReasonKeysUnavailable Reason = "keys_unavailable" // the key set has not been loaded yet
+	// ReasonInactive: the introspection endpoint says the token is not active (unknown, revoked, expired, or not
+	// for this client to see); RFC 7662 gives no finer reason.
+	ReasonInactive Reason = "inactive"
+	// ReasonIntrospectionUnavailable: the introspection endpoint could not say (down, slow, a bad answer, or too many
+	// calls in flight). The token is neither accepted nor refused: the client may retry.
+	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
 )
 
 // AuthError is an authentication failure: Reason says which check failed, Err the cause (for logs only), and
@@ -144,6 +150,9 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 // Principal is the verified caller of a request. The Verifier shares one Principal among the requests that carry the
 // same token: it is read-only.
 type Principal struct {
+	// Issuer is the iss of the token, one of the configured issuers: a subject is unique only within its issuer, so
+	// whatever is kept per user is keyed on both (UserKey).
+	Issuer   string
 	Subject  string
 	Scopes   []string
 	Audience []string
@@ -155,6 +164,10 @@ type Principal struct {
 	claimsOnce sync.Once
 	claims     map[string]any
 }
+
+// UserKey returns the key under which state is kept per user (rate limits, streams): the issuer and the subject. A
+// configured issuer is a URL without white space, so the space cannot be part of it.
+func (p *Principal) UserKey() string { return p.Issuer + " " + p.Subject }
 
 // Headers returns the identity headers to forward for p (identity.Identity.Set of p.Identity), built once when the
 // token was verified. The map is shared by every request with the same token: callers copy its entries and never
@@ -274,6 +287,7 @@ func principal(c *Claims, raw []byte, exp time.Time) (*Principal, error) {
 		email = ""
 	}
 	p := &Principal{
+		Issuer:   c.Issuer,
 		Subject:  c.Subject,
 		Scopes:   scopes,
 		Audience: c.Audience,
@@ -372,7 +386,7 @@ func NewVerifier(o VerifierOptions) *Verifier {
 		keys:  o.Keys,
 		rules: ClaimRules{Issuer: o.Issuer, Audiences: o.Audiences, Skew: o.Skew},
 		now:   now,
-		cache: tokenCache{max: size, m: make(map[[32]byte]cacheEntry)},
+		cache: newTokenCache(size),
 		extra: o.ClaimHeaders,
 	}
 }
@@ -380,13 +394,31 @@ func NewVerifier(o VerifierOptions) *Verifier {
 // Verify returns the principal of a raw JWT, or an *AuthError. A token is verified once: a failure's reason comes from
 // the typed error of the step that failed.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
-	// The token's bytes are hashed in place: Sum256 does not keep them.
-	key := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+	key := tokenKey(raw)
 	now := v.now()
-	gen := v.keys.Generation()
-	if p := v.cache.get(key, gen, now); p != nil {
+	if p := v.cached(key, now); p != nil {
 		return p, nil
 	}
+	return v.verify(ctx, key, raw, now)
+}
+
+// tokenKey is the cache key of a token: its SHA-256. The token's bytes are hashed in place: Sum256 does not keep them.
+func tokenKey(raw string) [32]byte {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+}
+
+// cached returns the principal of the token whose key is key when it was verified, has not expired and the key set has
+// not changed since; else nil.
+func (v *Verifier) cached(key [32]byte, now time.Time) *Principal {
+	if e, ok := v.cache.get(key, v.keys.Generation(), now); ok {
+		return e.p
+	}
+	return nil
+}
+
+// verify verifies a token that is not in the cache, and caches its principal.
+func (v *Verifier) verify(ctx context.Context, key [32]byte, raw string, now time.Time) (*Principal, error) {
+	gen := v.keys.Generation()
 	payload, err := v.keys.Verify(ctx, raw)
 	if err != nil {
 		return nil, signatureError(err)
@@ -424,28 +456,33 @@ func signatureError(err error) *AuthError {
 	return &AuthError{Reason: r, Err: err}
 }
 
-// tokenCache holds verified principals by token hash. It is bounded: when full, expired entries are dropped, then
-// arbitrary ones (map order is random).
+// tokenCache holds verified principals (or, for the introspection's negative cache, refusals) by token hash. It is
+// bounded: when full, expired entries are dropped, then arbitrary ones (map order is random).
 type tokenCache struct {
 	mu  sync.RWMutex
 	max int
 	m   map[[32]byte]cacheEntry
 }
 
+func newTokenCache(max int) tokenCache {
+	return tokenCache{max: max, m: make(map[[32]byte]cacheEntry)}
+}
+
 type cacheEntry struct {
 	p     *Principal
+	err   *AuthError
 	until time.Time
 	gen   uint64
 }
 
-func (c *tokenCache) get(k [32]byte, gen uint64, now time.Time) *Principal {
+func (c *tokenCache) get(k [32]byte, gen uint64, now time.Time) (cacheEntry, bool) {
 	c.mu.RLock()
 	e, ok := c.m[k]
 	c.mu.RUnlock()
 	if !ok || e.gen != gen || !now.Before(e.until) {
-		return nil
+		return cacheEntry{}, false
 	}
-	return e.p
+	return e, true
 }
 
 func (c *tokenCache) put(k [32]byte, e cacheEntry, now time.Time) {
@@ -465,4 +502,11 @@ func (c *tokenCache) put(k [32]byte, e cacheEntry, now time.Time) {
 		}
 	}
 	c.m[k] = e
+}
+
+// len returns the number of entries held, expired ones included.
+func (c *tokenCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
 }

@@ -1,14 +1,16 @@
 // Package tokentest provides an authorization server for tests of code that verifies access tokens: an httptest
-// server with RFC 8414 metadata and a JSON Web Key Set the test controls, real RSA keys, signing helpers and an
-// injectable clock. It is for tests only, like net/http/httptest.
+// server with RFC 8414 metadata, a JSON Web Key Set the test controls and a token introspection endpoint (RFC 7662) for
+// opaque tokens, real RSA keys, signing helpers and an injectable clock. It is for tests only, like net/http/httptest.
 package tokentest
 
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,11 +89,15 @@ type Issuer struct {
 	JWKSCanceled atomic.Int64
 	// ExtraMetadata is added to (or replaces members of) the metadata document. Set it before the first request.
 	ExtraMetadata map[string]any
+	// IntrospectionDown makes the introspection endpoint answer 503; IntrospectionHits counts its requests.
+	IntrospectionDown atomic.Bool
+	IntrospectionHits atomic.Int64
 
 	mu      sync.Mutex
-	keys    []Key         // guarded by mu
-	gate    chan struct{} // guarded by mu; see Hold
-	entered chan struct{} // guarded by mu
+	keys    []Key                     // guarded by mu
+	gate    chan struct{}             // guarded by mu; see Hold
+	entered chan struct{}             // guarded by mu
+	opaque  map[string]map[string]any // guarded by mu; see Opaque
 }
 
 // JWKSPath is the path of an Issuer's key set.
@@ -104,6 +110,7 @@ func NewIssuer(t testing.TB, keys ...Key) *Issuer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", is.serveMetadata)
 	mux.HandleFunc("GET "+JWKSPath, is.serveJWKS)
+	mux.HandleFunc("POST "+IntrospectionPath, is.serveIntrospection)
 	is.Server = httptest.NewServer(mux)
 	t.Cleanup(is.Close)
 	return is
@@ -124,6 +131,7 @@ func (is *Issuer) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                   is.URL + "/oauth2/token",
 		"registration_endpoint":            is.URL + "/oauth2/register",
 		"jwks_uri":                         is.JWKSURL(),
+		"introspection_endpoint":           is.URL + IntrospectionPath,
 		"code_challenge_methods_supported": []string{"S256"},
 		"response_types_supported":         []string{"code"},
 	}
@@ -227,4 +235,77 @@ func (c *Clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// IntrospectionPath is the path of an Issuer's introspection endpoint, advertised as introspection_endpoint.
+const IntrospectionPath = "/oauth2/introspect"
+
+// The client credentials the introspection endpoint accepts, by client_secret_basic or client_secret_post.
+const (
+	IntrospectionClientID     = "gateway-rs"
+	IntrospectionClientSecret = "introspection secret/+&=0123456789"
+)
+
+// Opaque returns a new random opaque access token (not a JWT) whose introspection answers active with claims, as
+// long as it is not revoked.
+func (is *Issuer) Opaque(claims map[string]any) string {
+	tok := rand.Text() + rand.Text()
+	is.mu.Lock()
+	if is.opaque == nil {
+		is.opaque = map[string]map[string]any{}
+	}
+	is.opaque[tok] = claims
+	is.mu.Unlock()
+	return tok
+}
+
+// Revoke makes the introspection of an opaque token answer inactive.
+func (is *Issuer) Revoke(tok string) {
+	is.mu.Lock()
+	delete(is.opaque, tok)
+	is.mu.Unlock()
+}
+
+// serveIntrospection answers RFC 7662 requests authenticated with the introspection client's credentials: 401
+// without them, {"active":false} for a token it did not issue by Opaque.
+func (is *Issuer) serveIntrospection(w http.ResponseWriter, r *http.Request) {
+	is.IntrospectionHits.Add(1)
+	if is.IntrospectionDown.Load() {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	id, secret := r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	if u, p, ok := r.BasicAuth(); ok {
+		id, secret = unescape(u), unescape(p)
+	}
+	if subtle.ConstantTimeCompare([]byte(id), []byte(IntrospectionClientID)) != 1 ||
+		subtle.ConstantTimeCompare([]byte(secret), []byte(IntrospectionClientSecret)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Basic realm="introspection"`)
+		http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+		return
+	}
+	is.mu.Lock()
+	claims, ok := is.opaque[r.PostForm.Get("token")]
+	is.mu.Unlock()
+	answer := map[string]any{"active": false}
+	if ok {
+		answer = map[string]any{"active": true, "token_type": "Bearer"}
+		for k, v := range claims {
+			answer[k] = v
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(answer)
+}
+
+// unescape undoes the form encoding RFC 6749 §2.3.1 applies to Basic credentials.
+func unescape(s string) string {
+	if u, err := url.QueryUnescape(s); err == nil {
+		return u
+	}
+	return s
 }

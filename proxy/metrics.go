@@ -82,6 +82,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"ok", "error"} {
 		m.PolicyReloads.WithLabelValues(r)
 	}
+	for _, o := range []string{"active", "refused", "error", "busy"} {
+		m.Introspections.WithLabelValues(o)
+	}
 	for _, r := range []token.Reason{token.ReasonNoToken, token.ReasonMalformed, token.ReasonSignature,
 		token.ReasonUnknownKey, token.ReasonExpired, token.ReasonNotYetValid, token.ReasonIssuer, token.ReasonAudience,
 		token.ReasonMissingClaim, token.ReasonInvalidClaim, token.ReasonScope, token.ReasonKeysUnavailable,

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcp-gateway/gateway/metadata"
 	"github.com/mcp-gateway/gateway/proxy/authserver"
@@ -40,6 +41,7 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/relay"
 	"github.com/mcp-gateway/gateway/proxy/token"
+	"github.com/mcp-gateway/gateway/proxy/tracing"
 )
 
 // Options are the gateway's injected dependencies. Zero values are replaced by defaults.
@@ -53,6 +55,9 @@ type Options struct {
 	UpstreamTransport http.RoundTripper
 	// AuditOut is where GATEWAY_AUDIT_LOG=stderr writes. nil: os.Stderr.
 	AuditOut io.Writer
+	// Traces records a server span per request and propagates its context upstream (package tracing). nil: no
+	// traces, and nothing of them on the request path.
+	Traces *tracing.Provider
 }
 
 // Gateway is the authenticating reverse proxy. Create it with New, start its background work with Run, and serve
@@ -107,6 +112,9 @@ type Gateway struct {
 	endStreams context.CancelFunc
 
 	handler http.Handler
+
+	// tracer starts the request spans; nil: traces are off.
+	tracer trace.Tracer
 }
 
 // New builds a gateway for a validated configuration. It does no I/O: Run discovers the authorization server.
@@ -127,7 +135,10 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	}
 	g.metrics = NewMetrics(reg)
 	g.obs = &observer{log: g.log, metrics: g.metrics, now: g.now, reqIDs: newRequestIDs(), writeTimeout: cfg.WriteTimeout,
-		budget: logBudget{interval: logBudgetInterval, max: logBudgetLines}}
+		budget: logBudget{interval: logBudgetInterval, max: logBudgetLines}, traceUser: cfg.TraceUserID}
+	if o.Traces != nil {
+		g.tracer = o.Traces.Tracer("github.com/mcp-gateway/gateway/proxy")
+	}
 	g.limits = newLimits(cfg, g.metrics, g.log, g.now)
 
 	prm, err := metadata.WellKnownURL(cfg.Resource, "oauth-protected-resource")

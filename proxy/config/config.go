@@ -22,6 +22,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/mcp-gateway/gateway/proxy/authserver"
+	"github.com/mcp-gateway/gateway/proxy/tracing"
 )
 
 // Env is the gateway's environment: one field per variable, parsed by caarlos0/env (env and envDefault tags), the
@@ -204,6 +205,12 @@ type Env struct {
 	// (IPv6 by /64, through GATEWAY_TRUSTED_PROXIES behind a proxy); over it they get 429. Default "20/s,burst=200",
 	// far above a client's few 401s before it signs in; "off": no limit. Option B's endpoints have their own limits.
 	RateLimitAnonymous Rate `env:"GATEWAY_RATE_LIMIT_ANONYMOUS" envDefault:"20/s,burst=200"`
+
+	// Traces: the OTEL_* variables (package tracing) switch them on; this one only adds to them.
+
+	// TraceUserID puts the verified caller's subject (sub) on each request span as user.id. Default false: spans
+	// name no user, so a trace backend with looser access than the gateway's logs does not learn who called what.
+	TraceUserID bool `env:"GATEWAY_TRACE_USER_ID" envDefault:"false"`
 }
 
 // Rate is a token bucket's refill rate and size, written "20/s,burst=40" (per s, m or h); the zero Rate (unset, or
@@ -345,6 +352,12 @@ type Config struct {
 	// RateLimitAnonymous is GATEWAY_RATE_LIMIT_ANONYMOUS; the zero Rate is no limit.
 	RateLimitAnonymous Rate
 
+	// Traces is the traces' configuration, from the OTEL_* variables (see tracing.FromEnv); off unless an exporter is
+	// asked for.
+	Traces tracing.Config
+	// TraceUserID is GATEWAY_TRACE_USER_ID.
+	TraceUserID bool
+
 	// readFrom is the alias each variable was read from, when it was.
 	readFrom readFrom
 }
@@ -357,7 +370,10 @@ var asymmetric = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", 
 func Load(environ map[string]string) (*Config, error) {
 	e, from, parseErrs, failed := parseEnv(environ)
 	c, err := e.config(from)
-	if err := errors.Join(append(parseErrs, without(err, failed)...)...); err != nil {
+	var traceErr error
+	c.Traces, traceErr = tracing.FromEnv(environ)
+	c.TraceUserID = e.TraceUserID
+	if err := errors.Join(append(parseErrs, append(without(err, failed), traceErr)...)...); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -41,7 +41,6 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/relay"
 	"github.com/mcp-gateway/gateway/proxy/token"
-	"github.com/mcp-gateway/gateway/proxy/tracing"
 )
 
 // Options are the gateway's injected dependencies. Zero values are replaced by defaults.
@@ -55,9 +54,9 @@ type Options struct {
 	UpstreamTransport http.RoundTripper
 	// AuditOut is where GATEWAY_AUDIT_LOG=stderr writes. nil: os.Stderr.
 	AuditOut io.Writer
-	// Traces records a server span per request and propagates its context upstream (package tracing). nil: no
-	// traces, and nothing of them on the request path.
-	Traces *tracing.Provider
+	// Traces records a server span per request and propagates its context upstream (package tracing's Provider, in
+	// the binaries). nil: no traces, and nothing of them on the request path.
+	Traces trace.TracerProvider
 }
 
 // Gateway is the authenticating reverse proxy. Create it with New, start its background work with Run, and serve

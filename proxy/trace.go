@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcp-gateway/gateway/proxy/authz"
+	"github.com/mcp-gateway/gateway/proxy/policy"
 	"github.com/mcp-gateway/gateway/proxy/tracing"
 )
 
@@ -67,26 +68,43 @@ func requestAttributes(r *http.Request, st *reqState) []attribute.KeyValue {
 		attrs = append(attrs, attribute.String("mcp.protocol.version", bounded(v)))
 	}
 	if m := r.Header.Get("Mcp-Method"); m != "" {
-		attrs = append(attrs, mcpAttributes(m, headerName(r.Header.Get("Mcp-Name")))...)
+		attrs = append(attrs, mcpAttributes(m, namedBy(m), headerName(r.Header.Get("Mcp-Name")))...)
 	}
 	return attrs
 }
 
-// mcpAttributes are the attributes of an MCP method and the name it names, in the semantic conventions' terms.
-func mcpAttributes(method, name string) []attribute.KeyValue {
+// mcpAttributes are the attributes of an MCP method and the name of kind it names, in the semantic conventions'
+// terms.
+func mcpAttributes(method string, kind policy.Kind, name string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{attribute.String("mcp.method.name", bounded(method))}
 	if name == "" {
 		return attrs
 	}
-	switch method {
-	case "tools/call":
-		attrs = append(attrs, attribute.String("gen_ai.tool.name", bounded(name)), attribute.String("gen_ai.operation.name", "execute_tool"))
-	case "prompts/get":
+	switch kind {
+	case policy.Tool:
+		attrs = append(attrs, attribute.String("gen_ai.tool.name", bounded(name)))
+		if method == "tools/call" {
+			attrs = append(attrs, attribute.String("gen_ai.operation.name", "execute_tool"))
+		}
+	case policy.Prompt:
 		attrs = append(attrs, attribute.String("gen_ai.prompt.name", bounded(name)))
-	default:
+	case policy.Resource:
 		attrs = append(attrs, attribute.String("mcp.resource.uri", bounded(name)))
 	}
 	return attrs
+}
+
+// namedBy is the kind of name the Mcp-Name header carries for method.
+func namedBy(method string) policy.Kind {
+	switch method {
+	case "tools/call":
+		return policy.Tool
+	case "prompts/get":
+		return policy.Prompt
+	case "resources/read":
+		return policy.Resource
+	}
+	return ""
 }
 
 // headerName decodes an Mcp-Name header value (=?base64?…?= is base64 of the name); "" when it is malformed.
@@ -125,7 +143,7 @@ func traceExchange(st *reqState, ex *authz.Exchange) {
 	if s.Method == "" {
 		return
 	}
-	st.span.SetAttributes(mcpAttributes(s.Method, s.Name)...)
+	st.span.SetAttributes(mcpAttributes(s.Method, s.Kind, s.Name)...)
 	if s.ID != "" {
 		st.span.SetAttributes(attribute.String("jsonrpc.request.id", bounded(s.ID)))
 	}

@@ -146,7 +146,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logOut io.
 		closeAll()
 		return err
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Reg: reg, AuditOut: logOut, Traces: traces})
+	opts := proxy.Options{Logger: log, Reg: reg, AuditOut: logOut}
+	if traces != nil {
+		opts.Traces = traces
+	}
+	gw, err := proxy.New(cfg, opts)
 	if err != nil {
 		closeAll()
 		return err

@@ -11,7 +11,6 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Options are what New needs besides the configuration.
@@ -22,9 +21,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Provider records spans and exports them in batches over OTLP/HTTP. Create it with New; Shutdown flushes it.
+// Provider records spans and exports them in batches over OTLP/HTTP: a trace.TracerProvider. Create it with New;
+// Shutdown exports the spans still waiting and stops it.
 type Provider struct {
-	tp *sdktrace.TracerProvider
+	*sdktrace.TracerProvider
 }
 
 // New returns the provider cfg describes, or nil when traces are off: callers then install nothing. It does no I/O;
@@ -66,7 +66,7 @@ func New(cfg Config, o Options) (*Provider, error) {
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sampler(cfg)),
 	)
-	return &Provider{tp: tp}, nil
+	return &Provider{tp}, nil
 }
 
 // sampler is the sampler cfg names.
@@ -86,12 +86,6 @@ func sampler(cfg Config) sdktrace.Sampler {
 	}
 	return sdktrace.ParentBased(root)
 }
-
-// Tracer returns the tracer of the named instrumentation (the package that records the spans).
-func (p *Provider) Tracer(name string) trace.Tracer { return p.tp.Tracer(name) }
-
-// Shutdown exports the spans still waiting and stops the provider, or gives up when ctx ends.
-func (p *Provider) Shutdown(ctx context.Context) error { return p.tp.Shutdown(ctx) }
 
 // reportingExporter logs export failures itself, at most once per interval with the number of failures, rather than
 // through the SDK's process-wide error handler, which would write one unstructured line per failed batch.

@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # One image with both binaries: /usr/local/bin/gateway (the default command) and /usr/local/bin/tools.
 #
 #   docker build -t mcp-gateway .
@@ -9,15 +7,22 @@
 # The binaries are built by deploy/build.sh, the script CI builds with, so the two cannot differ. GO_VERSION must be the
 # go line of go.mod (the deploy module's tests check it). For a byte-for-byte repeatable image, pin the runtime image by
 # digest: --build-arg RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:<digest>.
+#
+# It builds with BuildKit (docker buildx build, Docker 23 and later) and with the classic builder (DOCKER_BUILDKIT=0,
+# Debian's and Ubuntu's docker.io without docker-buildx) alike, so it uses nothing only BuildKit knows (the deploy
+# module's tests check): no heredocs, no RUN --mount, no COPY --chmod or --link, and no BuildKit platform argument in
+# FROM. The build stage therefore runs on the target platform: a multi-platform build (--platform linux/amd64,linux/arm64)
+# compiles under emulation for the other architecture, which is slower, but the binaries are the same.
 
 ARG GO_VERSION=1.26.8
 ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
-FROM --platform=$BUILDPLATFORM docker.io/library/golang:${GO_VERSION}-bookworm AS build
+FROM docker.io/library/golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
+# Set by BuildKit to the stage's platform, empty with the classic builder: either way Go builds for the machine it runs on.
 ARG TARGETOS
 ARG TARGETARCH
 # nodev leaves the gateway's development mode out; --build-arg BUILD_TAGS= keeps it (deploy/compose.yaml's dev profile).

@@ -228,6 +228,7 @@ var omittedFromCompose = map[string]string{
 	"GATEWAY_POLICY_FILE":                "a policy is a file: mount it into the gateway's container and set the variable there",
 	"GATEWAY_AUDIT_LOG":                  "audit events exist only with GATEWAY_POLICY_FILE",
 	"GATEWAY_AUDIT_ARGUMENTS":            "audit events exist only with GATEWAY_POLICY_FILE",
+	"GATEWAY_TRACE_USER_ID":              "traces exist only with the OTEL_* variables, which are set together in the gateway's environment",
 }
 
 // TestComposeVariables checks that .env.example lists exactly the variables compose.yaml uses, that every variable a

@@ -3,7 +3,7 @@
 // to the MCP server behind it with the verified identity in headers (see package identity).
 //
 // One request goes, file by file: routes.go (the chi router: public routes, or the protected group) → observe.go
-// (request id, access line, metrics) → body.go (read deadline, size limit) → origin.go (Origin check, CORS) →
+// (request id, access line, metrics; with traces, trace.go's span) → body.go (read deadline, size limit) → origin.go (Origin check, CORS) →
 // authenticate.go (package token verifies) → session.go (session binding) → with a policy (GATEWAY_POLICY_FILE),
 // authorize.go on the MCP endpoint (package authz reads and decides each MCP message by package policy, filters list
 // answers and writes the audit events; policystore.go holds the policy in force and counts the decisions) →

@@ -77,7 +77,7 @@ func TestToolCallSpans(t *testing.T) {
 				}
 				a := map[string]string{}
 				for _, kv := range s.Attributes {
-					a[string(kv.Key)] = kv.Value.Emit()
+					a[string(kv.Key)] = kv.Value.String()
 				}
 				if a["gen_ai.tool.name"] != want.name[len("tools/call "):] || a["mcp.method.name"] != "tools/call" {
 					t.Errorf("span %d: attributes %v", i, a)

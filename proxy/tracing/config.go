@@ -67,8 +67,9 @@ const defaultEndpoint = "http://localhost:4318/v1/traces"
 // OTEL_TRACES_EXPORTER is otlp, or is unset and OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is
 // set; they are off when OTEL_TRACES_EXPORTER is none or OTEL_SDK_DISABLED is true. OTEL_SERVICE_NAME,
 // OTEL_TRACES_SAMPLER or OTEL_RESOURCE_ATTRIBUTES alone do not switch them on: a service name set for another signal
-// must not make the gateway send spans to a collector that is not there. The error reports every problem at once,
-// each naming its variable; values that may hold credentials (headers) are never repeated.
+// must not make the gateway send spans to a collector that is not there. Off, the Config is the zero one, and the
+// other OTEL_* variables are not checked: they may be set for another program or signal. The error reports every
+// problem at once, each naming its variable; values that may hold credentials (headers) are never repeated.
 func FromEnv(environ map[string]string) (Config, error) {
 	var c Config
 	var errs []error
@@ -92,7 +93,9 @@ func FromEnv(environ map[string]string) (Config, error) {
 	default:
 		bad(varExporter, "must be otlp or none (got %q): this build exports OTLP over HTTP only", exp)
 	}
-	c.Enabled = c.Enabled && !disabled
+	if !c.Enabled || disabled {
+		return Config{}, errors.Join(errs...)
+	}
 	var err error
 	if c.Endpoint, err = endpoint(environ); err != nil {
 		errs = append(errs, err)

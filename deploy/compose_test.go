@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -228,6 +230,9 @@ var omittedFromCompose = map[string]string{
 	"GATEWAY_POLICY_FILE":                "a policy is a file: mount it into the gateway's container and set the variable there",
 	"GATEWAY_AUDIT_LOG":                  "audit events exist only with GATEWAY_POLICY_FILE",
 	"GATEWAY_AUDIT_ARGUMENTS":            "audit events exist only with GATEWAY_POLICY_FILE",
+	"GATEWAY_CIMD":                       "Option B only, with MCP_USE_OAUTH_WORKOS_CLIENT_ID",
+	"GATEWAY_CIMD_ALLOW_PRIVATE":         "for tests on one machine; never in a deployment",
+	"GATEWAY_CIMD_CA_FILE":               "Option B only: a file to mount into the gateway's container",
 	"GATEWAY_TRACE_USER_ID":              "traces exist only with the OTEL_* variables, which are set together in the gateway's environment",
 }
 
@@ -291,7 +296,7 @@ func TestComposeProfiles(t *testing.T) {
 			byProfile[p] = append(byProfile[p], name)
 		}
 	}
-	for p, want := range map[string][]string{"prod": {"gateway", "tools"}, "dev": {"gateway-dev"}, "monitoring": {"grafana", "prometheus"}} {
+	for p, want := range map[string][]string{"prod": {"gateway", "preflight", "tools"}, "dev": {"gateway-dev"}, "monitoring": {"grafana", "prometheus"}} {
 		got := byProfile[p]
 		slices.Sort(got)
 		if !slices.Equal(got, want) {
@@ -305,8 +310,9 @@ func TestComposeProfiles(t *testing.T) {
 	if dev.NetworkMode != "host" {
 		t.Errorf("gateway-dev network_mode: got %q, want host (dev mode listens on loopback only)", dev.NetworkMode)
 	}
-	if host, _, _ := net.SplitHostPort(dev.Environment["GATEWAY_LISTEN_ADDR"]); host != "127.0.0.1" {
-		t.Errorf("gateway-dev GATEWAY_LISTEN_ADDR: got %q, want a 127.0.0.1 address", dev.Environment["GATEWAY_LISTEN_ADDR"])
+	// localhost, as README says: dev mode advertises the host of its listen address (127.0.0.1 would show as such).
+	if host, _, _ := net.SplitHostPort(dev.Environment["GATEWAY_LISTEN_ADDR"]); host != "localhost" {
+		t.Errorf("gateway-dev GATEWAY_LISTEN_ADDR: got %q, want a localhost address, the host README names", dev.Environment["GATEWAY_LISTEN_ADDR"])
 	}
 	for name, s := range c.Services {
 		if s.binary() == "" {
@@ -365,6 +371,97 @@ func TestComposeIsolation(t *testing.T) {
 		out, err := command(t.Context(), t, s.Command, env).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "GATEWAY_IDENTITY_SECRET") {
 			t.Errorf("%s without GATEWAY_IDENTITY_SECRET: got %v %s, want a refusal to start naming it", name, err, out)
+		}
+	}
+}
+
+// TestComposePreflight runs the preflight service's command as its container would, with sh, and checks that it stops
+// "up" with a message naming deploy/.env while GATEWAY_IDENTITY_SECRET is missing or short, and passes a real secret;
+// and that both services of ours wait for it.
+func TestComposePreflight(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh on this machine to run the preflight command with")
+	}
+	for _, c := range []struct {
+		name, secret string
+		ok           bool
+	}{
+		{"as .env.example leaves it", envExample(t)["GATEWAY_IDENTITY_SECRET"], false},
+		{"short", "replace-me", false},
+		{"generated", randomSecret(t), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			vars := envExample(t)
+			vars["GATEWAY_IDENTITY_SECRET"] = c.secret
+			comp, _ := loadCompose(t, vars)
+			pre := comp.Services["preflight"]
+			if len(pre.Command) < 1 || pre.Command[0] != "sh" {
+				t.Fatalf("preflight command %q: want sh -c …", pre.Command)
+			}
+			cmd := exec.Command(sh, pre.Command[1:]...)
+			cmd.Env = environ(pre.Environment)
+			out, err := cmd.CombinedOutput()
+			if c.ok != (err == nil) || (!c.ok && !strings.Contains(string(out), "deploy/.env")) {
+				t.Errorf("preflight with a %s secret: got %v %q, want success %v, or a message naming deploy/.env", c.name, err, out, c.ok)
+			}
+			if strings.Contains(string(out), c.secret) && c.secret != "" {
+				t.Error("preflight prints the secret")
+			}
+		})
+	}
+	c, _ := loadCompose(t, envExample(t))
+	for _, name := range []string{"gateway", "tools"} {
+		if got := dependsOn(t, c.Services[name])["preflight"]; got != "service_completed_successfully" {
+			t.Errorf("service %s depends on preflight with %q, want service_completed_successfully", name, got)
+		}
+	}
+}
+
+// dependsOn returns a service's depends_on as service → condition (service_started for the short list form).
+func dependsOn(t *testing.T, s composeService) map[string]string {
+	t.Helper()
+	deps := map[string]string{}
+	if len(s.DependsOn) == 0 {
+		return deps
+	}
+	var list []string
+	if err := json.Unmarshal(s.DependsOn, &list); err == nil {
+		for _, d := range list {
+			deps[d] = "service_started"
+		}
+		return deps
+	}
+	var long map[string]struct {
+		Condition string `json:"condition"`
+	}
+	if err := json.Unmarshal(s.DependsOn, &long); err != nil {
+		t.Fatalf("depends_on %s: %v", s.DependsOn, err)
+	}
+	for d, v := range long {
+		deps[d] = cmpOr(v.Condition, "service_started")
+	}
+	return deps
+}
+
+// TestComposeStartup checks that "up" does not wait long on a health check: a service that waits for another to be
+// healthy waits for that one's first check, which Docker runs only after the interval (start_interval, which would
+// shorten it, needs Docker Engine 25 and is refused by docker-compose 1.29).
+func TestComposeStartup(t *testing.T) {
+	c, _ := loadCompose(t, envExample(t))
+	for name, s := range c.Services {
+		for dep, cond := range dependsOn(t, s) {
+			if cond != "service_healthy" {
+				continue
+			}
+			h := c.Services[dep].Healthcheck
+			if h == nil || h.Disable {
+				t.Errorf("%s waits for %s to be healthy, which has no health check", name, dep)
+				continue
+			}
+			if first := duration(t, dep+" interval", h.Interval); first > 5*time.Second {
+				t.Errorf("%s waits for %s to be healthy: its first health check comes after %s, so up stalls that long", name, dep, first)
+			}
 		}
 	}
 }

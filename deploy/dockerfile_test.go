@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -186,6 +187,47 @@ func TestDockerfile(t *testing.T) {
 	for _, l := range []string{"title", "description", "source", "version", "revision"} {
 		if !slices.Contains(labels, "org.opencontainers.image."+l) {
 			t.Errorf("no label org.opencontainers.image.%s", l)
+		}
+	}
+}
+
+// classicFlags are the instruction flags the classic builder (DOCKER_BUILDKIT=0, Debian's docker.io) accepts; any other
+// is BuildKit's alone.
+var classicFlags = map[string][]string{
+	"from":        {"--platform"},
+	"copy":        {"--from", "--chown"},
+	"add":         {"--chown"},
+	"healthcheck": {"--interval", "--timeout", "--start-period", "--retries"},
+}
+
+// platformArgs are the arguments BuildKit sets by itself and the classic builder leaves empty.
+var platformArgs = regexp.MustCompile(`\$\{?(BUILD|TARGET)(PLATFORM|OS|ARCH|VARIANT)\b`)
+
+// TestDockerfileClassicBuilder checks that the Dockerfile uses nothing only BuildKit understands, so that "docker build"
+// works with the classic builder too: no heredoc, only the flags the classic builder knows, and no BuildKit platform
+// argument in FROM, where the classic builder fails with "failed to parse platform".
+func TestDockerfileClassicBuilder(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := parser.Parse(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range res.AST.Children {
+		cmd := strings.ToLower(n.Value)
+		if len(n.Heredocs) > 0 {
+			t.Errorf("Dockerfile:%d: a heredoc, which only BuildKit reads", n.StartLine)
+		}
+		for _, f := range n.Flags {
+			name, value, _ := strings.Cut(f, "=")
+			if !slices.Contains(classicFlags[cmd], name) {
+				t.Errorf("Dockerfile:%d: %s %s, which only BuildKit knows", n.StartLine, strings.ToUpper(cmd), name)
+			}
+			if cmd == "from" && platformArgs.MatchString(value) {
+				t.Errorf("Dockerfile:%d: FROM %s: the classic builder leaves BuildKit's platform arguments empty and fails", n.StartLine, f)
+			}
 		}
 	}
 }

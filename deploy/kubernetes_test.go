@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,6 +39,7 @@ import (
 const (
 	kubeDir        = "kubernetes"
 	overlay        = "overlays/example"
+	ownUpstream    = "overlays/own-upstream"
 	secretsExample = overlay + "/secrets.env.example"
 	// toolsShutdown is cmd/tools' shutdownTimeout: how long the tool service drains after SIGTERM.
 	toolsShutdown = 10 * time.Second
@@ -85,18 +87,22 @@ func kustomizeBuildWith(t *testing.T, dir string, extra map[string]string) *mani
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &manifests{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}, secretValues: map[string]string{}}
-	_, order := readEnvFile(t, filepath.Join(kubeDir, secretsExample))
-	var secrets strings.Builder
-	for _, k := range order {
-		v := "sk_test_wiring"
-		if strings.HasSuffix(k, "_SECRET") {
-			v = randomSecret(t)
-		}
-		m.secretValues[k] = v
-		fmt.Fprintf(&secrets, "%s=%s\n", k, v)
-	}
+	secretValues := map[string]string{}
 	for _, d := range []string{overlay, dir} {
+		example := filepath.Join(kubeDir, d, "secrets.env.example")
+		if _, err := os.Stat(example); err != nil {
+			example = filepath.Join(kubeDir, secretsExample)
+		}
+		_, order := readEnvFile(t, example)
+		var secrets strings.Builder
+		for _, k := range order {
+			v := "sk_test_wiring"
+			if strings.HasSuffix(k, "_SECRET") {
+				v = randomSecret(t)
+			}
+			secretValues[k] = v
+			fmt.Fprintf(&secrets, "%s=%s\n", k, v)
+		}
 		if err := mem.WriteFile("/"+kubeDir+"/"+d+"/secrets.env", []byte(secrets.String())); err != nil {
 			t.Fatal(err)
 		}
@@ -116,6 +122,16 @@ func kustomizeBuildWith(t *testing.T, dir string, extra map[string]string) *mani
 		t.Fatal(err)
 	}
 
+	m := decodeObjects(t, "kustomize build "+dir, out)
+	m.secretValues = secretValues
+	return m
+}
+
+// decodeObjects decodes every object of a multi-document YAML stream strictly into its Kubernetes API type: an unknown
+// kind, an unknown field or a duplicate field fails the test. what names the stream's source in failures.
+func decodeObjects(t *testing.T, what string, out []byte) *manifests {
+	t.Helper()
+	m := &manifests{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme,
 		autoscalingv2.AddToScheme, networkingv1.AddToScheme, monitoringv1.AddToScheme} {
@@ -133,18 +149,18 @@ func kustomizeBuildWith(t *testing.T, dir string, extra map[string]string) *mani
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(bytes.TrimSpace(doc)) == 0 {
+		if len(bytes.TrimSpace(doc)) == 0 || isOnlyComments(doc) {
 			continue
 		}
 		obj, gvk, err := codec.Decode(doc, nil, nil)
 		if err != nil {
-			t.Fatalf("kustomize build %s, object %d: %v\n%s", dir, i, err, doc)
+			t.Fatalf("%s, object %d: %v\n%s", what, i, err, doc)
 		}
 		m.objects = append(m.objects, obj)
 		switch o := obj.(type) {
 		case *appsv1.Deployment:
 			if m.deployment != nil {
-				t.Fatal("two Deployments")
+				t.Fatalf("%s: two Deployments", what)
 			}
 			m.deployment = o
 		case *corev1.Service:
@@ -163,10 +179,24 @@ func kustomizeBuildWith(t *testing.T, dir string, extra map[string]string) *mani
 			m.monitor = o
 		case *corev1.Namespace, *corev1.ServiceAccount:
 		default:
-			t.Errorf("kustomize build %s: unexpected %s", dir, gvk)
+			t.Errorf("%s: unexpected %s", what, gvk)
 		}
 	}
+	if m.deployment == nil {
+		t.Fatalf("%s: no Deployment", what)
+	}
 	return m
+}
+
+// isOnlyComments reports whether a YAML document holds comments alone (helm template writes a "# Source:" line even for
+// a template that renders nothing).
+func isOnlyComments(doc []byte) bool {
+	for _, l := range strings.Split(string(doc), "\n") {
+		if l = strings.TrimSpace(l); l != "" && l != "---" && !strings.HasPrefix(l, "#") {
+			return false
+		}
+	}
+	return true
 }
 
 func randomSecret(t *testing.T) string {
@@ -259,22 +289,96 @@ func containerPort(t *testing.T, c *corev1.Container, name string) string {
 	return ""
 }
 
-// TestKubernetesDecodesStrictly builds the base and the example overlay and decodes every object strictly.
+// TestKubernetesDecodesStrictly builds the base and the two overlays and decodes every object strictly.
 func TestKubernetesDecodesStrictly(t *testing.T) {
-	for _, dir := range []string{"base", overlay} {
+	for _, dir := range []string{"base", overlay, ownUpstream} {
 		t.Run(dir, func(t *testing.T) {
 			m := kustomizeBuild(t, dir)
-			if m.deployment == nil || m.pdb == nil || m.hpa == nil || m.policy == nil || len(m.services) != 2 || len(m.configMaps) != 2 {
-				t.Errorf("kustomize build %s: want a Deployment, two Services, two ConfigMaps, a PodDisruptionBudget, a HorizontalPodAutoscaler and a NetworkPolicy", dir)
+			configMaps := 2
+			if dir == ownUpstream {
+				configMaps = 1 // the tool service's has no reader left
 			}
-			if dir == overlay && (m.monitor == nil || len(m.secrets) != 1) {
-				t.Errorf("kustomize build %s: want a ServiceMonitor and the Secret", dir)
+			if m.pdb == nil || m.hpa == nil || m.policy == nil || len(m.services) != 2 || len(m.configMaps) != configMaps {
+				t.Errorf("kustomize build %s: want a Deployment, two Services, %d ConfigMaps, a PodDisruptionBudget, a HorizontalPodAutoscaler and a NetworkPolicy", dir, configMaps)
+			}
+			if dir != "base" && len(m.secrets) != 1 {
+				t.Errorf("kustomize build %s: want the Secret", dir)
 			}
 		})
 	}
 }
 
-// TestKubernetesPod checks the pod against what the issue asks and what the binaries need.
+// TestKubernetesServiceMonitor checks that the example overlay applies to a cluster without the Prometheus Operator
+// (nothing but built-in kinds), and that the ServiceMonitor component, where it is added, carries the label
+// kube-prometheus-stack selects by and finds the metrics Service.
+func TestKubernetesServiceMonitor(t *testing.T) {
+	for _, dir := range []string{overlay, ownUpstream} {
+		for _, obj := range kustomizeBuild(t, dir).objects {
+			if gvk := obj.GetObjectKind().GroupVersionKind(); !builtinGroups[gvk.Group] {
+				t.Errorf("%s holds a %s, which a cluster without its CustomResourceDefinition refuses", dir, gvk)
+			}
+		}
+	}
+	m := withServiceMonitor(t)
+	if m.monitor == nil {
+		t.Fatal("the servicemonitor component added no ServiceMonitor")
+	}
+	if got := m.monitor.Labels["release"]; got != "kube-prometheus-stack" {
+		t.Errorf("ServiceMonitor label release=%q, want kube-prometheus-stack (what that chart's Prometheus selects by default)", got)
+	}
+	checkServiceMonitor(t, m)
+}
+
+// builtinGroups are the API groups of the kinds every cluster knows, of those the manifests use.
+var builtinGroups = map[string]bool{"": true, "apps": true, "policy": true, "autoscaling": true, "networking.k8s.io": true}
+
+// withServiceMonitor builds a copy of the example overlay with the servicemonitor component added, as its comment says.
+func withServiceMonitor(t *testing.T) *manifests {
+	t.Helper()
+	extra := map[string]string{}
+	for _, f := range []string{"kustomization.yaml", "gateway.env", "namespace.yaml"} {
+		b, err := os.ReadFile(filepath.Join(kubeDir, overlay, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		extra["overlays/monitored/"+f] = string(b)
+	}
+	k := extra["overlays/monitored/kustomization.yaml"]
+	const off = "# components:\n#   - ../../components/servicemonitor\n"
+	if !strings.Contains(k, off) {
+		t.Fatalf("%s/kustomization.yaml has no commented-out servicemonitor component to turn on", overlay)
+	}
+	extra["overlays/monitored/kustomization.yaml"] = strings.Replace(k, off, "components:\n  - ../../components/servicemonitor\n", 1)
+	return kustomizeBuildWith(t, "overlays/monitored", extra)
+}
+
+// checkServiceMonitor checks that the ServiceMonitor selects the metrics Service and scrapes a port it has.
+func checkServiceMonitor(t *testing.T, m *manifests) {
+	t.Helper()
+	var metricsService *corev1.Service
+	for _, s := range m.services {
+		if s.Labels["app.kubernetes.io/component"] == "metrics" {
+			metricsService = s
+		}
+	}
+	if metricsService == nil {
+		t.Fatal("no metrics Service")
+	}
+	monSel, err := metav1.LabelSelectorAsSelector(&m.monitor.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !monSel.Matches(labels.Set(metricsService.Labels)) {
+		t.Error("ServiceMonitor does not select the metrics Service")
+	}
+	for _, e := range m.monitor.Spec.Endpoints {
+		if !slices.ContainsFunc(metricsService.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port }) {
+			t.Errorf("ServiceMonitor endpoint port %q is not a port of Service %s", e.Port, metricsService.Name)
+		}
+	}
+}
+
+// TestKubernetesPod checks the example overlay's pod against what the issue asks and what the binaries need.
 func TestKubernetesPod(t *testing.T) {
 	m := kustomizeBuild(t, overlay)
 	pod := m.deployment.Spec.Template.Spec
@@ -294,9 +398,6 @@ func TestKubernetesPod(t *testing.T) {
 		if gw.Image != tools.Image {
 			t.Errorf("images %s and %s differ; the one image holds both binaries", gw.Image, tools.Image)
 		}
-		if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
-			t.Error("enableServiceLinks is not false: Service variables such as GATEWAY_PORT could reach the binaries")
-		}
 		keys, _ := readEnvFile(t, filepath.Join(kubeDir, secretsExample))
 		for name, s := range m.secrets {
 			if got, want := len(s.Data), len(keys); got != want {
@@ -304,31 +405,6 @@ func TestKubernetesPod(t *testing.T) {
 			}
 		}
 	})
-
-	t.Run("security", func(t *testing.T) {
-		sc := pod.SecurityContext
-		if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 ||
-			sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-			t.Error("pod securityContext: want runAsNonRoot, a non-zero runAsUser and seccomp RuntimeDefault")
-		}
-		if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
-			t.Error("automountServiceAccountToken is not false")
-		}
-		for _, c := range pod.Containers {
-			csc := c.SecurityContext
-			if csc == nil || csc.AllowPrivilegeEscalation == nil || *csc.AllowPrivilegeEscalation ||
-				csc.ReadOnlyRootFilesystem == nil || !*csc.ReadOnlyRootFilesystem ||
-				csc.Capabilities == nil || !slices.Equal(csc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
-				(csc.Privileged != nil && *csc.Privileged) {
-				t.Errorf("container %s securityContext: want no privilege escalation, read-only root, all capabilities dropped", c.Name)
-			}
-			r := c.Resources
-			if r.Requests.Cpu().IsZero() || r.Requests.Memory().IsZero() || r.Limits.Memory().IsZero() {
-				t.Errorf("container %s: want CPU and memory requests and a memory limit", c.Name)
-			}
-		}
-	})
-
 	t.Run("tool service on loopback only", func(t *testing.T) {
 		host, _, err := net.SplitHostPort(toolsEnv["TOOLS_LISTEN_ADDR"])
 		if err != nil || net.ParseIP(host) == nil || !net.ParseIP(host).IsLoopback() {
@@ -340,156 +416,70 @@ func TestKubernetesPod(t *testing.T) {
 		if gwEnv["GATEWAY_IDENTITY_SECRET"] == "" || gwEnv["GATEWAY_IDENTITY_SECRET"] != toolsEnv["GATEWAY_IDENTITY_SECRET"] {
 			t.Error("GATEWAY_IDENTITY_SECRET is not the same non-empty value in both containers")
 		}
-	})
-
-	t.Run("probes and ports", func(t *testing.T) {
-		listen := port(t, gwEnv["GATEWAY_LISTEN_ADDR"])
-		for _, p := range []struct {
-			name  string
-			probe *corev1.Probe
-			path  string
-		}{{"liveness", gw.LivenessProbe, "/healthz"}, {"readiness", gw.ReadinessProbe, "/readyz"}} {
-			if p.probe == nil || p.probe.HTTPGet == nil {
-				t.Errorf("gateway %s probe: want an HTTP GET of %s", p.name, p.path)
-				continue
-			}
-			if p.probe.HTTPGet.Path != p.path || containerPort(t, gw, p.probe.HTTPGet.Port.String()) != listen {
-				t.Errorf("gateway %s probe: GET %s on port %s, want %s on GATEWAY_LISTEN_ADDR's port %s",
-					p.name, p.probe.HTTPGet.Path, p.probe.HTTPGet.Port.String(), p.path, listen)
-			}
-		}
 		if tools.LivenessProbe == nil || tools.LivenessProbe.Exec == nil || !slices.Equal(tools.LivenessProbe.Exec.Command, []string{"tools", "--healthcheck"}) {
 			t.Error("tools liveness probe: want exec tools --healthcheck")
 		}
-		metrics := gwEnv["GATEWAY_METRICS_ADDR"]
-		host, mport, err := net.SplitHostPort(metrics)
-		if err != nil || config.IsLoopbackHost(host) {
-			t.Errorf("GATEWAY_METRICS_ADDR=%q: want an address beyond loopback, or Prometheus cannot scrape the pod", metrics)
-		}
-		ann := m.deployment.Spec.Template.Annotations
-		if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != mport || containerPort(t, gw, "metrics") != mport {
-			t.Errorf("metrics: annotations %v and container port metrics=%s, want both to be GATEWAY_METRICS_ADDR's port %s",
-				ann, containerPort(t, gw, "metrics"), mport)
-		}
 	})
-
-	t.Run("termination", func(t *testing.T) {
-		shutdown := duration(t, "GATEWAY_SHUTDOWN_TIMEOUT", cmpOr(gwEnv["GATEWAY_SHUTDOWN_TIMEOUT"], gatewayVars()["GATEWAY_SHUTDOWN_TIMEOUT"]))
-		pause := func(c *corev1.Container) time.Duration {
-			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
-				return 0
-			}
-			return time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
-		}
-		grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
-		if grace < pause(gw)+shutdown {
-			t.Errorf("terminationGracePeriodSeconds %s < gateway preStop %s + GATEWAY_SHUTDOWN_TIMEOUT %s", grace, pause(gw), shutdown)
-		}
-		if pause(tools) < pause(gw)+shutdown {
-			t.Errorf("tools preStop %s < gateway preStop %s + GATEWAY_SHUTDOWN_TIMEOUT %s: the tool service would stop under the gateway's open requests",
-				pause(tools), pause(gw), shutdown)
-		}
-		if grace < pause(tools)+toolsShutdown {
-			t.Errorf("terminationGracePeriodSeconds %s < tools preStop %s + its shutdown %s", grace, pause(tools), toolsShutdown)
-		}
-	})
+	checkPod(t, m, tools, toolsShutdown)
+	checkEgress(t, m, gwEnv)
 }
 
 // TestKubernetesSelectors checks that every selector finds the pod and every named port exists.
 func TestKubernetesSelectors(t *testing.T) {
-	m := kustomizeBuild(t, overlay)
-	podLabels := labels.Set(m.deployment.Spec.Template.Labels)
-	gw := m.container(t, "gateway")
-	var metricsService *corev1.Service
-	for _, s := range m.services {
-		if !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) || len(s.Spec.Selector) == 0 {
-			t.Errorf("Service %s does not select the pod", s.Name)
-		}
-		for _, p := range s.Spec.Ports {
-			containerPort(t, gw, p.TargetPort.String()) // only the gateway's ports; the tool service has none
-		}
-		if s.Labels["app.kubernetes.io/component"] == "metrics" {
-			metricsService = s
-		} else if len(s.Spec.Ports) != 1 || s.Spec.Ports[0].TargetPort.String() != "http" {
-			t.Errorf("Service %s exposes %v; want the gateway's http port alone", s.Name, s.Spec.Ports)
-		}
+	checkSelectors(t, withServiceMonitor(t))
+}
+
+// TestKubernetesOwnUpstream checks the overlay that puts the gateway in front of the user's MCP server: the tool service
+// is gone, the server is the pod's second container, listening on the pod's loopback at GATEWAY_UPSTREAM_URL's port,
+// and the pod keeps every property the example's has.
+func TestKubernetesOwnUpstream(t *testing.T) {
+	m := kustomizeBuild(t, ownUpstream)
+	pod := m.deployment.Spec.Template.Spec
+	if len(pod.Containers) != 2 || slices.ContainsFunc(pod.Containers, func(c corev1.Container) bool { return c.Name == "tools" }) {
+		t.Fatalf("the pod has containers %v; want gateway and mcp-server", containerNames(pod.Containers))
 	}
-	sel := func(what string, ls interface {
-		Matches(labels.Labels) bool
-	}, set labels.Set) {
-		if !ls.Matches(set) {
-			t.Errorf("%s does not select its target", what)
-		}
+	gw, server := m.container(t, "gateway"), m.container(t, "mcp-server")
+	gwEnv := m.env(t, gw)
+	checkVarsRead(t, "container gateway", "gateway", mapsKeys(gwEnv))
+	if server.Image != "registry.example.com/my-mcp-server:1.2.3" {
+		t.Errorf("mcp-server image %s, want the overlay's registry.example.com/my-mcp-server:1.2.3", server.Image)
 	}
-	pdbSel, err := metav1.LabelSelectorAsSelector(m.pdb.Spec.Selector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sel("PodDisruptionBudget", pdbSel, podLabels)
-	npSel, err := metav1.LabelSelectorAsSelector(&m.policy.Spec.PodSelector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sel("NetworkPolicy", npSel, podLabels)
-	for _, rule := range m.policy.Spec.Ingress {
-		for _, p := range rule.Ports {
-			containerPort(t, gw, p.Port.String())
+	checkLoopbackUpstream(t, gwEnv["GATEWAY_UPSTREAM_URL"], server)
+	for _, e := range server.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			t.Errorf("mcp-server gets secret %s: a server on loopback needs none of the gateway's", e.Name)
 		}
 	}
-	if h := m.hpa.Spec; h.ScaleTargetRef.Kind != "Deployment" || h.ScaleTargetRef.Name != m.deployment.Name || h.MinReplicas == nil ||
-		*h.MinReplicas < 2 || m.pdb.Spec.MinAvailable.IntValue() >= int(*h.MinReplicas) {
-		t.Error("HorizontalPodAutoscaler: want the Deployment as target and at least 2 replicas, more than the budget's minAvailable")
+	checkPod(t, m, server, 0)
+	checkEgress(t, m, gwEnv)
+	checkSelectors(t, m)
+}
+
+// checkLoopbackUpstream checks that upstream (GATEWAY_UPSTREAM_URL) is on the pod's loopback, and that the server
+// container is told to listen there: its arguments or environment name 127.0.0.1 and the URL's port, and it declares no
+// container port.
+func checkLoopbackUpstream(t *testing.T, upstream string, server *corev1.Container) {
+	t.Helper()
+	u, err := url.Parse(upstream)
+	if err != nil || u.Scheme != "http" || !config.IsLoopbackHost(u.Hostname()) || u.Port() == "" {
+		t.Fatalf("GATEWAY_UPSTREAM_URL=%q: want http://127.0.0.1:<port>/…, the pod's loopback", upstream)
 	}
-	if m.deployment.Spec.Replicas != nil {
-		t.Error("the Deployment sets replicas, which the HorizontalPodAutoscaler owns")
+	said := strings.Join(append(slices.Clone(server.Command), server.Args...), " ")
+	for _, e := range server.Env {
+		said += " " + e.Name + "=" + e.Value
 	}
-	if metricsService == nil {
-		t.Fatal("no metrics Service")
+	if !strings.Contains(said, "127.0.0.1") || !strings.Contains(said, u.Port()) {
+		t.Errorf("container %s: command, args and env %q do not bind 127.0.0.1 and port %s", server.Name, said, u.Port())
 	}
-	monSel, err := metav1.LabelSelectorAsSelector(&m.monitor.Spec.Selector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sel("ServiceMonitor", monSel, labels.Set(metricsService.Labels))
-	for _, e := range m.monitor.Spec.Endpoints {
-		if !slices.ContainsFunc(metricsService.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port }) {
-			t.Errorf("ServiceMonitor endpoint port %q is not a port of Service %s", e.Port, metricsService.Name)
-		}
+	if len(server.Ports) > 0 {
+		t.Errorf("container %s declares ports %v; on loopback it needs none", server.Name, server.Ports)
 	}
 }
 
-// TestReadmeSidecarRecipe follows the deployment guide's recipe (docs/deployment.md) for another MCP server in place
-// of the tool service: a copy of the example overlay with the guide's line added to gateway.env and its patch added to
-// kustomization.yaml. The gateway must then forward to that server's loopback port.
-func TestReadmeSidecarRecipe(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "deployment.md"))
-	if err != nil {
-		t.Fatal(err)
+func containerNames(cs []corev1.Container) []string {
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Name)
 	}
-	readme := string(b)
-	const marker, line = "# add to the overlay's kustomization.yaml\n", "GATEWAY_UPSTREAM_URL=http://127.0.0.1:8080/mcp"
-	_, rest, ok := strings.Cut(readme, marker)
-	if !ok || !strings.Contains(readme, "add `"+line+"` to\n`gateway.env`") {
-		t.Fatalf("docs/deployment.md has no recipe: a block starting with %q and the line %s for gateway.env", marker, line)
-	}
-	patch, _, _ := strings.Cut(rest, "```")
-	extra := map[string]string{}
-	for _, f := range []string{"kustomization.yaml", "gateway.env", "namespace.yaml"} {
-		b, err := os.ReadFile(filepath.Join(kubeDir, overlay, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		extra["overlays/recipe/"+f] = string(b)
-	}
-	extra["overlays/recipe/kustomization.yaml"] += "\n" + patch
-	extra["overlays/recipe/gateway.env"] += line + "\n"
-	m := kustomizeBuildWith(t, "overlays/recipe", extra)
-	server := m.container(t, "mcp-server")
-	upstream := m.env(t, m.container(t, "gateway"))["GATEWAY_UPSTREAM_URL"]
-	if want := "http://127.0.0.1:8080/mcp"; upstream != want || !slices.Equal(server.Args, []string{"--host", "127.0.0.1", "--port", "8080"}) {
-		t.Errorf("recipe: GATEWAY_UPSTREAM_URL=%s and server args %q, want %s and a loopback bind on its port", upstream, server.Args, want)
-	}
-	if len(m.deployment.Spec.Template.Spec.Containers) != 2 {
-		t.Errorf("recipe: got %d containers, want the gateway and the server", len(m.deployment.Spec.Template.Spec.Containers))
-	}
+	return names
 }

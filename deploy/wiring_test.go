@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -216,8 +217,17 @@ func TestComposeWiring(t *testing.T) {
 // behind a round-robin stand-in for the Service, and checks that one client's requests succeed whichever replica
 // answers them.
 func TestKubernetesWiring(t *testing.T) {
+	checkPodWiring(t, kustomizeBuild(t, overlay))
+}
+
+// TestHelmWiring is TestKubernetesWiring for the Helm chart's pod with its default values.
+func TestHelmWiring(t *testing.T) {
+	checkPodWiring(t, helmTemplate(t, helmValues[:1]))
+}
+
+// checkPodWiring runs the pod of m, once per minimum replica, and calls tools through a round robin over them.
+func checkPodWiring(t *testing.T, m *manifests) {
 	is := newIssuer(t)
-	m := kustomizeBuild(t, overlay)
 	gwC, toolsC := m.container(t, "gateway"), m.container(t, "tools")
 	gwDeclared, toolsDeclared := m.env(t, gwC), m.env(t, toolsC)
 	gwDeclared["GATEWAY_ISSUER_URL"] = is.URL
@@ -316,7 +326,14 @@ func TestComposeDevProfile(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("BUILD_TAGS=%q build.sh: %v\n%s", dev.Build.Args["BUILD_TAGS"], err, out)
 	}
-	env := newLoopback(t).env("host", "gateway", dev.Environment)
+	l := newLoopback(t)
+	env := l.env("host", "gateway", dev.Environment)
+	// The declared host stays (it decides the advertised URL); only the port moves. The development authorization
+	// server's default port, 3002, moves too: a developer's own --dev run may hold it.
+	declaredHost, _, _ := net.SplitHostPort(dev.Environment["GATEWAY_LISTEN_ADDR"])
+	listenPort := port(t, env["GATEWAY_LISTEN_ADDR"])
+	env["GATEWAY_LISTEN_ADDR"] = net.JoinHostPort(declaredHost, listenPort)
+	env["GATEWAY_DEV_ISSUER_ADDR"] = "127.0.0.1:" + l.port("host", "3002")
 	cmd := exec.Command(filepath.Join(dir, dev.Command[0]), dev.Command[1:]...)
 	cmd.Env = environ(env)
 	out := &syncBuffer{}
@@ -326,7 +343,7 @@ func TestComposeDevProfile(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	base := "http://" + env["GATEWAY_LISTEN_ADDR"]
+	base := "http://127.0.0.1:" + listenPort
 	deadline := time.After(20 * time.Second)
 	for ready := false; !ready; {
 		select {
@@ -342,6 +359,10 @@ func TestComposeDevProfile(t *testing.T) {
 			code, _ := getStatus(base + "/healthz")
 			ready = code == http.StatusOK
 		}
+	}
+	// README says http://localhost:3000/mcp; the banner must say the same host.
+	if want := "http://localhost:" + listenPort + "/mcp"; !strings.Contains(out.String(), want) {
+		t.Errorf("gateway --dev does not advertise %s:\n%s", want, out)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {

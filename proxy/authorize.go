@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/mcp-gateway/gateway/proxy/authz"
 	"github.com/mcp-gateway/gateway/proxy/policy"
@@ -28,6 +29,10 @@ type AuthorizeOptions struct {
 	Audit *authz.AuditLog
 	// Count counts each message's decision (mcp_gateway_policy_decisions_total); nil: not counted.
 	Count func(policy.Decision)
+	// Limit takes a tool call of the caller's from its budget under the limit of the rule that allowed it, and
+	// reports whether it fit, and when not, how long until it would (limits.takeToolCall); nil: rules' limits are
+	// not applied.
+	Limit func(r *http.Request, rule, tool string, l *policy.Limit) (ok bool, retry time.Duration)
 }
 
 // Authorize applies the policy current returns to the MCP messages of a request, for a caller that Authenticate
@@ -89,10 +94,18 @@ func readPost(w http.ResponseWriter, r *http.Request, ex *authz.Exchange, o Auth
 		writeError(w, r, refusal(token.ReasonScope, o.ResourceMetadata, scopes, nil, slog.String("policy", "step_up")))
 		return false
 	}
+	var retry time.Duration
+	if o.Limit != nil {
+		retry = ex.Limit(func(rule, tool string, l *policy.Limit) (bool, time.Duration) { return o.Limit(r, rule, tool, l) })
+	}
 	answer, ok := ex.Forward(r)
 	if !ok {
 		e := &Error{Status: answer.Status, Code: "denied", JSONRPC: answer.Body, Attrs: []slog.Attr{slog.String("policy", "deny")}}
-		if answer.Body == nil {
+		switch {
+		case answer.Status == http.StatusTooManyRequests:
+			e.Code, e.RetryAfter = "too_many_requests", retryAfterSeconds(retry)
+			e.Attrs = []slog.Attr{slog.String("limit", limitToolRate)}
+		case answer.Body == nil:
 			e.Code = "" // denied notifications: 202 and no body
 		}
 		writeError(w, r, e)

@@ -61,8 +61,9 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 }
 
 // rewrite builds the upstream request: to the upstream URL for the MCP endpoint, else to the upstream origin with the
-// path unchanged. Credentials and every inbound identity header are removed before the verified identity is
-// set. The outbound Host is the upstream's (SetURL), which the go-sdk's DNS-rebinding check requires.
+// path unchanged. Credentials, every inbound identity header and every inbound copy of a mapped header
+// (GATEWAY_CLAIM_HEADERS), in any spelling, are removed before the verified identity is set. The outbound Host is the
+// upstream's (SetURL), which the go-sdk's DNS-rebinding check requires.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest, endpoint bool) {
 	st := stateOf(pr.In.Context())
 	pr.SetURL(g.upstreamOrigin)
@@ -76,8 +77,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, endpoint bool) {
 		extra += len(st.principal.Headers())
 	}
 	h := make(http.Header, len(pr.Out.Header)+extra)
+	mapped := g.cfg.ClaimHeaderMap // nil: none
 	for k, v := range pr.Out.Header {
-		if isGatewayHeader(k) || identity.IsIdentityHeader(k) {
+		if isGatewayHeader(k) || identity.IsIdentityHeader(k) || mapped.Owns(k) {
 			continue
 		}
 		if (k == "Connection" || k == "Upgrade") && !g.cfg.AllowUpgrade {
@@ -105,7 +107,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, endpoint bool) {
 		h["Mcp-Session-Id"] = []string{st.upstreamSession}
 	}
 	if g.secret != nil {
-		identity.Sign(pr.Out, g.secret, g.now())
+		identity.Sign(pr.Out, g.secret, g.now(), g.mappedNames...)
 	}
 }
 

@@ -39,6 +39,7 @@ import (
 	"github.com/mcp-gateway/gateway/proxy/authserver"
 	"github.com/mcp-gateway/gateway/proxy/authz"
 	"github.com/mcp-gateway/gateway/proxy/config"
+	"github.com/mcp-gateway/gateway/proxy/redisstore"
 	"github.com/mcp-gateway/gateway/proxy/relay"
 	"github.com/mcp-gateway/gateway/proxy/token"
 )
@@ -73,7 +74,9 @@ type Gateway struct {
 	verifier *token.Verifier
 	binder   sessionBinder
 	secret   []byte // identity signing key; nil: unsigned
-	prmURL   string
+	// mappedNames are the headers GATEWAY_CLAIM_HEADERS adds, which the signature lists (version 3); nil: version 2.
+	mappedNames []string
+	prmURL      string
 
 	transport http.RoundTripper
 	buffers   *bufferPool
@@ -97,7 +100,9 @@ type Gateway struct {
 	// may use everything, and the request path is the one without policy.
 	policy *policyStore
 	// limits are the limits per user and per client address (GATEWAY_RATE_LIMIT_*, GATEWAY_MAX_STREAMS_USER).
-	limits     *limits
+	limits *limits
+	// redis holds the state replicas share (GATEWAY_REDIS_URL); nil: each replica keeps its own in memory.
+	redis      *redisstore.Client
 	audit      *authz.AuditLog // nil: no audit events
 	closeAudit func()
 
@@ -139,6 +144,11 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 		g.tracer = o.Traces.Tracer("github.com/mcp-gateway/gateway/proxy")
 	}
 	g.limits = newLimits(cfg, g.metrics, g.log, g.now)
+	var used authserver.UsedStore // nil: in memory
+	if g.redis = g.newRedis(reg); g.redis != nil {
+		g.limits.shareThrough(g.redis)
+		used = g.redis.Once(redisStatePrefix)
+	}
 
 	prm, err := metadata.WellKnownURL(cfg.Resource, "oauth-protected-resource")
 	if err != nil {
@@ -149,9 +159,14 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	if cfg.IdentitySecret != "" {
 		g.secret = []byte(cfg.IdentitySecret)
 	}
+	g.mappedNames = cfg.ClaimHeaderMap.Names()
 	if cfg.StaticClientID != "" {
+		resolver, err := clientMetadata(cfg, g.now, g.log)
+		if err != nil {
+			return nil, err
+		}
 		g.authServer, err = authserver.New(cfg.AuthServer(), authserver.Options{Key: g.key("oauth-facade", true),
-			Client: g.asClient, Now: g.now, AuthServer: g.upstreamAS.Load, Note: noteOAuth})
+			Client: g.asClient, Now: g.now, AuthServer: g.upstreamAS.Load, Note: noteOAuth, Used: used, ClientMetadata: resolver})
 		if err != nil {
 			return nil, err
 		}
@@ -163,6 +178,7 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	})
 	g.verifier = token.NewVerifier(token.VerifierOptions{
 		Keys: g.keys, Issuer: cfg.Issuer, Audiences: cfg.AudienceList, Skew: cfg.ClockSkew, Now: g.now,
+		ClaimHeaders: cfg.ClaimHeaderMap,
 	})
 	if err := g.loadPolicy(o); err != nil {
 		return nil, err
@@ -196,11 +212,15 @@ func (g *Gateway) loadPolicy(o Options) error {
 	return nil
 }
 
-// ReloadPolicy reads the policy file again and puts it in force for the requests that follow. A file that does not
-// load leaves the policy in force; the error says why (and is logged). Without a policy it returns ErrNoPolicy.
+// ReloadPolicy reads the policy file again and puts it in force for the requests that follow, and opens the audit
+// log's file again (after a log rotation). A file that does not load leaves the policy in force; the error says why
+// (and is logged). Without a policy it returns ErrNoPolicy.
 func (g *Gateway) ReloadPolicy() error {
 	if g.policy == nil {
 		return ErrNoPolicy
+	}
+	if err := g.audit.Reopen(); err != nil {
+		g.log.Error("audit log not reopened; events keep going to the file open", "file", g.cfg.AuditLog, "err", err)
 	}
 	return g.policy.reload()
 }

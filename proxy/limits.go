@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcp-gateway/gateway/proxy/clientaddr"
 	"github.com/mcp-gateway/gateway/proxy/config"
+	"github.com/mcp-gateway/gateway/proxy/policy"
 	"github.com/mcp-gateway/gateway/proxy/ratelimit"
 )
 
@@ -20,6 +21,7 @@ const (
 	limitUserRate      = "user_rate"      // GATEWAY_RATE_LIMIT_USER
 	limitUserStreams   = "user_streams"   // GATEWAY_MAX_STREAMS_USER
 	limitAnonymousRate = "anonymous_rate" // GATEWAY_RATE_LIMIT_ANONYMOUS
+	limitToolRate      = "tool_rate"      // a policy rule's limit on calls of each tool it grants
 )
 
 const (
@@ -38,6 +40,7 @@ type limits struct {
 	userRate      config.Rate
 	anonymous     ratelimit.Limiter // GATEWAY_RATE_LIMIT_ANONYMOUS, by client address
 	anonymousRate config.Rate
+	tools         ratelimit.Limiter // the policy rules' limits, by subject, rule and tool
 	streams       *streamCounter
 	trusted       []netip.Prefix
 	limited       *prometheus.CounterVec
@@ -48,7 +51,7 @@ type limits struct {
 // newLimits builds the limits cfg turns on.
 func newLimits(cfg *config.Config, m *Metrics, log *slog.Logger, now func() time.Time) *limits {
 	l := &limits{trusted: cfg.TrustedProxyList, limited: m.Limited, log: log, logs: map[string]*rate.Sometimes{}}
-	for _, name := range []string{limitUserRate, limitUserStreams, limitAnonymousRate} {
+	for _, name := range []string{limitUserRate, limitUserStreams, limitAnonymousRate, limitToolRate} {
 		l.logs[name] = &rate.Sometimes{Interval: limitLogInterval}
 	}
 	if cfg.RateLimitUser.On() {
@@ -56,6 +59,9 @@ func newLimits(cfg *config.Config, m *Metrics, log *slog.Logger, now func() time
 	}
 	if cfg.RateLimitAnonymous.On() {
 		l.anonymous, l.anonymousRate = ratelimit.NewMemory(limitKeys, now), cfg.RateLimitAnonymous
+	}
+	if cfg.PolicyFile != "" {
+		l.tools = ratelimit.NewMemory(limitKeys, now)
 	}
 	if cfg.MaxStreamsUser > 0 {
 		l.streams = &streamCounter{max: cfg.MaxStreamsUser, open: map[string]int{}}
@@ -66,12 +72,35 @@ func newLimits(cfg *config.Config, m *Metrics, log *slog.Logger, now func() time
 // refuse counts a request refused over limit, logs it once per interval, and returns the answer: 429 with
 // Retry-After, in whole seconds (at least 1).
 func (l *limits) refuse(limit string, retry time.Duration) *Error {
+	l.count(limit)
+	return &Error{Status: http.StatusTooManyRequests, Code: "too_many_requests", Description: limitTexts[limit],
+		RetryAfter: retryAfterSeconds(retry), Attrs: []slog.Attr{slog.String("limit", limit)}}
+}
+
+// count counts a request refused over limit, and logs it once per interval.
+func (l *limits) count(limit string) {
 	l.limited.WithLabelValues(limit).Inc()
 	l.logs[limit].Do(func() {
 		l.log.Warn("requests over a limit refused (logged once per interval)", "limit", limit, "interval", limitLogInterval)
 	})
-	return &Error{Status: http.StatusTooManyRequests, Code: "too_many_requests", Description: limitTexts[limit],
-		RetryAfter: max(1, int((retry+time.Second-1)/time.Second)), Attrs: []slog.Attr{slog.String("limit", limit)}}
+}
+
+// retryAfterSeconds is a Retry-After for a wait of d: whole seconds, rounded up, at least 1.
+func retryAfterSeconds(d time.Duration) int { return max(1, int((d+time.Second-1)/time.Second)) }
+
+// takeToolCall takes a tool call of r's verified caller from its budget under rule's limit l, one budget per
+// caller, rule and tool; a call over it is counted (tool_rate) and its wait returned. Authorize answers it.
+func (l *limits) takeToolCall(r *http.Request, rule, tool string, lim *policy.Limit) (bool, time.Duration) {
+	st := stateOf(r.Context())
+	if st == nil || st.principal == nil {
+		return true, 0 // unreachable: Authorize runs for verified callers only
+	}
+	key := st.principal.Subject + "\x00" + rule + "\x00" + tool
+	ok, retry := l.tools.Allow(r.Context(), key, config.Rate{PerSecond: lim.PerSecond, Burst: lim.Burst})
+	if !ok {
+		l.count(limitToolRate)
+	}
+	return ok, retry
 }
 
 // limitTexts are the descriptions of the 429s, by limit.

@@ -3,7 +3,10 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,5 +159,64 @@ func TestLimitsOffMountNothing(t *testing.T) {
 	h := newHarness(t, map[string]string{"GATEWAY_RATE_LIMIT_ANONYMOUS": "off", "GATEWAY_MAX_STREAMS_USER": "0"}, false)
 	if l := h.gw.limits; l.user != nil || l.anonymous != nil || l.streams != nil {
 		t.Errorf("limits on: %+v", l)
+	}
+}
+
+// limitPolicy limits the calls of two tools, each per caller, and leaves a third unlimited.
+const limitPolicy = `default: deny
+rules:
+  - name: limited-lookups
+    tools: ["get-workos-user", "report-*"]
+    limit: {rate: 2/m}
+  - name: everyone
+    tools: ["get-user-info"]
+`
+
+// TestPolicyToolLimit: a rule's limit counts the calls of each tool it grants, per caller: over it, a call gets 429
+// with Retry-After and a JSON-RPC error with its id, and never reaches the upstream; other tools, other callers and
+// lists are not counted; in a batch, only the call over its limit is answered by the gateway.
+func TestPolicyToolLimit(t *testing.T) {
+	t.Parallel()
+	ph := newPolicyHarness(t, limitPolicy, nil)
+	for i := range 2 {
+		if resp, body := ph.post(t, nil, "", nil, call(strconv.Itoa(i+1), "get-workos-user")); resp.StatusCode != 200 {
+			t.Fatalf("call %d within the limit: got %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	resp, body := ph.post(t, nil, "", nil, call("3", "get-workos-user"))
+	want := `{"jsonrpc":"2.0","id":3,"error":{"code":429,"message":"Rate limit exceeded for tool get-workos-user: retry after 30 s","data":{"retryAfterSeconds":30}}}`
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "30" || body != want {
+		t.Fatalf("over the limit: got %d Retry-After %q %s, want 429 30 %s", resp.StatusCode, resp.Header.Get("Retry-After"), body, want)
+	}
+	if n := len(ph.upstreamBodies()); n != 2 {
+		t.Fatalf("%d calls reached the upstream, want 2", n)
+	}
+	if got := testutil.ToFloat64(ph.gw.metrics.Limited.WithLabelValues(limitToolRate)); got != 1 {
+		t.Errorf("mcp_gateway_limited_total{limit=tool_rate}: got %v, want 1", got)
+	}
+
+	for _, body := range []string{call("4", "report-a"), call("5", "get-user-info"), call("6", "get-user-info"), listReq, listReq} {
+		if resp, got := ph.post(t, nil, "", nil, body); resp.StatusCode != 200 {
+			t.Errorf("%s: got %d %s, want 200 (another tool, an unlimited one, or a list)", body, resp.StatusCode, got)
+		}
+	}
+	other := ph.token(t, "user_2", func(map[string]any) {})
+	resp = ph.do(t, "POST", "/mcp", other, map[string]string{"Content-Type": "application/json",
+		"Accept": "application/json, text/event-stream"}, call("7", "get-workos-user"))
+	if b := readBody(t, resp); resp.StatusCode != 200 {
+		t.Errorf("another caller's first call: got %d %s", resp.StatusCode, b)
+	}
+
+	ph.answer(func(w http.ResponseWriter, _ string) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `[{"jsonrpc":"2.0","id":9,"result":{}}]`)
+	})
+	before := len(ph.upstreamBodies())
+	resp, body = ph.post(t, nil, "", nil, "["+call("8", "get-workos-user")+","+call("9", "get-user-info")+"]")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"id":8,"error":{"code":429`) || !strings.Contains(body, `"id":9,"result"`) {
+		t.Fatalf("batch with one call over its limit: got %d %s", resp.StatusCode, body)
+	}
+	if got := ph.upstreamBodies()[before:]; len(got) != 1 || got[0] != "["+call("9", "get-user-info")+"]" {
+		t.Fatalf("batch: the upstream got %q, want only the call within its limits", got)
 	}
 }

@@ -22,8 +22,11 @@ type Metrics struct {
 	PolicyReloads *prometheus.CounterVec
 	// AuditDropped counts the audit events dropped because the audit log could not keep up.
 	AuditDropped prometheus.Counter
-	// Limited counts the requests refused over a limit, by limit (user_rate, user_streams, anonymous_rate).
+	// Limited counts the requests refused over a limit, by limit (user_rate, user_streams, anonymous_rate, tool_rate).
 	Limited *prometheus.CounterVec
+	// RedisUp and RedisErrors exist with GATEWAY_REDIS_URL only (see redis.go).
+	RedisUp     prometheus.Gauge
+	RedisErrors *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -62,13 +65,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mcp_gateway_audit_dropped_total", Help: "Audit events dropped because the audit log could not keep up.",
 		}),
 		Limited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mcp_gateway_limited_total", Help: "Requests refused with 429 over a limit, by limit (user_rate, user_streams, anonymous_rate).",
+			Name: "mcp_gateway_limited_total", Help: "Requests refused with 429 over a limit, by limit (user_rate, user_streams, anonymous_rate, tool_rate).",
 		}, []string{"limit"}),
 	}
 	reg.MustRegister(m.Requests, m.Duration, m.AuthFailures, m.JWKSFetches, m.KeysLoaded, m.UpstreamErrors, m.OpenStreams,
 		m.PolicyDecisions, m.PolicyReloads, m.AuditDropped, m.Limited)
-	for _, l := range []string{limitUserRate, limitUserStreams, limitAnonymousRate} {
+	for _, l := range []string{limitUserRate, limitUserStreams, limitAnonymousRate, limitToolRate} {
 		m.Limited.WithLabelValues(l)
+	}
+	for _, r := range []string{"ok", "error"} {
+		m.PolicyReloads.WithLabelValues(r)
 	}
 	for _, r := range []token.Reason{token.ReasonNoToken, token.ReasonMalformed, token.ReasonSignature,
 		token.ReasonUnknownKey, token.ReasonExpired, token.ReasonNotYetValid, token.ReasonIssuer, token.ReasonAudience,

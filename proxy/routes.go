@@ -65,7 +65,7 @@ func (g *Gateway) routes() http.Handler {
 		mcp := r
 		if g.policy != nil { // the MCP endpoint alone; without a policy, the chain is the one above
 			mcp = r.With(Authorize(g.policy.current, AuthorizeOptions{MaxBodyBytes: g.cfg.MaxBodyBytes,
-				ResourceMetadata: g.prmURL, Audit: g.audit, Count: g.policy.count}))
+				ResourceMetadata: g.prmURL, Audit: g.audit, Count: g.policy.count, Limit: g.limits.takeToolCall}))
 			// Other paths would reach the upstream undecided, and it may serve MCP there too (another spelling of
 			// its endpoint's path, an older transport's /sse and /messages): with a policy, they are not served.
 			origin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, errOnlyEndpoint) })
@@ -161,5 +161,9 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if !keys || !up {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up)
+	redis := "" // with GATEWAY_REDIS_URL, whether Redis answers: detail only, never not ready (see redis.go)
+	if g.redis != nil {
+		redis = fmt.Sprintf(`,"redis":%q`, map[bool]string{true: "up", false: "down"}[g.redis.Check(r.Context())])
+	}
+	fmt.Fprintf(w, `{"status":%q,"keys_loaded":%t,"upstream_reachable":%t%s}`+"\n", map[bool]string{true: "ready", false: "not_ready"}[keys && up], keys, up, redis)
 }

@@ -157,5 +157,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 	}
 	g.closeAudit()
+	if g.redis != nil {
+		g.redis.Close()
+	}
 	return nil
 }

@@ -78,8 +78,11 @@ func runChecks(ctx context.Context, env map[string]string, client *http.Client, 
 		c.pkce()
 	}
 	c.staticClient()
+	c.claimHeaders()
+	c.clientMetadata()
 	c.audience()
 	c.upstream()
+	c.redis()
 	c.policy()
 	return c.out
 }
@@ -523,7 +526,7 @@ func probe(ctx context.Context, client *http.Client, cfg *config.Config, now fun
 	var pr upstreamProbe
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	rt := &identifyingTransport{base: client.Transport, secret: []byte(cfg.IdentitySecret), now: now}
+	rt := &identifyingTransport{base: client.Transport, secret: []byte(cfg.IdentitySecret), now: now, mapped: cfg.ClaimHeaderMap.Names()}
 	if rt.base == nil {
 		rt.base = http.DefaultTransport
 	}
@@ -562,6 +565,7 @@ func probe(ctx context.Context, client *http.Client, cfg *config.Config, now fun
 type identifyingTransport struct {
 	base   http.RoundTripper
 	secret []byte
+	mapped []string // GATEWAY_CLAIM_HEADERS' names, listed by the signature as the gateway's is
 	now    func() time.Time
 
 	mu     sync.Mutex
@@ -576,7 +580,7 @@ func (t *identifyingTransport) RoundTrip(r *http.Request) (*http.Response, error
 	id := identity.Identity{UserID: "gateway-check"}
 	id.Set(r.Header)
 	if len(t.secret) > 0 {
-		identity.Sign(r, t.secret, t.now())
+		identity.Sign(r, t.secret, t.now(), t.mapped...)
 	}
 	resp, err := t.base.RoundTrip(r)
 	t.mu.Lock()

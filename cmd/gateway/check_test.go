@@ -194,27 +194,43 @@ func TestCheck(t *testing.T) {
 			skip: []string{"issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE", "static client id", "audience", "upstream"},
 			output: "the upstream's tools could not be listed as the user gateway-check (the configuration is invalid), so each rule shows its globs\n" +
 				"    rule everyone-reads-themselves (line 6): tools \"get-user-info\" \"get-user-permissions\", for every caller\n"},
-		{name: "static client id", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, output: "register http://localhost:3000/callback as the client's redirect URI"},
-		{name: "static client id, scopes from the authorization server", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"},
+		{lines: 12, name: "static client id", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, output: "register http://localhost:3000/callback as the client's redirect URI"},
+		{lines: 12, name: "static client id, scopes from the authorization server", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"},
 			issuer: checkIssuer{doc: func(b string) map[string]any {
 				d := goodDoc(b)
 				d["scopes_supported"] = []string{"email", "offline_access", "openid", "profile"}
 				return d
 			}}, output: "advertised: the authorization server's email offline_access openid profile; sent when a client sends none: email openid profile (what the protected resource metadata advertises); per-address limits count the TCP peer"},
-		{name: "static client id, facade scopes", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC",
+		{lines: 12, name: "static client id, facade scopes", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC",
 			"GATEWAY_FACADE_SCOPES": "openid email", "GATEWAY_FACADE_DEFAULT_SCOPE": "openid", "GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8"},
 			output: "resource pinned to http://localhost:3000/mcp; scopes: only openid email (GATEWAY_FACADE_SCOPES); sent when a client sends none: openid (GATEWAY_FACADE_DEFAULT_SCOPE); per-address limits count the X-Forwarded-For address from [10.0.0.0/8]"},
-		{name: "static client id without registration", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, issuer: checkIssuer{doc: func(b string) map[string]any {
+		{lines: 12, name: "static client id without registration", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, issuer: checkIssuer{doc: func(b string) map[string]any {
 			d := goodDoc(b)
 			delete(d, "registration_endpoint")
 			delete(d, "client_id_metadata_document_supported")
 			return d
 		}}, output: "not needed at the authorization server"},
-		{name: "static client id, no token endpoint", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, issuer: checkIssuer{doc: func(b string) map[string]any {
+		{lines: 12, name: "static client id, no token endpoint", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, issuer: checkIssuer{doc: func(b string) map[string]any {
 			d := goodDoc(b)
 			delete(d, "token_endpoint")
 			return d
 		}}, failed: []string{"client registration"}, output: "lacks authorization_endpoint or token_endpoint"},
+		{name: "claim headers", env: map[string]string{"GATEWAY_CLAIM_HEADERS": "X-Tenant=org_id,X-Groups=groups"}, lines: 12,
+			output: "✓ claim headers: X-Tenant ← org_id, X-Groups ← groups; each stripped from inbound requests in every spelling; signed with GATEWAY_IDENTITY_SECRET (signature version 3"},
+		{name: "claim header refused", env: map[string]string{"GATEWAY_CLAIM_HEADERS": "Authorization=sub"}, failed: []string{"configuration"},
+			skip:   []string{"issuer reachable", "issuer metadata", "JWKS", "client registration", "PKCE", "static client id", "audience", "upstream"},
+			output: `GATEWAY_CLAIM_HEADERS: "Authorization": refused: a credential the gateway strips`},
+		{name: "metadata documents", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC"}, lines: 12,
+			output: "✓ client metadata documents: on: https client ids are fetched over https only"},
+		{name: "metadata documents off", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC", "GATEWAY_CIMD": "off"}, lines: 12,
+			output: "✓ client metadata documents: off (GATEWAY_CIMD=off)"},
+		{name: "metadata documents from loopback, on loopback", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC",
+			"GATEWAY_CIMD_ALLOW_PRIVATE": "true"}, lines: 12, output: "WITH loopback and private addresses allowed"},
+		{name: "metadata documents from private addresses, on a public URL", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC",
+			"GATEWAY_CIMD_ALLOW_PRIVATE": "true", "GATEWAY_PUBLIC_URL": "https://mcp.example.com", "GATEWAY_AUDIENCES": "http://localhost:3000/mcp https://mcp.example.com/mcp"},
+			lines: 12, failed: []string{"client metadata documents"}, output: "unset GATEWAY_CIMD_ALLOW_PRIVATE"},
+		{name: "metadata documents, CA file missing", env: map[string]string{"MCP_USE_OAUTH_WORKOS_CLIENT_ID": "client_01STATIC",
+			"GATEWAY_CIMD_CA_FILE": "/nonexistent/ca.pem"}, lines: 12, failed: []string{"client metadata documents"}, output: "GATEWAY_CIMD_CA_FILE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

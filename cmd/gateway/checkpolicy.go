@@ -99,10 +99,14 @@ func requirements(r policy.RuleInfo) string {
 	if r.When != "" {
 		req = append(req, "when "+r.When)
 	}
-	if len(req) == 0 {
-		return ", for every caller"
+	limit := ""
+	if r.Limit != nil {
+		limit = fmt.Sprintf(", at most %s per caller and tool (burst %d)", r.Limit.Rate, r.Limit.Burst)
 	}
-	return ", requiring " + strings.Join(req, ", ")
+	if len(req) == 0 {
+		return ", for every caller" + limit
+	}
+	return ", requiring " + strings.Join(req, ", ") + limit
 }
 
 func quoted(globs []string) string {

@@ -15,7 +15,12 @@ import (
 // everything, with env added to its configuration, and returns its host:port and its log.
 func startPlain(t *testing.T, env map[string]string) (string, *logBuffer) {
 	t.Helper()
-	is := newIssuer(t)
+	return startPlainWith(t, newIssuer(t), env)
+}
+
+// startPlainWith is startPlain with the issuer is, which several gateways can share.
+func startPlainWith(t *testing.T, is *issuer, env map[string]string) (string, *logBuffer) {
+	t.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(up.Close)
 	m := map[string]string{"GATEWAY_METRICS_ADDR": "off", "GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"}

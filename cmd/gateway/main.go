@@ -8,7 +8,7 @@
 //	                        on loopback only (also GATEWAY_DEV=true); not for production
 //	gateway policy explain  the decision of the policy (GATEWAY_POLICY_FILE) for a token and a tool, and why; offline
 //
-// SIGHUP reloads the policy (GATEWAY_POLICY_FILE); SIGINT and SIGTERM stop the gateway gracefully.
+// SIGHUP reloads the policy (GATEWAY_POLICY_FILE) and reopens the audit log file; SIGINT and SIGTERM stop the gateway gracefully.
 package main
 
 import (
@@ -139,6 +139,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logOut io.
 			s.ln.Close()
 		}
 	}
+	logRedisTo(cfg, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	traces, err := startTraces(cfg, log)

@@ -11,10 +11,10 @@ export const upstreamSecret = 'preregistered secret: only the gateway knows it';
 
 /**
  * Starts the authorization server (registration off, one pre-registered client authenticating with upstreamAuthMethod),
- * the tool service and the gateway in Option B.
+ * the tool service and the gateway in Option B, with gatewayEnv added to the gateway's environment.
  * @returns {Promise<{as: object, tools: object, gw: object, stop: () => Promise<void>}>}
  */
-export async function startOptionB(name, upstreamAuthMethod) {
+export async function startOptionB(name, upstreamAuthMethod, gatewayEnv = {}) {
   const port = await freePort();
   const gatewayURL = `http://127.0.0.1:${port}`;
   const as = await startAuthServer({
@@ -42,6 +42,7 @@ export async function startOptionB(name, upstreamAuthMethod) {
       MCP_USE_OAUTH_WORKOS_CLIENT_ID: upstreamClientID,
       MCP_USE_OAUTH_WORKOS_CLIENT_SECRET: upstreamSecret,
       GATEWAY_CLIENT_AUTH_METHOD: upstreamAuthMethod,
+      ...gatewayEnv,
     },
     { port },
   );

@@ -51,6 +51,7 @@ function decision(event) {
 describe('TypeScript SDK client as each demo user of gateway --dev and its example policy', () => {
   let dev;
   const clients = [];
+  let lookups = 0; // the limit test's calls of get-workos-user: each is allowed by directory-lookups, then counted
 
   before(async () => {
     // No GATEWAY_POLICY_FILE: development mode loads its example policy. No GATEWAY_DEV_AUTOLOGIN: the users choose
@@ -129,6 +130,36 @@ describe('TypeScript SDK client as each demo user of gateway --dev and its examp
     });
   }
 
+  test('a lookup over the rule\'s limit gets 429 with the gateway\'s JSON-RPC error, unforwarded, and the session goes on', async () => {
+    // directory-lookups allows each user 5 lookups at once, then one every 2 s: a burst of calls runs out.
+    const log = [];
+    const provider = new HeadlessProvider(redirectURI, { signIn: 'user_dev_member' });
+    const { client } = await connectSignedIn(dev.mcpURL, provider, log);
+    clients.push(client);
+    let err;
+    for (let i = 0; i < 10 && !err; i++) {
+      lookups++;
+      err = await client.callTool({ name: 'get-workos-user', arguments: {} }).then(() => undefined, (e) => e);
+    }
+    assert.ok(err, 'ten lookups in a row all passed a limit of 5 at once');
+    assert.equal(err.code, 429, String(err));
+    const body = JSON.parse(err.message.slice(err.message.indexOf('{')));
+    const call = toolCalls(log, dev.mcpURL, 'get-workos-user').at(-1);
+    assert.equal(call.status, 429);
+    assert.equal(body.error.code, 429);
+    assert.match(body.error.message, /^Rate limit exceeded for tool get-workos-user: retry after [12] s$/);
+    assert.ok(body.error.data.retryAfterSeconds >= 1);
+    const { access, audit } = await requestRecords(dev.service, call.requestId);
+    assert.deepEqual(audit.map(decision), [
+      { 'gen_ai.tool.name': 'get-workos-user', 'enduser.id': 'user_dev_member', decision: 'allow', 'security_rule.name': 'directory-lookups', 'rpc.response.status_code': 429 },
+    ]);
+    assert.equal(access.status, 429);
+    assert.equal(access.limit, 'tool_rate');
+    // The same session goes on: other tools are not counted.
+    const res = await client.callTool({ name: 'get-user-info', arguments: {} });
+    assert.equal(res.isError, undefined);
+  });
+
   test('a name the policy grants but the tool service lacks is forwarded, and the tool service answers', async () => {
     // The contrast to the denials above: the admin's rule covers every name, so the gateway forwards the call, the
     // tool service answers with its own unknown-tool error, and the audit event carries the upstream's status.
@@ -150,7 +181,7 @@ describe('TypeScript SDK client as each demo user of gateway --dev and its examp
   test('decisions are counted by outcome and rule', async () => {
     const count = (outcome, rule) => metric(dev.metricsURL, `mcp_gateway_policy_decisions_total{outcome="${outcome}",rule="${rule}"}`);
     assert.equal(await count('deny', 'admins'), 3, 'the member once, the guest twice');
-    assert.equal(await count('allow', 'directory-lookups'), 2, 'the admin\'s and the member\'s get-workos-user');
+    assert.equal(await count('allow', 'directory-lookups'), 2 + lookups, 'the admin\'s and the member\'s get-workos-user, and the limit test\'s');
     assert.equal(await count('allow', 'admins'), 1, 'the admin\'s no-such-tool');
   });
 });

@@ -35,6 +35,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) error {
 type authRequest struct {
 	clientID    string
 	reg         registration
+	host        string // the metadata document URL's host, for a client identified by one; "" for a registered client
 	registered  string // the registered redirect URI that redirectURI matched: consent is remembered for it
 	redirectURI string
 	state       string // the client's
@@ -44,7 +45,7 @@ type authRequest struct {
 
 // authorizeRequest handles the request's parameters q. consented is true after the consent form.
 func (s *Server) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.Values, consented bool) error {
-	a, e := s.authorizeClient(q)
+	a, e := s.authorizeClient(r, q)
 	if e != nil {
 		return e
 	}
@@ -68,16 +69,14 @@ func (s *Server) authorizeRequest(w http.ResponseWriter, r *http.Request, q url.
 
 // authorizeClient finds the client of an authorization request and the redirect URI to answer at. Its errors are
 // pages: until both are known, there is nowhere an error may be sent.
-func (s *Server) authorizeClient(q url.Values) (authRequest, *oauthError) {
+func (s *Server) authorizeClient(r *http.Request, q url.Values) (authRequest, *oauthError) {
 	if len(q["client_id"]) > 1 || len(q["redirect_uri"]) > 1 {
 		return authRequest{}, pageError(http.StatusBadRequest, "Invalid request", "The application sent a malformed sign-in request (a parameter is repeated).")
 	}
 	clientID := q.Get("client_id")
-	reg, e := s.seal.openClientID(clientID)
+	reg, host, e := s.clientFor(r, clientID)
 	if e != nil {
-		return authRequest{}, pageError(http.StatusBadRequest, "Unknown application",
-			"This gateway does not know the application that sent you here (its client id is not one this gateway issued). "+
-				"Remove the server from the application and add it again so that it registers anew.")
+		return authRequest{}, e
 	}
 	registered, redirectURI, ok := resolveRedirectURI(reg, q.Get("redirect_uri"))
 	if !ok {
@@ -85,7 +84,7 @@ func (s *Server) authorizeClient(q url.Values) (authRequest, *oauthError) {
 			"The application asked to be sent back to an address it did not register. Nothing was done. "+
 				"If you develop this application, send one of the redirect_uris it registered.")
 	}
-	return authRequest{clientID: clientID, reg: reg, registered: registered, redirectURI: redirectURI, state: q.Get("state")}, nil
+	return authRequest{clientID: clientID, reg: reg, host: host, registered: registered, redirectURI: redirectURI, state: q.Get("state")}, nil
 }
 
 // checkAuthorization checks what an authorization request asks for, and returns the authorization server's metadata
@@ -235,7 +234,7 @@ func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, a authReque
 	w.WriteHeader(http.StatusOK)
 	consentTemplate.Execute(w, map[string]any{
 		"Client": name, "ResourceName": s.cfg.ResourceName, "Resource": s.cfg.Resource, "Upstream": s.cfg.Issuer, "Scopes": scopes,
-		"RedirectURI": a.redirectURI, "Action": authorizePath, "Request": pending, "CSRF": s.seal.mac("csrf", browser),
+		"RedirectURI": a.redirectURI, "ClientHost": a.host, "Action": authorizePath, "Request": pending, "CSRF": s.seal.mac("csrf", browser),
 	})
 }
 
@@ -289,7 +288,17 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 	if e != nil {
 		return e
 	}
-	if !s.used.use(st.ID) {
+	// Kept a minute past the state's expiry: replicas' clocks may differ by that much.
+	fresh, err := s.used.Use(r.Context(), st.ID, time.Unix(st.Exp, 0).Sub(s.now())+time.Minute)
+	if err != nil {
+		e := pageError(http.StatusServiceUnavailable, "Sign-in cannot complete right now",
+			"The gateway cannot check this sign-in response right now. Nothing was done. Reload this page in a moment; "+
+				"if it keeps failing, start again from your application.",
+			slog.String("cause", "replay_memory_unavailable"), slog.String("err", err.Error()))
+		e.RetryAfter = time.Second
+		return e
+	}
+	if !fresh {
 		return pageError(http.StatusBadRequest, "Sign-in already used",
 			"This sign-in response has been used already. Nothing more was done. Start again from your application.")
 	}

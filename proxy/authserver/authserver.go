@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/mcp-gateway/gateway/metadata"
+	"github.com/mcp-gateway/gateway/proxy/cimd"
 )
 
 // Config is what the authorization server needs to know. proxy fills it from its validated configuration.
@@ -138,6 +139,14 @@ type Options struct {
 	// attributes are fixed texts and causes, never a token, code or secret. nil: dropped. The server logs nothing per
 	// request itself, so that nobody can make it write faster than the access log's budget allows.
 	Note func(r *http.Request, refused bool, attrs ...slog.Attr)
+	// Used is the replay memory of sign-in states. Give every replica the same shared store (package redisstore's
+	// Once) so that a state used at one is refused at all. While it fails, callbacks are refused with 503 (the user
+	// reloads the page). nil: this process's memory, bounded, forgetting the oldest states first.
+	Used UsedStore
+	// ClientMetadata resolves Client ID Metadata Documents: with it, an https client_id is the URL of the client's
+	// metadata, which the server fetches (see package cimd), and the metadata says
+	// client_id_metadata_document_supported. nil: only registered (sealed) client ids are known.
+	ClientMetadata *cimd.Resolver
 }
 
 // Server is the authorization server. Create it with New and serve its Routes.
@@ -146,7 +155,7 @@ type Server struct {
 	issuer   string // the gateway's public URL
 	client   upstreamClient
 	seal     *sealer
-	used     *usedSet
+	used     UsedStore
 	now      func() time.Time
 	http     *http.Client // upstream token requests; never follows redirects
 	upstream func() *metadata.AuthServer
@@ -154,6 +163,7 @@ type Server struct {
 	secure   bool // https public URL: __Host- cookies with Secure
 	limits   limits
 	doc      atomic.Pointer[metadataDoc]
+	cimd     *cimd.Resolver // nil: metadata documents off
 	routes   []Route
 }
 
@@ -180,15 +190,19 @@ func New(cfg Config, o Options) (*Server, error) {
 			Callback:   cfg.CallbackURL(),
 		},
 		seal:     newSealer(o.Key),
-		used:     newUsedSet(usedStates),
+		used:     o.Used,
 		now:      o.Now,
 		upstream: o.AuthServer,
 		note:     o.Note,
 		secure:   u.Scheme == "https",
 		limits:   newLimits(),
+		cimd:     o.ClientMetadata,
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.used == nil {
+		s.used = newUsedSet(usedStates)
 	}
 	if s.note == nil {
 		s.note = func(*http.Request, bool, ...slog.Attr) {}

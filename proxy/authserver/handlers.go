@@ -46,6 +46,9 @@ func (s *Server) document() []byte {
 		"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic", "client_secret_post"},
 		"authorization_response_iss_parameter_supported": true,
 	}
+	if s.cimd != nil {
+		doc["client_id_metadata_document_supported"] = true
+	}
 	if scopes, _, _ := s.scopes(as); len(scopes) > 0 {
 		doc["scopes_supported"] = scopes
 	}
@@ -186,7 +189,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 // authorization_code, the code is one this server issued to this client and redirect URI. It returns the upstream code
 // the client's code carries.
 func (s *Server) checkTokenRequest(tr tokenRequest) (upstreamCode string, e *oauthError) {
-	reg, e := s.seal.openClientID(tr.ClientID)
+	reg, e := s.tokenClient(tr.ClientID)
 	if e != nil {
 		return "", e
 	}

@@ -1,7 +1,9 @@
 package authserver
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"html/template"
 	"io"
 	"log/slog"
@@ -94,6 +96,12 @@ func newHarness(t *testing.T, edit func(*Config)) *harness {
 // editAS changes.
 func newHarnessWith(t *testing.T, edit func(*Config), editAS func(*metadata.AuthServer)) *harness {
 	t.Helper()
+	return newHarnessOpts(t, edit, editAS, nil)
+}
+
+// newHarnessOpts is newHarnessWith whose server options editOpts changes.
+func newHarnessOpts(t *testing.T, edit func(*Config), editAS func(*metadata.AuthServer), editOpts func(*Options)) *harness {
+	t.Helper()
 	h := &harness{tok: &tokenRecorder{status: 200, body: `{"access_token":"at","token_type":"Bearer"}`}, clock: newClock(), notes: &noteRecorder{}}
 	mux := http.NewServeMux()
 	mux.Handle("POST /oauth2/token", h.tok)
@@ -122,7 +130,11 @@ func newHarnessWith(t *testing.T, edit func(*Config), editAS func(*metadata.Auth
 	}
 	h.as.Store(as)
 	var err error
-	h.server, err = New(cfg, Options{Key: []byte(strings.Repeat("k", 32)), Client: h.is.Client(), Now: h.clock.Now, AuthServer: h.as.Load, Note: h.notes.note})
+	opts := Options{Key: []byte(strings.Repeat("k", 32)), Client: h.is.Client(), Now: h.clock.Now, AuthServer: h.as.Load, Note: h.notes.note}
+	if editOpts != nil {
+		editOpts(&opts)
+	}
+	h.server, err = New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1041,5 +1053,61 @@ func TestFacadeAPILimits(t *testing.T) {
 	}
 	if last.StatusCode != 429 || last.Header.Get("Retry-After") == "" || h.tok.count()-n != tokensPerClient {
 		t.Errorf("token requests over the per-client limit: got %d, %d reached the authorization server", last.StatusCode, h.tok.count()-n)
+	}
+}
+
+// failingStore is a replay memory that can be made to fail, as a shared store does while it is unreachable.
+type failingStore struct {
+	mu   sync.Mutex
+	down bool
+	set  *usedSet
+	ttls []time.Duration
+}
+
+func (f *failingStore) Use(ctx context.Context, id string, ttl time.Duration) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ttls = append(f.ttls, ttl)
+	if f.down {
+		return false, errors.New("store unreachable")
+	}
+	return f.set.Use(ctx, id, ttl)
+}
+
+func (f *failingStore) setDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
+}
+
+// TestFacadeCallbackFailsClosed: while the replay memory cannot answer, a callback is refused with a 503 page and
+// Retry-After (never accepted: it could be a replay), the state is not spent, and the same callback completes once the
+// memory answers again. The state is kept for its remaining lifetime plus a margin for clocks.
+func TestFacadeCallbackFailsClosed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	store := &failingStore{set: newUsedSet(8), down: true}
+	h.server.used = store
+	c := h.register(t, publicClient)["client_id"].(string)
+	q := authorizeQuery(c)
+	q.Set("redirect_uri", "http://127.0.0.1:1/callback")
+	_, state, cookies := h.startSignIn(t, q, h.consented(t, q), nil)
+	cb := "/callback?" + url.Values{"code": {"c"}, "state": {state}, "iss": {h.is.URL}}.Encode()
+	resp := h.send(t, "GET", cb, http.Header{"Cookie": {cookies}}, "")
+	if b := readBody(t, resp); resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(b, "Reload this page") {
+		t.Errorf("callback while the memory is down: got %d, Retry-After %q, want a 503 page with Retry-After 1\n%s",
+			resp.StatusCode, resp.Header.Get("Retry-After"), b)
+	}
+	store.setDown(false)
+	if resp := h.send(t, "GET", cb, http.Header{"Cookie": {cookies}}, ""); resp.StatusCode != 302 {
+		t.Errorf("the same callback once the memory answers: got %d, want 302", resp.StatusCode)
+	}
+	if resp := h.send(t, "GET", cb, http.Header{"Cookie": {cookies}}, ""); resp.StatusCode != 400 {
+		t.Errorf("its replay: got %d, want 400", resp.StatusCode)
+	}
+	for _, ttl := range store.ttls {
+		if ttl < stateTTL || ttl > stateTTL+time.Minute {
+			t.Errorf("TTL asked of the store: got %s, want the state's lifetime plus at most a minute", ttl)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"time"
@@ -16,6 +17,9 @@ const (
 	tokensPerClient  = 60  // token requests sent to the authorization server per client id
 	tokensPerAddr    = 600 // token requests sent to the authorization server per client address
 	registersPerAddr = 60  // registrations per client address
+	cimdPerAddr      = 30  // metadata documents fetched (cache misses) per client address
+	cimdPerHost      = 60  // metadata documents fetched per host they are fetched from
+	cimdInflight     = 2   // metadata document fetches under way at once per client address
 	// limiterKeys is how many client ids or addresses each limit counts per minute; beyond, new ones pass uncounted.
 	limiterKeys = 10_000
 	// usedStates is how many used states the replay memory holds; beyond, the oldest are forgotten.
@@ -25,6 +29,8 @@ const (
 // limits are the server's rate limiters, each bounded by limiterKeys.
 type limits struct {
 	statesByClient, statesByAddr, tokensByClient, tokensByAddr, registersByAddr *rateLimiter
+	cimdByAddr, cimdByHost                                                      *rateLimiter
+	cimdInflight                                                                *inflightLimiter
 }
 
 func newLimits() limits {
@@ -34,7 +40,45 @@ func newLimits() limits {
 		tokensByClient:  newRateLimiter(tokensPerClient, limiterKeys),
 		tokensByAddr:    newRateLimiter(tokensPerAddr, limiterKeys),
 		registersByAddr: newRateLimiter(registersPerAddr, limiterKeys),
+		cimdByAddr:      newRateLimiter(cimdPerAddr, limiterKeys),
+		cimdByHost:      newRateLimiter(cimdPerHost, limiterKeys),
+		cimdInflight:    &inflightLimiter{per: cimdInflight, max: limiterKeys, n: map[string]int{}},
 	}
+}
+
+// inflightLimiter counts work under way per key, at most per at once for each. It holds at most max keys: once full,
+// a new key is let through uncounted, so that filling it never refuses anyone.
+type inflightLimiter struct {
+	mu       sync.Mutex
+	per, max int
+	n        map[string]int
+}
+
+// acquire counts one more piece of work for key and returns the function that ends it, or false when key has per
+// under way.
+func (l *inflightLimiter) acquire(key string) (release func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, known := l.n[key]
+	switch {
+	case !known && len(l.n) >= l.max:
+		return func() {}, true
+	case n >= l.per:
+		return nil, false
+	}
+	l.n[key] = n + 1
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.n[key] <= 1 {
+				delete(l.n, key)
+			} else {
+				l.n[key]--
+			}
+		})
+	}, true
 }
 
 // retryAfter is a Retry-After value in whole seconds, at least 1.
@@ -42,7 +86,17 @@ func retryAfter(d time.Duration) string {
 	return strconv.Itoa(max(1, int((d+time.Second-1)/time.Second)))
 }
 
-// usedSet remembers single-use ids. It is bounded: when full, it forgets the oldest id to make room. It never refuses:
+// UsedStore is the replay memory of sign-in states: each state is accepted at /callback once. Without a shared store
+// (Options.Used) every replica keeps its own, and a callback replayed at another replica is refused only by the state's
+// other bindings (its browser and its expiry) and by the authorization server accepting each code once.
+type UsedStore interface {
+	// Use records id as used for at least ttl and reports whether it was unused. An error means the store cannot tell
+	// (it is unreachable); the caller then refuses the request, since accepting could accept a replay. Use must
+	// return within a short bound.
+	Use(ctx context.Context, id string, ttl time.Duration) (fresh bool, err error)
+}
+
+// usedSet remembers single-use ids in this process's memory: the default UsedStore. It is bounded: when full, it forgets the oldest id to make room. It never refuses:
 // anyone can fill it (a state is minted for whoever asks), so a full set must not stop anyone else's sign-in. Forgetting
 // is safe because a state is also bound to its browser and expires, and the authorization server accepts each code once.
 type usedSet struct {
@@ -55,6 +109,11 @@ type usedSet struct {
 
 func newUsedSet(max int) *usedSet {
 	return &usedSet{max: max, ids: map[string]struct{}{}}
+}
+
+// Use implements [UsedStore]; it never fails and ignores ttl (the set forgets by age instead).
+func (u *usedSet) Use(_ context.Context, id string, _ time.Duration) (bool, error) {
+	return u.use(id), nil
 }
 
 // use records id and reports whether it was unused.

@@ -17,6 +17,7 @@ code{overflow-wrap:anywhere;background:#f3f3f3;padding:0 .2em}button{font-size:1
 <body>
 <h1>Allow <q>{{.Client}}</q> to use {{.ResourceName}}?</h1>
 <p>The application <strong>{{.Client}}</strong> wants to sign you in to <code>{{.Resource}}</code> and act as you there.</p>
+{{if .ClientHost}}<p>It identifies itself with a description published at <strong id="client-host">{{.ClientHost}}</strong>: allow only if you know that site as this application's.</p>{{end}}
 {{if .Scopes}}<p>It asks for these permissions (scopes):</p>
 <ul id="scopes">{{range .Scopes}}<li><code>{{.}}</code></li>{{end}}</ul>{{else}}<p>It asks for no particular permissions (scopes).</p>{{end}}
 <p>After you sign in at <code>{{.Upstream}}</code>, you will be sent to this address, which the application registered:</p>

@@ -531,3 +531,7 @@ func validScopeToken(s string) bool {
 	}
 	return s != ""
 }
+
+// CheckRedirectURI accepts a redirect URI a client may register or publish in its metadata document: see
+// checkRedirectURI.
+func CheckRedirectURI(s string) error { return checkRedirectURI(s) }

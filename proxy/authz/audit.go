@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 // and counted (mcp_gateway_audit_dropped_total) rather than waited for.
 type AuditLog struct {
 	w       io.Writer
+	file    *auditFile // the file w is, when it is one: Reopen opens it again
 	issuer  string
 	hash    bool
 	now     func() time.Time
@@ -288,30 +290,77 @@ func appendField(b []byte, key, value string) []byte {
 }
 
 // OpenAuditLog starts an audit log writing to dest (GATEWAY_AUDIT_LOG): nil for "off", stderr (os.Stderr when nil)
-// for "stderr", else the file dest, created if need be and appended to. The returned close flushes the log and closes
-// the file. The error is the file's that could not be opened.
+// for "stderr", else the file dest, created if need be and appended to (Reopen opens it again). The returned close
+// flushes the log and closes the file. The error is the file's that could not be opened.
 func OpenAuditLog(dest string, stderr io.Writer, o AuditOptions) (*AuditLog, func(), error) {
-	var f *os.File
-	out := stderr
 	switch dest {
 	case "off":
 		return nil, func() {}, nil
 	case "stderr":
-		if out == nil {
-			out = os.Stderr
+		if stderr == nil {
+			stderr = os.Stderr
 		}
-	default:
-		var err error
-		if f, err = os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
-			return nil, nil, err
-		}
-		out = f
+		a := NewAuditLog(stderr, o)
+		return a, a.Close, nil
 	}
-	a := NewAuditLog(out, o)
+	f, err := openAuditFile(dest)
+	if err != nil {
+		return nil, nil, err
+	}
+	a := NewAuditLog(f, o)
+	a.file = f
 	return a, func() {
 		a.Close()
-		if f != nil {
-			f.Close()
-		}
+		f.close()
 	}, nil
+}
+
+// Reopen opens the audit log's file again, by its name, and writes the events that follow there: after a log
+// rotation renamed the file, events go to a new one. The file open until then is closed once the events already
+// written to it are. It does nothing for an audit log that is not a file; when the file cannot be opened, the events
+// keep going to the one open, and the error says why.
+func (a *AuditLog) Reopen() error {
+	if a == nil || a.file == nil {
+		return nil
+	}
+	return a.file.reopen()
+}
+
+// auditFile is an audit log's file, which Reopen replaces.
+type auditFile struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func openAuditFile(path string) (*auditFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &auditFile{path: path, f: f}, nil
+}
+
+func (a *auditFile) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.f.Write(p)
+}
+
+func (a *auditFile) reopen() error {
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("reopen audit log: %w", err)
+	}
+	a.mu.Lock()
+	old := a.f
+	a.f = f
+	a.mu.Unlock()
+	return old.Close()
+}
+
+func (a *auditFile) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.f.Close()
 }

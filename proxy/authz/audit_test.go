@@ -98,6 +98,58 @@ func TestOpenAudit(t *testing.T) {
 	}
 }
 
+// TestAuditReopen: after a rotation renamed the file, Reopen makes the events that follow go to a new file by the
+// name; those written before stay in the renamed one. Reopen of an audit log on stderr does nothing.
+func TestAuditReopen(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file, rotated := filepath.Join(dir, "audit.log"), filepath.Join(dir, "audit.log.1")
+	a, closeAudit, err := OpenAuditLog(file, nil, AuditOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := listExchange(t, call("1", "get-user-info"), "")
+	ex.decide(&ex.msgs[0])
+	write := func(id string) {
+		a.event(&Request{ID: id, Subject: "user_1"}, ex, &ex.msgs[0], 200, time.Millisecond)
+	}
+	write("before")
+	waitForFile(t, file, `"before"`)
+	if err := os.Rename(file, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	write("after")
+	closeAudit()
+	old, _ := os.ReadFile(rotated)
+	cur, _ := os.ReadFile(file)
+	if strings.Count(string(old), "\n") != 1 || !strings.Contains(string(old), `"before"`) ||
+		strings.Count(string(cur), "\n") != 1 || !strings.Contains(string(cur), `"after"`) {
+		t.Errorf("rotated file %q, new file %q: want one event each", old, cur)
+	}
+	s, closeS, _ := OpenAuditLog("stderr", io.Discard, AuditOptions{})
+	defer closeS()
+	if err := s.Reopen(); err != nil {
+		t.Errorf("stderr: %v", err)
+	}
+	if err := (*AuditLog)(nil).Reopen(); err != nil {
+		t.Errorf("off: %v", err)
+	}
+}
+
+// waitForFile waits until the file at path holds want.
+func waitForFile(t *testing.T, path, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if b, _ := os.ReadFile(path); strings.Contains(string(b), want) {
+			return
+		}
+	}
+	t.Fatalf("%s never held %s", path, want)
+}
+
 // TestAuditFieldsDocumented: every member an audit event can have is in docs/policy.md's table.
 func TestAuditFieldsDocumented(t *testing.T) {
 	t.Parallel()

@@ -18,7 +18,9 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mcp-gateway/gateway/proxy/policy"
 )
@@ -40,6 +42,9 @@ const (
 	codeInternalError  = -32603
 	codeNotFound       = -32002 // a resource not found, to 2025-11-25
 	codeHeaderMismatch = -32020
+	// codeRateLimited is a call over its rule's limit: outside the range JSON-RPC reserves (-32768 to -32000),
+	// and the HTTP status it comes with, as other MCP gateways answer it.
+	codeRateLimited = 429
 )
 
 // Exchange is what the gateway learnt of one request's MCP messages, and what the answer still needs: list responses
@@ -120,6 +125,9 @@ type message struct {
 	decided  bool
 	code     int // the JSON-RPC error code the gateway answered with; 0: forwarded (or a notification it dropped)
 	dropped  bool
+	// retry, when positive, is how long the caller must wait before the call fits its rule's limit: the gateway
+	// answers it instead of the upstream (Limit).
+	retry time.Duration
 	// For list requests: whether the upstream's response has passed, and how many items it had and kept.
 	listDone          bool
 	itemsIn, itemsOut int
@@ -545,16 +553,43 @@ func (ex *Exchange) denial(m *message) []byte {
 	return rpcError(m.id, m.code, "Resource not found", map[string]string{"uri": m.name})
 }
 
-// Answer is the gateway's own answer to a POST whose every message the policy denied.
+// Limit takes one call from the caller's budget for each tool call the policy allowed under a rule with a limit:
+// take(rule, tool, limit) reports whether the call fits, and when not, how long until it would. A call that does not
+// fit is not forwarded: Forward answers it with a JSON-RPC error (code 429, data.retryAfterSeconds). Limit returns
+// the longest of those waits, 0 when every call fits. Call it after ReadPost, and only when StepUp is nil.
+func (ex *Exchange) Limit(take func(rule, tool string, l *policy.Limit) (ok bool, retry time.Duration)) time.Duration {
+	var longest time.Duration
+	for i := range ex.msgs {
+		m := &ex.msgs[i]
+		if !m.decided || m.kind != policy.Tool || m.decision.Outcome != policy.Allow || m.decision.Limit == nil {
+			continue
+		}
+		if ok, retry := take(m.decision.Rule, m.name, m.decision.Limit); !ok {
+			m.retry = max(retry, time.Second)
+			longest = max(longest, m.retry)
+		}
+	}
+	return longest
+}
+
+// limited is the gateway's answer to a call over its rule's limit.
+func (ex *Exchange) limited(m *message) []byte {
+	m.code = codeRateLimited
+	secs := strconv.Itoa(int((m.retry + time.Second - 1) / time.Second))
+	return rpcErrorRaw(m.id, m.code, "Rate limit exceeded for tool "+m.name+": retry after "+secs+" s",
+		[]byte(`{"retryAfterSeconds":`+secs+`}`))
+}
+
+// Answer is the gateway's own answer to a POST whose every message the policy denied or limited.
 type Answer struct {
 	// Status is 200; 400 for one request at 2026-07-28, as the go-sdk server answers -32602; 202 when the denied
-	// messages were notifications only.
+	// messages were notifications only; 429 when a call was over its limit.
 	Status int
 	// Body is the JSON-RPC response, or a batch's array of them; nil with 202.
 	Body []byte
 }
 
-// Forward answers the denied messages and sends the rest on, as r's body: the body as read when nothing was denied,
+// Forward answers the denied and limited messages and sends the rest on, as r's body: the body as read when nothing was denied,
 // else a batch of the other messages as read, the gateway's answers to the denied ones kept for ModifyResponse to
 // merge into the upstream's; list requests with ids of the gateway's (listID). It reports false when the policy
 // denied every message: nothing goes upstream, and the client gets answer.
@@ -563,6 +598,13 @@ func (ex *Exchange) Forward(r *http.Request) (answer Answer, ok bool) {
 	kept := 0
 	for i := range ex.msgs {
 		m := &ex.msgs[i]
+		if m.retry > 0 {
+			m.dropped = true
+			if m.id != nil {
+				answers = append(answers, ex.limited(m))
+			}
+			continue
+		}
 		if m.decision.Outcome != policy.Deny || !m.decided {
 			kept++
 			continue
@@ -573,7 +615,11 @@ func (ex *Exchange) Forward(r *http.Request) (answer Answer, ok bool) {
 		}
 	}
 	if kept == 0 {
-		return ex.answerAll(answers), false
+		a := ex.answerAll(answers)
+		if ex.limitedAny() {
+			a.Status = http.StatusTooManyRequests
+		}
+		return a, false
 	}
 	lists := false
 	for i := range ex.msgs {
@@ -594,6 +640,11 @@ func (ex *Exchange) Forward(r *http.Request) (answer Answer, ok bool) {
 		ex.keyIDs()
 	}
 	return Answer{}, true
+}
+
+// limitedAny reports whether a message was over its limit.
+func (ex *Exchange) limitedAny() bool {
+	return slices.ContainsFunc(ex.msgs, func(m message) bool { return m.retry > 0 })
 }
 
 // listID returns a new id for a list request as the upstream gets it, so that its answer goes to that request alone:

@@ -213,6 +213,15 @@ func idKey(raw []byte) (key string, ok bool) {
 
 // rpcError is a JSON-RPC error response with id (raw; nil writes null).
 func rpcError(id []byte, code int, message string, data map[string]string) []byte {
+	var raw []byte
+	if len(data) > 0 {
+		raw, _ = json.Marshal(data)
+	}
+	return rpcErrorRaw(id, code, message, raw)
+}
+
+// rpcErrorRaw is rpcError with data as raw JSON (nil: none).
+func rpcErrorRaw(id []byte, code int, message string, data []byte) []byte {
 	b := make([]byte, 0, 96+len(message))
 	b = append(b, `{"jsonrpc":"2.0","id":`...)
 	if len(id) == 0 {
@@ -225,9 +234,8 @@ func rpcError(id []byte, code int, message string, data map[string]string) []byt
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, message)
 	if len(data) > 0 {
-		d, _ := json.Marshal(data)
 		b = append(b, `,"data":`...)
-		b = append(b, d...)
+		b = append(b, data...)
 	}
 	return append(b, "}}"...)
 }

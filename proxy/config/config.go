@@ -22,6 +22,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/mcp-gateway/gateway/proxy/authserver"
+	"github.com/mcp-gateway/gateway/proxy/identity"
 	"github.com/mcp-gateway/gateway/proxy/tracing"
 )
 
@@ -206,6 +207,26 @@ type Env struct {
 	// far above a client's few 401s before it signs in; "off": no limit. Option B's endpoints have their own limits.
 	RateLimitAnonymous Rate `env:"GATEWAY_RATE_LIMIT_ANONYMOUS" envDefault:"20/s,burst=200"`
 
+	// RedisURL points every replica at one Redis (redis://[user:password@]host[:port][/db], rediss:// for TLS, with
+	// go-redis's query options), which then holds the state they share: the rate limits (one budget per user and per
+	// address across replicas) and Option B's single-use sign-in state. Default unset: each replica keeps both in its
+	// own memory. While Redis does not answer, rate limits fall back to each replica's memory and a sign-in cannot
+	// complete (see docs/replicas.md). The password is never logged.
+	RedisURL string `env:"GATEWAY_REDIS_URL"`
+	// ClaimHeaders adds headers taken from token claims, written "X-User-Email=email,X-Tenant=org_id" (nested claims
+	// a.b; see identity.ClaimHeaders for how values are written). They are stripped from inbound requests in every
+	// spelling and covered by the identity signature (version 3). Names the gateway sets, strips or relies on are
+	// refused. Default unset: the built-in headers only.
+	ClaimHeaders string `env:"GATEWAY_CLAIM_HEADERS"`
+	// CIMD is whether Option B accepts Client ID Metadata Documents: an https client_id the gateway fetches. "on"
+	// (default) or "off"; clients may register (DCR) either way.
+	CIMD string `env:"GATEWAY_CIMD" envDefault:"on"`
+	// InsecureCIMDAllowPrivate lets the gateway fetch metadata documents from loopback, private and other special-use
+	// addresses, which an anonymous client could otherwise point at internal services. For tests only. Default false.
+	InsecureCIMDAllowPrivate bool `env:"GATEWAY_CIMD_ALLOW_PRIVATE" envDefault:"false"`
+	// CIMDCAFile is a PEM file of certificate authorities trusted for metadata document fetches, beside the system's.
+	// Default unset: the system's only.
+	CIMDCAFile string `env:"GATEWAY_CIMD_CA_FILE"`
 	// Traces: the OTEL_* variables (package tracing) switch them on; this one only adds to them.
 
 	// TraceUserID puts the verified caller's subject (sub) on each request span as user.id. Default false: spans
@@ -351,6 +372,18 @@ type Config struct {
 	MaxStreamsUser int
 	// RateLimitAnonymous is GATEWAY_RATE_LIMIT_ANONYMOUS; the zero Rate is no limit.
 	RateLimitAnonymous Rate
+	// RedisURL is GATEWAY_REDIS_URL; empty: no Redis, every replica keeps its state in memory. Read it with
+	// RedisOptions; never log it (it may hold a password).
+	RedisURL string
+
+	// ClaimHeaderMap is GATEWAY_CLAIM_HEADERS, parsed; nil when unset.
+	ClaimHeaderMap *identity.ClaimHeaders
+	// CIMD is GATEWAY_CIMD == "on".
+	CIMD bool
+	// InsecureCIMDAllowPrivate is GATEWAY_CIMD_ALLOW_PRIVATE.
+	InsecureCIMDAllowPrivate bool
+	// CIMDCAFile is GATEWAY_CIMD_CA_FILE.
+	CIMDCAFile string
 
 	// Traces is the traces' configuration, from the OTEL_* variables (see tracing.FromEnv); off unless an exporter is
 	// asked for.
@@ -489,7 +522,7 @@ func (e *Env) config(from readFrom) (*Config, error) {
 		StaticClientID: e.ClientID, ClientSecret: e.ClientSecret, ClientAuthMethod: e.ClientAuthMethod,
 		FacadeScopeList: e.FacadeScopes, FacadeDefaultScopeList: e.FacadeDefaultScope,
 		RateLimitUser: e.RateLimitUser, MaxStreamsUser: e.MaxStreamsUser, RateLimitAnonymous: e.RateLimitAnonymous,
-		readFrom: from,
+		RedisURL: e.RedisURL, readFrom: from,
 	}
 	var issuerErr, publicErr, upstreamErr, listenErr, originErr, proxyErr error
 	c.Issuer, issuerErr = e.issuer(from)
@@ -500,9 +533,37 @@ func (e *Env) config(from readFrom) (*Config, error) {
 	c.AudienceList = e.audiences(c.Resource)
 	c.OriginList, originErr = e.origins(c.Public)
 	c.TrustedProxyList, proxyErr = e.trustedProxies()
+	identityErr := e.identitySources(c)
 	return c, errors.Join(issuerErr, publicErr, e.checkMCPPath(), upstreamErr, listenErr, e.checkScopes(), originErr,
 		e.checkSecrets(), e.checkOptionB(), proxyErr, e.checkAlgs(), e.checkLimits(), e.checkStreamRelay(c.Upstream),
-		e.checkAudit())
+		e.checkAudit(), checkRedisURL(e.RedisURL), identityErr)
+}
+
+// identitySources checks and copies GATEWAY_CLAIM_HEADERS and the GATEWAY_CIMD variables.
+func (e *Env) identitySources(c *Config) error {
+	var errs []error
+	m, err := identity.ParseClaimHeaders(e.ClaimHeaders)
+	if err != nil {
+		errs = append(errs, bad("GATEWAY_CLAIM_HEADERS", "%w", err))
+	} else if len(m.Names()) > 0 {
+		c.ClaimHeaderMap = m
+	}
+	switch e.CIMD {
+	case "on", "off":
+		c.CIMD = e.CIMD == "on"
+	default:
+		errs = append(errs, bad("GATEWAY_CIMD", "must be on or off (got %q)", e.CIMD))
+	}
+	if e.ClientID == "" {
+		if e.InsecureCIMDAllowPrivate {
+			errs = append(errs, bad("GATEWAY_CIMD_ALLOW_PRIVATE", "is set without MCP_USE_OAUTH_WORKOS_CLIENT_ID; it applies to Option B only"))
+		}
+		if e.CIMDCAFile != "" {
+			errs = append(errs, bad("GATEWAY_CIMD_CA_FILE", "is set without MCP_USE_OAUTH_WORKOS_CLIENT_ID; it applies to Option B only"))
+		}
+	}
+	c.InsecureCIMDAllowPrivate, c.CIMDCAFile = e.InsecureCIMDAllowPrivate, e.CIMDCAFile
+	return errors.Join(errs...)
 }
 
 // checkAudit checks GATEWAY_AUDIT_LOG and GATEWAY_AUDIT_ARGUMENTS.

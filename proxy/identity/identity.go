@@ -41,6 +41,19 @@
 // X_Auth_Email, that some frameworks fold into the same variable), since the gateway never sends one. Verify does all
 // of this. Version 1 (t=…,v1=…), which covered only the headers, so that a signed header set could be replayed with
 // another method or path, is refused.
+//
+// # Signature, version 3
+//
+// When the gateway adds headers of the operator's choosing (GATEWAY_CLAIM_HEADERS, see ClaimHeaders), it signs
+// version 3 instead:
+//
+//	X-Auth-Signature: t=<unix seconds>,h=<Name>;<Name>…,v3=<signature>
+//
+// h lists every mapped header name, in canonical form, whether the request carries it or not. The signing string is
+// version 2's with the first line mcp-gateway-identity-v3, followed by one line "<Name>:<value>" per listed name, in
+// the order listed. A verifier refuses a listed header that appears more than once or in another spelling (X_Tenant
+// beside a listed X-Tenant). An upstream that reads a mapped header checks that the signature lists it (Covers):
+// otherwise a version 2 signature, which covers no mapped header, would pass with a forged one beside it.
 package identity
 
 import (
@@ -246,21 +259,31 @@ var (
 	ErrNoSecret = errors.New("no identity secret configured")
 )
 
-// signingVersion starts the signing string.
-const signingVersion = "mcp-gateway-identity-v2"
+// The first line of the signing string, per version.
+const (
+	signingVersion  = "mcp-gateway-identity-v2"
+	signingVersion3 = "mcp-gateway-identity-v3"
+)
 
-// Sign sets HeaderSignature on r's header: version 2 of the signature (see the package documentation), an HMAC-SHA256
-// with secret over now (in unix seconds), r's method, host and path, and the values of every identity header, so that
-// the upstream can tell the gateway set them for this request. Call it when r's method, URL, Host and identity headers
-// are final. r may be an outgoing request (its Host, else its URL's host, is what it will send) or a server request.
-// With an empty secret it removes HeaderSignature instead.
-func Sign(r *http.Request, secret []byte, now time.Time) {
+// Sign sets HeaderSignature on r's header, so that the upstream can tell the gateway set the identity headers for this
+// request: an HMAC-SHA256 with secret over now (in unix seconds), r's method, host and path, and the values of every
+// identity header. Without mapped headers it is version 2 (see the package documentation); with mapped, the names of
+// the headers GATEWAY_CLAIM_HEADERS adds (ClaimHeaders.Names, each set or absent), it is version 3, which lists them
+// and covers their values too. Call it when r's method, URL, Host and identity headers are final. r may be an outgoing
+// request (its Host, else its URL's host, is what it will send) or a server request. With an empty secret it removes
+// HeaderSignature instead.
+func Sign(r *http.Request, secret []byte, now time.Time, mapped ...string) {
 	if len(secret) == 0 {
 		delete(r.Header, HeaderSignature)
 		return
 	}
 	t := strconv.FormatInt(now.Unix(), 10)
-	r.Header[HeaderSignature] = []string{"t=" + t + ",v2=" + base64.RawURLEncoding.EncodeToString(mac(r, secret, t))}
+	if len(mapped) == 0 {
+		r.Header[HeaderSignature] = []string{"t=" + t + ",v2=" + base64.RawURLEncoding.EncodeToString(mac(r, secret, t, nil))}
+		return
+	}
+	r.Header[HeaderSignature] = []string{"t=" + t + ",h=" + strings.Join(mapped, ";") + ",v3=" +
+		base64.RawURLEncoding.EncodeToString(mac(r, secret, t, mapped))}
 }
 
 // requestHost is the host the signature covers: r.Host (a server request's Host header, or an outgoing request's
@@ -289,19 +312,26 @@ func requestPath(r *http.Request) string {
 	return "/"
 }
 
-// mac computes the version 2 MAC of r at time t. The signing string is built in one buffer, so that signing costs one
-// allocation for it whatever the number of headers.
-func mac(r *http.Request, secret []byte, t string) []byte {
+// mac computes the MAC of r at time t: version 2 without mapped headers, version 3 with them. The signing string is
+// built in one buffer, so that signing costs one allocation for it whatever the number of headers.
+func mac(r *http.Request, secret []byte, t string, mapped []string) []byte {
 	method, host, path := r.Method, requestHost(r), requestPath(r)
 	if method == "" {
 		method = http.MethodGet // what an outgoing request with no method sends
 	}
-	n := len(signingVersion) + len(t) + len(method) + len(host) + len(path) + 5
+	version := signingVersion
+	if len(mapped) > 0 {
+		version = signingVersion3
+	}
+	n := len(version) + len(t) + len(method) + len(host) + len(path) + 5
 	for _, name := range signed {
 		n += len(name) + len(r.Header.Get(name)) + 2
 	}
+	for _, name := range mapped {
+		n += len(name) + len(r.Header.Get(name)) + 2
+	}
 	b := make([]byte, 0, n)
-	b = append(append(b, signingVersion...), '\n')
+	b = append(append(b, version...), '\n')
 	b = append(append(b, t...), '\n')
 	b = append(append(b, method...), '\n')
 	b = append(append(b, host...), '\n')
@@ -310,20 +340,25 @@ func mac(r *http.Request, secret []byte, t string) []byte {
 		b = append(append(b, name...), ':')
 		b = append(append(b, r.Header.Get(name)...), '\n')
 	}
+	for _, name := range mapped {
+		b = append(append(b, name...), ':')
+		b = append(append(b, r.Header.Get(name)...), '\n')
+	}
 	m := hmac.New(sha256.New, secret)
 	m.Write(b)
 	return m.Sum(nil)
 }
 
-// Verify checks HeaderSignature on r against secret, as the package documentation describes: version 2, a MAC over
-// r's method, host, path and identity headers that matches, a time within maxAge of now (either side, to allow for
-// clock skew), each signed header at most once and no identity header the gateway does not send.
+// Verify checks HeaderSignature on r against secret, as the package documentation describes: version 2 or 3, a MAC
+// over r's method, host, path and identity headers (and, in version 3, the mapped headers it lists) that matches, a
+// time within maxAge of now (either side, to allow for clock skew), each signed header at most once and in the
+// spelling signed, and no identity header the gateway does not send. An upstream that reads a mapped header checks
+// Covers too: a version 2 signature covers none.
 func Verify(r *http.Request, secret []byte, now time.Time, maxAge time.Duration) error {
 	if len(secret) == 0 {
 		return ErrNoSecret
 	}
-	h := r.Header
-	vals := h[HeaderSignature]
+	vals := r.Header[HeaderSignature]
 	switch len(vals) {
 	case 0:
 		return ErrNoSignature
@@ -331,38 +366,118 @@ func Verify(r *http.Request, secret []byte, now time.Time, maxAge time.Duration)
 	default:
 		return fmt.Errorf("%w: more than one %s", ErrBadSignature, HeaderSignature)
 	}
-	for name, v := range h {
-		switch {
-		case !IsIdentityHeader(name):
-		case name == HeaderSignature:
-		case !slices.Contains(signed[:], name):
-			return fmt.Errorf("%w: the request carries %s, which the gateway never sends", ErrBadSignature, name)
-		case len(v) > 1:
-			return fmt.Errorf("%w: the request carries %s more than once", ErrBadSignature, name)
-		}
+	sig, err := parseSignature(vals[0])
+	if err != nil {
+		return err
 	}
-	ts, sig, ok := strings.Cut(vals[0], ",")
-	if !ok || !strings.HasPrefix(ts, "t=") {
-		return fmt.Errorf("%w: malformed %s", ErrBadSignature, HeaderSignature)
+	if err := checkHeaders(r.Header, sig.mapped); err != nil {
+		return err
 	}
-	if !strings.HasPrefix(sig, "v2=") {
-		if version, _, ok := strings.Cut(sig, "="); ok && len(version) > 1 && version[0] == 'v' {
-			return fmt.Errorf("%w: %w: %s (version 2 covers the method, path and host too; upgrade the gateway)",
-				ErrBadSignature, ErrUnsupportedVersion, version)
-		}
-		return fmt.Errorf("%w: malformed %s", ErrBadSignature, HeaderSignature)
-	}
-	ts, sig = ts[2:], sig[3:]
-	unix, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || ts != strconv.FormatInt(unix, 10) {
+	unix, err := strconv.ParseInt(sig.t, 10, 64)
+	if err != nil || sig.t != strconv.FormatInt(unix, 10) {
 		return fmt.Errorf("%w: malformed timestamp", ErrBadSignature)
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, mac(r, secret, ts)) {
+	got, err := base64.RawURLEncoding.DecodeString(sig.mac)
+	if err != nil || !hmac.Equal(got, mac(r, secret, sig.t, sig.mapped)) {
 		return ErrBadSignature
 	}
 	if d := now.Sub(time.Unix(unix, 0)); d > maxAge || d < -maxAge {
 		return fmt.Errorf("%w: signed %s ago", ErrStale, d.Round(time.Second))
+	}
+	return nil
+}
+
+// Covers reports whether the signature on r lists the mapped header name (in any letter case): call it after Verify
+// before trusting a header GATEWAY_CLAIM_HEADERS adds. A signature lists every mapped header, present or not, so a
+// covered header that is absent was absent at the gateway.
+func Covers(r *http.Request, name string) bool {
+	vals := r.Header[HeaderSignature]
+	if len(vals) != 1 {
+		return false
+	}
+	sig, err := parseSignature(vals[0])
+	if err != nil {
+		return false
+	}
+	for _, m := range sig.mapped {
+		if SameName(name, fold(m)) {
+			return true
+		}
+	}
+	return false
+}
+
+// signature is a parsed HeaderSignature value.
+type signature struct {
+	t, mac string
+	mapped []string // version 3's h=; nil in version 2
+}
+
+// parseSignature reads "t=…,v2=…" or "t=…,h=A;B,v3=…". The mapped names must be valid, canonical, distinct in any
+// spelling, and none of the built-in identity headers.
+func parseSignature(v string) (signature, error) {
+	malformed := fmt.Errorf("%w: malformed %s", ErrBadSignature, HeaderSignature)
+	parts := strings.Split(v, ",")
+	if len(parts) < 2 || !strings.HasPrefix(parts[0], "t=") {
+		return signature{}, malformed
+	}
+	sig := signature{t: parts[0][2:]}
+	last := parts[len(parts)-1]
+	switch {
+	case len(parts) == 2 && strings.HasPrefix(last, "v2="):
+		sig.mac = last[3:]
+		return sig, nil
+	case len(parts) == 3 && strings.HasPrefix(last, "v3=") && strings.HasPrefix(parts[1], "h="):
+		sig.mac = last[3:]
+	default:
+		if version, _, ok := strings.Cut(last, "="); ok && len(version) > 1 && version[0] == 'v' && version != "v2" && version != "v3" {
+			return signature{}, fmt.Errorf("%w: %w: %s (versions 2 and 3 cover the method, path and host too; upgrade the gateway)",
+				ErrBadSignature, ErrUnsupportedVersion, version)
+		}
+		return signature{}, malformed
+	}
+	sig.mapped = strings.Split(parts[1][2:], ";")
+	if len(sig.mapped) > MaxClaimHeaders {
+		return signature{}, malformed
+	}
+	seen := make(map[string]bool, len(sig.mapped))
+	for _, name := range sig.mapped {
+		f := fold(name)
+		if !validHeaderName(name) || name != http.CanonicalHeaderKey(name) || seen[f] || IsIdentityHeader(name) {
+			return signature{}, malformed
+		}
+		seen[f] = true
+	}
+	return sig, nil
+}
+
+// checkHeaders refuses a request that carries a signed header or a mapped one more than once or in another spelling
+// than the one signed, or an identity header the gateway never sends.
+func checkHeaders(h http.Header, mapped []string) error {
+	folded := make([]string, len(mapped))
+	for i, m := range mapped {
+		folded[i] = fold(m)
+	}
+	for name, v := range h {
+		switch {
+		case name == HeaderSignature:
+			continue
+		case IsIdentityHeader(name) && !slices.Contains(signed[:], name):
+			return fmt.Errorf("%w: the request carries %s, which the gateway never sends", ErrBadSignature, name)
+		case IsIdentityHeader(name) && len(v) > 1:
+			return fmt.Errorf("%w: the request carries %s more than once", ErrBadSignature, name)
+		}
+		for i, m := range mapped {
+			if !SameName(name, folded[i]) {
+				continue
+			}
+			if name != m {
+				return fmt.Errorf("%w: the request carries %s, another spelling of the signed %s", ErrBadSignature, name, m)
+			}
+			if len(v) > 1 {
+				return fmt.Errorf("%w: the request carries %s more than once", ErrBadSignature, name)
+			}
+		}
 	}
 	return nil
 }

@@ -187,6 +187,8 @@ func (e Explanation) headline() string {
 		return what + `, whatever the rules: the URI has a "." or ".." segment, which a server may resolve to another resource`
 	case d.Rule == DefaultRule:
 		return what + ", by the default: no rule covers it"
+	case d.Outcome == Allow && d.Limit != nil:
+		return fmt.Sprintf("%s, by rule %s, at most %s per caller (burst %d; beyond, 429)", what, d.Rule, d.Limit.Rate, d.Limit.Burst)
 	case d.Outcome == Allow:
 		return what + ", by rule " + d.Rule
 	case d.Outcome == StepUp:

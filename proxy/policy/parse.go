@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/google/cel-go/cel"
@@ -195,7 +196,7 @@ func (ps *parser) policy(root *yaml.Node, p *Policy) {
 }
 
 // ruleFields are the fields of a rule.
-var ruleFields = []string{"name", "tools", "prompts", "resources", "require", "when"}
+var ruleFields = []string{"name", "tools", "prompts", "resources", "require", "when", "limit"}
 
 // rule reads the i-th rule (0-based). It returns nil when the rule has problems, which are recorded.
 func (ps *parser) rule(n *yaml.Node, i int) *rule {
@@ -217,8 +218,13 @@ func (ps *parser) rule(n *yaml.Node, i int) *rule {
 			ps.require(v, label, r)
 		case "when":
 			when = v
+		case "limit":
+			r.limit = ps.limit(v, label)
 		}
 	})
+	if r.limit != nil && len(r.globs[Tool.index()]) == 0 && n.Kind == yaml.MappingNode {
+		ps.errorf(n, label, "has a limit but names no tools: a limit counts calls of the tools a rule grants")
+	}
 	if n.Kind == yaml.MappingNode && !named {
 		ps.errorf(n, label, "names nothing: give it tools, prompts or resources (globs; \"*\" for all)")
 	}
@@ -263,6 +269,64 @@ func (ps *parser) ruleName(n *yaml.Node, i int) string {
 		return v.Value
 	}
 	return ""
+}
+
+// limitFields are the fields of a rule's limit.
+var limitFields = []string{"rate", "burst"}
+
+// limit reads a rule's limit: {rate: <n>/<s|m|h>, burst: <n>}, burst defaulting to the rate's count.
+func (ps *parser) limit(v *yaml.Node, rule string) *Limit {
+	if v.Kind != yaml.MappingNode {
+		ps.errorf(v, rule, "limit must be a mapping, e.g. {rate: 10/m, burst: 2} (got %s)", describe(v))
+		return nil
+	}
+	l := &Limit{}
+	var count int
+	var rateNode *yaml.Node
+	ok := true
+	ps.fields(v, rule, "limit", limitFields, func(key string, v *yaml.Node) {
+		switch key {
+		case "rate":
+			rateNode = v
+			n, per, err := parseRate(v.Value)
+			if v.Kind != yaml.ScalarNode || err != nil {
+				ps.errorf(v, rule, "limit.rate must be a count per s, m or h, e.g. 10/m (got %s)", describe(v))
+				ok = false
+				return
+			}
+			count, l.Rate, l.PerSecond = n, v.Value, float64(n)/per.Seconds()
+		case "burst":
+			b, err := strconv.Atoi(v.Value)
+			if v.Kind != yaml.ScalarNode || err != nil || b < 1 || b > 1_000_000 {
+				ps.errorf(v, rule, "limit.burst must be a whole number from 1 to 1000000 (got %s)", describe(v))
+				ok = false
+				return
+			}
+			l.Burst = b
+		}
+	})
+	if rateNode == nil {
+		ps.errorf(v, rule, "limit needs a rate, e.g. {rate: 10/m}")
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	if l.Burst == 0 {
+		l.Burst = count
+	}
+	return l
+}
+
+// parseRate reads "<n>/<s|m|h>": a whole count from 1 to 1000000 per second, minute or hour.
+func parseRate(s string) (int, time.Duration, error) {
+	num, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	per, known := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[strings.TrimSpace(unit)]
+	if !ok || err != nil || !known || n < 1 || n > 1_000_000 {
+		return 0, 0, errors.New("not a rate")
+	}
+	return n, per, nil
 }
 
 // stringList reads a list of non-empty strings; a null value is an empty list.

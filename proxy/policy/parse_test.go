@@ -23,7 +23,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad default", "default: maybe\n", []string{`p.yaml:1:10: default must be allow or deny (got "maybe")`}},
 		{"rules not a list", "rules: {}\n", []string{"p.yaml:1:8: rules must be a list of rules (got a mapping)"}},
 		{"rule not a mapping", "rules:\n  - get-user-info\n", []string{
-			"p.yaml:2:5: rule #1: a rule must be a mapping with the fields name, tools, prompts, resources, require, when"}},
+			"p.yaml:2:5: rule #1: a rule must be a mapping with the fields name, tools, prompts, resources, require, when, limit"}},
 		{"rule without a name", "rules:\n  - tools: [x]\n", []string{
 			"p.yaml:2:5: rule #1: needs a name (unique; it names the rule in decisions, logs and metrics)"}},
 		{"empty name", "rules:\n  - name: \"\"\n    tools: [x]\n", []string{`p.yaml:2:11: rule #1: name must be a non-empty string (got "")`}},
@@ -34,7 +34,7 @@ func TestParseErrors(t *testing.T) {
 		{"names nothing", "rules:\n  - name: a\n    tools: []\n", []string{
 			`p.yaml:2:5: rule a: names nothing: give it tools, prompts or resources (globs; "*" for all)`}},
 		{"unknown rule field", "rules:\n  - name: a\n    tool: [x]\n", []string{
-			`p.yaml:3:5: rule a: unknown field "tool" in a rule (known: name, tools, prompts, resources, require, when)`,
+			`p.yaml:3:5: rule a: unknown field "tool" in a rule (known: name, tools, prompts, resources, require, when, limit)`,
 			`p.yaml:2:5: rule a: names nothing: give it tools, prompts or resources (globs; "*" for all)`}},
 		{"field twice", "rules:\n  - name: a\n    tools: [x]\n    tools: [y]\n", []string{
 			"p.yaml:4:5: rule a: tools is set twice in a rule (first at line 3)"}},
@@ -52,6 +52,19 @@ func TestParseErrors(t *testing.T) {
 		{"bad scope", "rules:\n  - name: a\n    tools: [x]\n    require:\n      scopes: [\"a b\", 'c\"']\n", []string{
 			`p.yaml:5:16: rule a: require.scopes: "a b" is not a scope (RFC 6749: printable ASCII without space, " or \)`,
 			`p.yaml:5:23: rule a: require.scopes: "c\"" is not a scope (RFC 6749: printable ASCII without space, " or \)`}},
+		{"limit not a mapping", "rules:\n  - name: a\n    tools: [x]\n    limit: 10/m\n", []string{
+			`p.yaml:4:12: rule a: limit must be a mapping, e.g. {rate: 10/m, burst: 2} (got "10/m")`}},
+		{"limit without a rate", "rules:\n  - name: a\n    tools: [x]\n    limit: {burst: 2}\n", []string{
+			`p.yaml:4:12: rule a: limit needs a rate, e.g. {rate: 10/m}`}},
+		{"bad rates and bursts", "rules:\n  - name: a\n    tools: [x]\n    limit: {rate: 10/d, burst: 0}\n  - name: b\n    tools: [y]\n    limit: {rate: 0/s, burst: x}\n  - name: c\n    tools: [z]\n    limit: {rate: 1.5/s, per: m}\n", []string{
+			`p.yaml:4:19: rule a: limit.rate must be a count per s, m or h, e.g. 10/m (got "10/d")`,
+			`p.yaml:4:32: rule a: limit.burst must be a whole number from 1 to 1000000 (got "0")`,
+			`p.yaml:7:19: rule b: limit.rate must be a count per s, m or h, e.g. 10/m (got "0/s")`,
+			`p.yaml:7:31: rule b: limit.burst must be a whole number from 1 to 1000000 (got "x")`,
+			`p.yaml:10:19: rule c: limit.rate must be a count per s, m or h, e.g. 10/m (got "1.5/s")`,
+			`p.yaml:10:26: rule c: unknown field "per" in limit (known: rate, burst)`}},
+		{"limit on a rule without tools", "rules:\n  - name: a\n    prompts: [x]\n    limit: {rate: 1/s}\n", []string{
+			`p.yaml:2:5: rule a: has a limit but names no tools: a limit counts calls of the tools a rule grants`}},
 		{"when not a string", "rules:\n  - name: a\n    tools: [x]\n    when: [true]\n", []string{
 			"p.yaml:4:11: rule a: when must be a CEL expression (a string; got a list)"}},
 		{"every problem at once", "default: no\nrules:\n  - name: a\n  - name: b\n    tools: [x]\n    require: {orgs: [o]}\n", []string{

@@ -78,6 +78,19 @@ type Decision struct {
 	Rule string
 	// Scopes, for StepUp, are the scopes to challenge for: the deciding rule's required scopes ∪ the token's, sorted.
 	Scopes []string
+	// Limit, for Allow of a tool, is the granting rule's limit on calls of the tool per caller; nil when it has none.
+	// It is the rule's own: callers never modify it.
+	Limit *Limit
+}
+
+// Limit is a rule's limit on the calls of each tool it grants, per caller: a token bucket that holds Burst calls and
+// refills at PerSecond. It is written `limit: {rate: 10/m, burst: 2}` (per s, m or h; burst defaults to the rate's
+// count).
+type Limit struct {
+	PerSecond float64
+	Burst     int
+	// Rate is the rate as written ("10/m"), for messages and explanations.
+	Rate string
 }
 
 // Policy is a loaded, compiled policy. It is immutable and safe for concurrent use.
@@ -98,6 +111,7 @@ type rule struct {
 	org   []string   // any of, when not empty
 	scope []string   // all of; missing ones alone mean step-up
 	when  *condition // nil when the rule has none
+	limit *Limit     // nil when the rule has none
 }
 
 // Decide returns the decision for the name of kind for a caller with facts f (nil: a caller with no facts). It
@@ -122,7 +136,11 @@ func (p *Policy) Decide(f *Facts, kind Kind, name string) Decision {
 		last = r
 		switch r.verdict(f, kind, name) {
 		case grants:
-			return Decision{Outcome: Allow, Rule: r.name}
+			d := Decision{Outcome: Allow, Rule: r.name}
+			if kind == Tool {
+				d.Limit = r.limit
+			}
+			return d
 		case grantsButScopes:
 			if cand == nil {
 				cand = r
@@ -297,6 +315,7 @@ type RuleInfo struct {
 	Permissions, Roles        []string // all of; any of
 	Scopes, Org               []string // all of; any of
 	When                      string   // the CEL condition, "" for none
+	Limit                     *Limit   // the limit on calls of each tool, per caller; nil for none
 }
 
 // Describe returns the rules as written, in file order.
@@ -316,6 +335,7 @@ func (p *Policy) Describe() []RuleInfo {
 		if r.when != nil {
 			ri.When = r.when.src
 		}
+		ri.Limit = r.limit
 		out[i] = ri
 	}
 	return out

@@ -99,57 +99,57 @@ func TestDecide(t *testing.T) {
 		item   string
 		want   Decision
 	}{
-		{"no requirement", "table", guest, Tool, "get-user-info", Decision{Allow, "self", nil}},
-		{"second name of a rule", "table", guest, Tool, "get-user-permissions", Decision{Allow, "self", nil}},
+		{"no requirement", "table", guest, Tool, "get-user-info", Decision{Allow, "self", nil, nil}},
+		{"second name of a rule", "table", guest, Tool, "get-user-permissions", Decision{Allow, "self", nil, nil}},
 
-		{"permission and scope held", "table", memberScoped, Tool, "get-workos-user", Decision{Allow, "directory", nil}},
+		{"permission and scope held", "table", memberScoped, Tool, "get-workos-user", Decision{Allow, "directory", nil, nil}},
 		{"scope missing: step-up with the token's scopes", "table", member, Tool, "get-workos-user",
-			Decision{StepUp, "directory", []string{"email", "openid", "users.read"}}},
-		{"permission missing: deny named after the last covering rule", "table", guest, Tool, "get-workos-user", Decision{Deny, "admins", nil}},
-		{"a later rule grants what an earlier one would step up", "table", admin, Tool, "get-workos-user", Decision{Allow, "admins", nil}},
+			Decision{StepUp, "directory", []string{"email", "openid", "users.read"}, nil}},
+		{"permission missing: deny named after the last covering rule", "table", guest, Tool, "get-workos-user", Decision{Deny, "admins", nil, nil}},
+		{"a later rule grants what an earlier one would step up", "table", admin, Tool, "get-workos-user", Decision{Allow, "admins", nil, nil}},
 
-		{"permissions are all of: one missing", "table", Facts{Permissions: []string{"billing:read"}}, Tool, "billing-invoices", Decision{Deny, "admins", nil}},
-		{"permissions are all of: both", "table", Facts{Permissions: []string{"billing:export", "billing:read"}}, Tool, "billing-invoices", Decision{Allow, "billing", nil}},
-		{"permissions are exact, never substrings", "table", Facts{Permissions: []string{"billing:read billing:export"}}, Tool, "billing-invoices", Decision{Deny, "admins", nil}},
+		{"permissions are all of: one missing", "table", Facts{Permissions: []string{"billing:read"}}, Tool, "billing-invoices", Decision{Deny, "admins", nil, nil}},
+		{"permissions are all of: both", "table", Facts{Permissions: []string{"billing:export", "billing:read"}}, Tool, "billing-invoices", Decision{Allow, "billing", nil, nil}},
+		{"permissions are exact, never substrings", "table", Facts{Permissions: []string{"billing:read billing:export"}}, Tool, "billing-invoices", Decision{Deny, "admins", nil, nil}},
 
-		{"roles are any of", "table", Facts{Roles: []string{"member", "auditor"}}, Tool, "staff/a/report", Decision{Allow, "staff", nil}},
-		{"roles are case-sensitive", "table", Facts{Roles: []string{"Support"}}, Tool, "staff/a/report", Decision{Deny, "admins", nil}},
-		{"roles are not substrings", "table", Facts{Roles: []string{"support-lead"}}, Tool, "staff/a/report", Decision{Deny, "admins", nil}},
-		{"? is one character", "table", Facts{Roles: []string{"support"}}, Tool, "staff/ab/report", Decision{Deny, "admins", nil}},
+		{"roles are any of", "table", Facts{Roles: []string{"member", "auditor"}}, Tool, "staff/a/report", Decision{Allow, "staff", nil, nil}},
+		{"roles are case-sensitive", "table", Facts{Roles: []string{"Support"}}, Tool, "staff/a/report", Decision{Deny, "admins", nil, nil}},
+		{"roles are not substrings", "table", Facts{Roles: []string{"support-lead"}}, Tool, "staff/a/report", Decision{Deny, "admins", nil, nil}},
+		{"? is one character", "table", Facts{Roles: []string{"support"}}, Tool, "staff/ab/report", Decision{Deny, "admins", nil, nil}},
 
-		{"org in the list", "table", Facts{Org: "org_beta"}, Tool, "partner-search", Decision{Allow, "partners", nil}},
-		{"org not in the list", "table", Facts{Org: "org_acme2"}, Tool, "partner-search", Decision{Deny, "admins", nil}},
-		{"no org", "table", guest, Tool, "partner-search", Decision{Deny, "admins", nil}},
+		{"org in the list", "table", Facts{Org: "org_beta"}, Tool, "partner-search", Decision{Allow, "partners", nil, nil}},
+		{"org not in the list", "table", Facts{Org: "org_acme2"}, Tool, "partner-search", Decision{Deny, "admins", nil, nil}},
+		{"no org", "table", guest, Tool, "partner-search", Decision{Deny, "admins", nil, nil}},
 
-		{"when true", "table", claims(map[string]any{"email": "ann@example.com"}), Tool, "mail-send", Decision{Allow, "example-mail", nil}},
-		{"when false", "table", claims(map[string]any{"email": "ann@example.com.evil.test"}), Tool, "mail-send", Decision{Deny, "admins", nil}},
-		{"when's error (a missing claim) does not grant", "table", guest, Tool, "mail-send", Decision{Deny, "admins", nil}},
-		{"when's error (a claim of another type) does not grant", "table", claims(map[string]any{"email": 42.0}), Tool, "mail-send", Decision{Deny, "admins", nil}},
-		{"when reads mcp", "table", claims(map[string]any{"sub": "user_1"}), Tool, "ws-user_1", Decision{Allow, "own-workspace", nil}},
-		{"when reads mcp: another name", "table", claims(map[string]any{"sub": "user_1"}), Tool, "ws-user_2", Decision{Deny, "admins", nil}},
+		{"when true", "table", claims(map[string]any{"email": "ann@example.com"}), Tool, "mail-send", Decision{Allow, "example-mail", nil, nil}},
+		{"when false", "table", claims(map[string]any{"email": "ann@example.com.evil.test"}), Tool, "mail-send", Decision{Deny, "admins", nil, nil}},
+		{"when's error (a missing claim) does not grant", "table", guest, Tool, "mail-send", Decision{Deny, "admins", nil, nil}},
+		{"when's error (a claim of another type) does not grant", "table", claims(map[string]any{"email": 42.0}), Tool, "mail-send", Decision{Deny, "admins", nil, nil}},
+		{"when reads mcp", "table", claims(map[string]any{"sub": "user_1"}), Tool, "ws-user_1", Decision{Allow, "own-workspace", nil, nil}},
+		{"when reads mcp: another name", "table", claims(map[string]any{"sub": "user_1"}), Tool, "ws-user_2", Decision{Deny, "admins", nil, nil}},
 
-		{"when before scopes: false means deny, not step-up", "table", claims(map[string]any{"level": 2.0}), Tool, "export", Decision{Deny, "admins", nil}},
-		{"when before scopes: true means step-up", "table", claims(map[string]any{"level": 3.0}), Tool, "export", Decision{StepUp, "senior-export", []string{"export"}}},
-		{"when and scopes hold", "table", withScopes(claims(map[string]any{"level": 4}), "export"), Tool, "export", Decision{Allow, "senior-export", nil}},
+		{"when before scopes: false means deny, not step-up", "table", claims(map[string]any{"level": 2.0}), Tool, "export", Decision{Deny, "admins", nil, nil}},
+		{"when before scopes: true means step-up", "table", claims(map[string]any{"level": 3.0}), Tool, "export", Decision{StepUp, "senior-export", []string{"export"}, nil}},
+		{"when and scopes hold", "table", withScopes(claims(map[string]any{"level": 4}), "export"), Tool, "export", Decision{Allow, "senior-export", nil, nil}},
 
-		{"step-up names the first candidate", "table", withScopes(guest, "openid"), Tool, "report", Decision{StepUp, "needs-extra", []string{"extra", "openid"}}},
-		{"a second candidate grants", "table", withScopes(guest, "more"), Tool, "report", Decision{Allow, "needs-more", nil}},
+		{"step-up names the first candidate", "table", withScopes(guest, "openid"), Tool, "report", Decision{StepUp, "needs-extra", []string{"extra", "openid"}, nil}},
+		{"a second candidate grants", "table", withScopes(guest, "more"), Tool, "report", Decision{Allow, "needs-more", nil, nil}},
 
-		{"admin: any tool", "table", admin, Tool, "anything/else", Decision{Allow, "admins", nil}},
-		{"a covered name no rule grants is denied", "table", guest, Tool, "anything/else", Decision{Deny, "admins", nil}},
+		{"admin: any tool", "table", admin, Tool, "anything/else", Decision{Allow, "admins", nil, nil}},
+		{"a covered name no rule grants is denied", "table", guest, Tool, "anything/else", Decision{Deny, "admins", nil, nil}},
 
-		{"prompt by name", "table", guest, Prompt, "summarize", Decision{Allow, "public-prompts", nil}},
-		{"prompt by glob", "table", guest, Prompt, "public-faq", Decision{Allow, "public-prompts", nil}},
-		{"tool rules do not cover prompts", "table", admin, Prompt, "private", Decision{Deny, DefaultRule, nil}},
-		{"resource: * crosses /", "table", withScopes(guest, "files.read"), Resource, "file:///public/a/b.txt", Decision{Allow, "public-files", nil}},
-		{"resource: step-up", "table", guest, Resource, "file:///public/a.txt", Decision{StepUp, "public-files", []string{"files.read"}}},
-		{"resource no rule covers", "table", admin, Resource, "file:///etc/passwd", Decision{Deny, DefaultRule, nil}},
-		{"unknown kind", "table", admin, Kind("method"), "tools/call", Decision{Deny, DefaultRule, nil}},
+		{"prompt by name", "table", guest, Prompt, "summarize", Decision{Allow, "public-prompts", nil, nil}},
+		{"prompt by glob", "table", guest, Prompt, "public-faq", Decision{Allow, "public-prompts", nil, nil}},
+		{"tool rules do not cover prompts", "table", admin, Prompt, "private", Decision{Deny, DefaultRule, nil, nil}},
+		{"resource: * crosses /", "table", withScopes(guest, "files.read"), Resource, "file:///public/a/b.txt", Decision{Allow, "public-files", nil, nil}},
+		{"resource: step-up", "table", guest, Resource, "file:///public/a.txt", Decision{StepUp, "public-files", []string{"files.read"}, nil}},
+		{"resource no rule covers", "table", admin, Resource, "file:///etc/passwd", Decision{Deny, DefaultRule, nil, nil}},
+		{"unknown kind", "table", admin, Kind("method"), "tools/call", Decision{Deny, DefaultRule, nil, nil}},
 
-		{"default allow: a name no rule covers", "allow", guest, Tool, "get-user-info", Decision{Allow, DefaultRule, nil}},
-		{"default allow: a prompt", "allow", guest, Prompt, "anything", Decision{Allow, DefaultRule, nil}},
-		{"default allow does not void a rule's requirements", "allow", guest, Tool, "delete-user", Decision{Deny, "admin-only", nil}},
-		{"default allow: the rule grants", "allow", admin, Tool, "delete-user", Decision{Allow, "admin-only", nil}},
+		{"default allow: a name no rule covers", "allow", guest, Tool, "get-user-info", Decision{Allow, DefaultRule, nil, nil}},
+		{"default allow: a prompt", "allow", guest, Prompt, "anything", Decision{Allow, DefaultRule, nil, nil}},
+		{"default allow does not void a rule's requirements", "allow", guest, Tool, "delete-user", Decision{Deny, "admin-only", nil, nil}},
+		{"default allow: the rule grants", "allow", admin, Tool, "delete-user", Decision{Allow, "admin-only", nil, nil}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := policies[tc.policy]
@@ -380,6 +380,48 @@ func TestDecideConcurrently(t *testing.T) {
 	for range 8 {
 		if d := <-done; d.Outcome != Allow || d.Rule != "example-mail" {
 			t.Errorf("Decide(mail-send): got %+v, want allow by example-mail", d)
+		}
+	}
+}
+
+// TestDecideLimit: an allowed tool carries its granting rule's limit (burst defaulting to the rate's count); a prompt
+// granted by the same rule, a tool granted by another rule, and a denied tool carry none.
+func TestDecideLimit(t *testing.T) {
+	t.Parallel()
+	p, err := Parse([]byte(`rules:
+  - name: lookups
+    tools: ["lookup-*"]
+    prompts: ["p"]
+    require: {roles: [member]}
+    limit: {rate: 10/m}
+  - name: bursty
+    tools: ["report"]
+    limit: {rate: 2/s, burst: 5}
+  - name: free
+    tools: ["lookup-free", "*"]
+`), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := &Facts{Roles: []string{"member"}}
+	for _, tc := range []struct {
+		kind Kind
+		name string
+		f    *Facts
+		want *Limit
+	}{
+		{Tool, "lookup-user", member, &Limit{PerSecond: 10.0 / 60, Burst: 10, Rate: "10/m"}},
+		{Tool, "report", member, &Limit{PerSecond: 2, Burst: 5, Rate: "2/s"}},
+		{Tool, "lookup-user", &Facts{}, nil}, // granted by "free" instead
+		{Prompt, "p", member, nil},
+		{Tool, "other", member, nil},
+	} {
+		d := p.Decide(tc.f, tc.kind, tc.name)
+		if d.Outcome != Allow {
+			t.Fatalf("%s %s: got %v, want allow", tc.kind, tc.name, d)
+		}
+		if (d.Limit == nil) != (tc.want == nil) || d.Limit != nil && *d.Limit != *tc.want {
+			t.Errorf("%s %s (rule %s): limit %+v, want %+v", tc.kind, tc.name, d.Rule, d.Limit, tc.want)
 		}
 	}
 }

@@ -18,6 +18,9 @@ type Store struct {
 
 	mu   sync.Mutex // serializes loads
 	seen fileState  // the version of the file last read, whether it loaded or not
+	// pending is a changed version Watch saw once: it loads it only when the next look finds the same content, so
+	// that a file read while it is being written (an editor or a copy writing in place) is never put in force.
+	pending fileState
 }
 
 // fileState identifies a version of the file.
@@ -61,17 +64,22 @@ func (s *Store) Reload() error {
 
 // read reads the file and records its version as seen.
 func (s *Store) read() ([]byte, error) {
-	fi, err := os.Stat(s.path)
+	data, v, err := readVersion(s.path)
+	s.seen, s.pending = v, fileState{}
+	return data, err
+}
+
+// readVersion reads the file at path and returns its content and version (the zero version when it cannot be read).
+func readVersion(path string) ([]byte, fileState, error) {
+	fi, err := os.Stat(path)
 	var data []byte
 	if err == nil {
-		data, err = os.ReadFile(s.path)
+		data, err = os.ReadFile(path)
 	}
 	if err != nil {
-		s.seen = fileState{}
-		return nil, fmt.Errorf("read policy: %w", err)
+		return nil, fileState{}, fmt.Errorf("read policy: %w", err)
 	}
-	s.seen = fileState{info: fi, sum: sha256.Sum256(data)}
-	return data, nil
+	return data, fileState{info: fi, sum: sha256.Sum256(data)}, nil
 }
 
 // load parses data and makes it current if it loads.
@@ -86,7 +94,8 @@ func (s *Store) load(data []byte) error {
 
 // Watch polls the file every interval until ctx ends, and reloads it when it changed: another file (renamed over it),
 // a new modification time or size, or a time too recent to tell, then a new content (SHA-256), so that touching the
-// file reloads nothing. onReload (which may be nil) is
+// file reloads nothing; and when it has settled: a new content is loaded only once the next poll finds it again, so
+// that a file caught half written (whose first rules may load without the requirements that follow) never is. onReload (which may be nil) is
 // called after each reload with nil or the reason the new version was refused (the previous policy stays current);
 // a version that does not load, or a file that cannot be read, is reported once, not at every poll. Watch needs no
 // file-system notifications, so it follows files replaced by renames (editors, Kubernetes ConfigMap volumes).
@@ -105,8 +114,8 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration, onReload func
 	}
 }
 
-// poll reloads the file if it changed since it was last read, and reports whether it changed (or became unreadable)
-// and how the reload went.
+// poll reloads the file if it changed since it was last read and has settled (the same content at two looks in a
+// row), and reports whether it changed (or became unreadable) and how the reload went.
 func (s *Store) poll() (changed bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -114,13 +123,19 @@ func (s *Store) poll() (changed bool, err error) {
 	if fi, err := os.Stat(s.path); err == nil && sameVersion(prev.info, fi) && time.Since(fi.ModTime()) > racyWindow {
 		return false, nil
 	}
-	data, err := s.read()
+	data, cur, err := readVersion(s.path)
 	switch {
 	case err != nil:
+		s.seen, s.pending = fileState{}, fileState{}
 		return prev.info != nil, err // reported when it becomes unreadable, not at every poll
-	case prev.info != nil && s.seen.sum == prev.sum:
+	case prev.info != nil && cur.sum == prev.sum:
+		s.seen, s.pending = cur, fileState{}
 		return false, nil // the same content: touched, or replaced by a copy
+	case s.pending.info == nil || cur.sum != s.pending.sum:
+		s.pending = cur // changed, perhaps still being written: load it at the next look if it stays so
+		return false, nil
 	}
+	s.seen, s.pending = cur, fileState{}
 	return true, s.load(data)
 }
 

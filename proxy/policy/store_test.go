@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -131,5 +132,37 @@ func TestStoreWatch(t *testing.T) {
 	case err := <-reloads:
 		t.Errorf("one more reload reported: %v", err)
 	default:
+	}
+}
+
+// TestStoreWatchWaitsForASettledFile: a file caught while it is being written in place is not loaded, even when what
+// was written so far loads (a rule's tools without the requirement that follows would grant everyone); a content is
+// loaded once two looks in a row find it.
+func TestStoreWatchWaitsForASettledFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, "rules:\n  - name: v1\n    tools: [x]\n")
+	s, err := NewStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := "rules:\n  - name: admins\n    tools: [\"*\"]\n    require:\n      roles: [admin]\n"
+	half := full[:strings.Index(full, "    require:")]
+	if _, err := Parse([]byte(half), "half"); err != nil {
+		t.Fatalf("the half-written file should load for this test to mean anything: %v", err)
+	}
+	writeFile(t, path, half)
+	if changed, _ := s.poll(); changed || ruleOf(s) != "v1" {
+		t.Fatalf("half written, first look: changed %t, rule %s; want false, v1", changed, ruleOf(s))
+	}
+	writeFile(t, path, full)
+	if changed, _ := s.poll(); changed || ruleOf(s) != "v1" {
+		t.Fatalf("written, first look: changed %t, rule %s; want false, v1", changed, ruleOf(s))
+	}
+	if changed, err := s.poll(); !changed || err != nil || ruleOf(s) != "admins" {
+		t.Fatalf("written, second look: changed %t, err %v, rule %s; want true, nil, admins", changed, err, ruleOf(s))
+	}
+	if d := s.Policy().Decide(&Facts{}, Tool, "anything"); d.Outcome != Deny {
+		t.Errorf("a caller without the role: %v, want deny", d)
 	}
 }

@@ -341,6 +341,8 @@ type Verifier struct {
 	rules ClaimRules
 	now   func() time.Time
 	cache tokenCache
+	// extra adds the headers of GATEWAY_CLAIM_HEADERS to each principal's; nil: none.
+	extra *identity.ClaimHeaders
 }
 
 // VerifierOptions configures NewVerifier.
@@ -351,6 +353,9 @@ type VerifierOptions struct {
 	Skew      time.Duration    // tolerance on exp and nbf; zero: none
 	Now       func() time.Time // nil: time.Now
 	CacheSize int              // verified tokens kept; 0: 10000
+	// ClaimHeaders adds headers taken from claims to every principal's Headers; a token with a claim it cannot
+	// forward is refused (ReasonInvalidClaim). nil: none.
+	ClaimHeaders *identity.ClaimHeaders
 }
 
 // NewVerifier returns a Verifier.
@@ -368,6 +373,7 @@ func NewVerifier(o VerifierOptions) *Verifier {
 		rules: ClaimRules{Issuer: o.Issuer, Audiences: o.Audiences, Skew: o.Skew},
 		now:   now,
 		cache: tokenCache{max: size, m: make(map[[32]byte]cacheEntry)},
+		extra: o.ClaimHeaders,
 	}
 }
 
@@ -396,6 +402,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	p, err := principal(&c, payload, exp)
 	if err != nil {
 		return nil, err
+	}
+	if err := v.extra.Set(p.hdr, payload); err != nil {
+		return nil, &AuthError{Reason: ReasonInvalidClaim, Err: err}
 	}
 	v.cache.put(key, cacheEntry{p: p, until: exp.Add(v.rules.Skew), gen: gen}, now)
 	return p, nil

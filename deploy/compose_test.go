@@ -242,6 +242,7 @@ var omittedFromCompose = map[string]string{
 	"GATEWAY_INTROSPECTION_CLIENT_SECRET": "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
 	"GATEWAY_INTROSPECTION_AUTH_METHOD":   "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
 	"GATEWAY_INTROSPECTION_CACHE_TTL":     "introspection is opt-in, with GATEWAY_INTROSPECTION_CLIENT_ID",
+	"GATEWAY_TRACE_USER_ID":               "traces exist only with the OTEL_* variables, which are set together in the gateway's environment",
 }
 
 // TestComposeVariables checks that .env.example lists exactly the variables compose.yaml uses, that every variable a

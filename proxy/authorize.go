@@ -59,7 +59,9 @@ func Authorize(current func() Decider, o AuthorizeOptions) func(http.Handler) ht
 			ex := authz.New(d, policy.FactsFromClaims(st.principal.Claims()), r)
 			switch {
 			case r.Method == http.MethodPost:
-				if !readPost(w, r, ex, o) {
+				ok := readPost(w, r, ex, o)
+				traceExchange(st, ex)
+				if !ok {
 					finish(w, st, ex, o, false)
 					return
 				}

@@ -35,7 +35,7 @@ type policyHarness struct {
 	bodies []string // what reached the upstream
 }
 
-func newPolicyHarness(t *testing.T, policyYAML string, env map[string]string) *policyHarness {
+func newPolicyHarness(t *testing.T, policyYAML string, env map[string]string, opts ...func(*Options)) *policyHarness {
 	t.Helper()
 	ph := &policyHarness{file: filepath.Join(t.TempDir(), "policy.yaml"), audit: &logBuffer{}}
 	if err := os.WriteFile(ph.file, []byte(policyYAML), 0o600); err != nil {
@@ -45,7 +45,12 @@ func newPolicyHarness(t *testing.T, policyYAML string, env map[string]string) *p
 	for k, v := range env {
 		m[k] = v
 	}
-	ph.harness = newHarnessWith(t, m, true, func(o *Options) { o.AuditOut = ph.audit })
+	ph.harness = newHarnessWith(t, m, true, func(o *Options) {
+		o.AuditOut = ph.audit
+		for _, f := range opts {
+			f(o)
+		}
+	})
 	t.Cleanup(ph.gw.closeAudit)
 	ph.answer(nil)
 	return ph

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcp-gateway/gateway/proxy/identity"
 	"github.com/mcp-gateway/gateway/proxy/relay"
+	"github.com/mcp-gateway/gateway/proxy/tracing"
 )
 
 // upstream forwards authenticated requests upstream: to the upstream's MCP endpoint (the path of the upstream URL),
@@ -87,6 +88,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, endpoint bool) {
 		h[k] = v
 	}
 	pr.Out.Header = h
+	if g.tracer != nil {
+		tracing.Inject(pr.In.Context(), h) // the request span's context, in place of the caller's; no baggage
+	}
 	h["X-Forwarded-Proto"] = []string{g.cfg.Public.Scheme}
 	h["X-Forwarded-Host"] = []string{g.cfg.Public.Host}
 	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {

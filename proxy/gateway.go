@@ -3,7 +3,7 @@
 // to the MCP server behind it with the verified identity in headers (see package identity).
 //
 // One request goes, file by file: routes.go (the chi router: public routes, or the protected group) → observe.go
-// (request id, access line, metrics) → body.go (read deadline, size limit) → origin.go (Origin check, CORS) →
+// (request id, access line, metrics; with traces, trace.go's span) → body.go (read deadline, size limit) → origin.go (Origin check, CORS) →
 // authenticate.go (package token verifies) → session.go (session binding) → with a policy (GATEWAY_POLICY_FILE),
 // authorize.go on the MCP endpoint (package authz reads and decides each MCP message by package policy, filters list
 // answers and writes the audit events; policystore.go holds the policy in force and counts the decisions) →
@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcp-gateway/gateway/metadata"
 	"github.com/mcp-gateway/gateway/proxy/authserver"
@@ -53,6 +54,9 @@ type Options struct {
 	UpstreamTransport http.RoundTripper
 	// AuditOut is where GATEWAY_AUDIT_LOG=stderr writes. nil: os.Stderr.
 	AuditOut io.Writer
+	// Traces records a server span per request and propagates its context upstream (package tracing's Provider, in
+	// the binaries). nil: no traces, and nothing of them on the request path.
+	Traces trace.TracerProvider
 }
 
 // Gateway is the authenticating reverse proxy. Create it with New, start its background work with Run, and serve
@@ -113,6 +117,9 @@ type Gateway struct {
 	endStreams context.CancelFunc
 
 	handler http.Handler
+
+	// tracer starts the request spans; nil: traces are off.
+	tracer trace.Tracer
 }
 
 // New builds a gateway for a validated configuration. It does no I/O: Run discovers the authorization server.
@@ -133,7 +140,10 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	}
 	g.metrics = NewMetrics(reg)
 	g.obs = &observer{log: g.log, metrics: g.metrics, now: g.now, reqIDs: newRequestIDs(), writeTimeout: cfg.WriteTimeout,
-		budget: logBudget{interval: logBudgetInterval, max: logBudgetLines}}
+		budget: logBudget{interval: logBudgetInterval, max: logBudgetLines}, traceUser: cfg.TraceUserID}
+	if o.Traces != nil {
+		g.tracer = o.Traces.Tracer("github.com/mcp-gateway/gateway/proxy")
+	}
 	g.limits = newLimits(cfg, g.metrics, g.log, g.now)
 	var used authserver.UsedStore // nil: in memory
 	if g.redis = g.newRedis(reg); g.redis != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcp-gateway/gateway/proxy/authz"
 	"github.com/mcp-gateway/gateway/proxy/token"
@@ -34,6 +35,8 @@ type reqState struct {
 	streamEnd func()
 	// mcp is what Authorize learnt of the request's MCP messages, when a policy is in force and the answer needs it.
 	mcp *authz.Exchange
+	// span is the request's server span when traces are on (trace.go), ended when the request is recorded; nil: off.
+	span trace.Span
 }
 
 type stateKey struct{}
@@ -155,6 +158,8 @@ type observer struct {
 	writeTimeout time.Duration
 	// routes names route patterns for metrics and logs; a pattern not in it is "other".
 	routes map[string]string
+	// traceUser puts the caller's subject on request spans (GATEWAY_TRACE_USER_ID).
+	traceUser bool
 
 	inflight atomic.Int64
 }
@@ -221,6 +226,9 @@ func (o *observer) end(r *http.Request, st *reqState, sw *statusWriter) {
 // sent bytes of body. It is the request's only log line: a refusal's reason and cause are in it. Lines of requests
 // without a verified caller are kept to a budget per interval (logBudget); metrics count every request.
 func (o *observer) record(ctx context.Context, st *reqState, method, path string, code int, bytes int64, d time.Duration) {
+	if st.span != nil {
+		endSpan(st, code, o.traceUser)
+	}
 	ml, route := methodLabel(method), o.label(st)
 	o.metrics.Requests.WithLabelValues(route, ml, statusLabel(code)).Inc()
 	o.metrics.Duration.WithLabelValues(route, ml).Observe(d.Seconds())

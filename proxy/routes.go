@@ -23,7 +23,11 @@ func (g *Gateway) routes() http.Handler {
 		names[pattern] = name
 		r.Handle(pattern, h)
 	}
-	r.Use(g.obs.middleware, boundBody(g.cfg.ReadTimeout))
+	r.Use(g.obs.middleware)
+	if g.tracer != nil {
+		r.Use(traceRequests(g.tracer))
+	}
+	r.Use(boundBody(g.cfg.ReadTimeout))
 
 	r.Group(func(r chi.Router) { // public
 		prm := g.prmHandler()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mcp-gateway/gateway/proxy/identity"
 )
@@ -75,6 +76,10 @@ type Options struct {
 	// JSONResponse answers POSTs with application/json instead of an event stream (go-sdk
 	// [mcp.StreamableHTTPOptions.JSONResponse]). Default false.
 	JSONResponse bool
+
+	// Tracer, when set, records a span per tool call, a child of the trace context in the call's traceparent header
+	// (the gateway's request span). Nil: no spans, and nothing of them on the call path.
+	Tracer trace.Tracer
 }
 
 // withDefaults returns a copy of o with every zero field that has a default filled in.
@@ -151,6 +156,9 @@ func NewServer(opts Options) *mcp.Server {
 		Name:        "get-workos-user",
 		Description: "Fetch the authenticated user's full profile from the WorkOS User Management API.",
 	}, w.getUser)
+	if opts.Tracer != nil {
+		s.AddReceivingMiddleware(traceCalls(opts.Tracer))
+	}
 	return s
 }
 

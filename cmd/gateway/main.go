@@ -142,7 +142,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logOut io.
 	logRedisTo(cfg, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Reg: reg, AuditOut: logOut})
+	traces, err := startTraces(cfg, log)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	opts := proxy.Options{Logger: log, Reg: reg, AuditOut: logOut}
+	if traces != nil {
+		opts.Traces = traces
+	}
+	gw, err := proxy.New(cfg, opts)
 	if err != nil {
 		closeAll()
 		return err
@@ -203,8 +212,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, logOut io.
 	case serveErr = <-errc:
 	}
 	cancel()
+	stopBy := time.Now().Add(cfg.ShutdownTimeout)
 	shutdown(cfg, log, gw, servers)
 	<-done
+	flushTraces(traces, stopBy, log)
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr
 	}

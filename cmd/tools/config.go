@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcp-gateway/gateway/cmd/internal/envname"
+	"github.com/mcp-gateway/gateway/proxy/tracing"
 )
 
 // minSecretLen is the shortest GATEWAY_IDENTITY_SECRET accepted: 32 bytes, the size of an HMAC-SHA256 key.
@@ -54,6 +55,10 @@ type config struct {
 
 	// LogLevel is the lowest level logged: debug, info, warn or error. Default info.
 	LogLevel slog.Level `env:"TOOLS_LOG_LEVEL" envDefault:"info"`
+
+	// traces is the traces' configuration, from the OTEL_* variables (tracing.FromEnv): off unless an exporter is
+	// asked for.
+	traces tracing.Config
 }
 
 // loadConfig reads the configuration from environ (never from the process environment) and validates it, reporting
@@ -61,7 +66,9 @@ type config struct {
 func loadConfig(environ map[string]string) (config, error) {
 	var c config
 	err := envname.Load(&c, environ)
-	return c, err
+	var traceErr error
+	c.traces, traceErr = tracing.FromEnv(environ)
+	return c, errors.Join(err, traceErr)
 }
 
 // Validate reports every problem with c at once, each naming its variable.

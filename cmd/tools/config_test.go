@@ -247,3 +247,22 @@ func TestLoadConfigIgnoresProcessEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadConfigTraces: the OTEL_* variables are read from the environment map, off by default, and their problems
+// are reported with the service's own.
+func TestLoadConfigTraces(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.traces.Enabled || c.traces.Endpoint != "http://collector:4318/v1/traces" {
+		t.Errorf("got traces %+v, want on, to http://collector:4318/v1/traces", c.traces)
+	}
+	_, err = loadConfig(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318", "TOOLS_IDENTITY_MAX_AGE": "0s"})
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "TOOLS_IDENTITY_MAX_AGE"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("the error does not name %s: %v", name, err)
+		}
+	}
+}

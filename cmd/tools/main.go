@@ -21,7 +21,10 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mcp-gateway/gateway/cmd/internal/gcfloor"
+	"github.com/mcp-gateway/gateway/proxy/tracing"
 	"github.com/mcp-gateway/gateway/tools"
 )
 
@@ -109,6 +112,16 @@ func parseFlags(args []string, stderr io.Writer) (healthcheck bool, err error) {
 // serve serves the tools on ln until ctx is done, then shuts down: requests in flight may finish within
 // shutdownTimeout, standalone event streams end at once. It closes ln.
 func serve(ctx context.Context, cfg config, logger *slog.Logger, ln net.Listener) error {
+	traces, err := tracing.New(cfg.traces, tracing.Options{ServiceName: "mcp-tools", Logger: logger})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("traces: %w", err)
+	}
+	var tracer trace.Tracer
+	if traces != nil {
+		tracer = traces.Tracer("github.com/mcp-gateway/gateway/tools")
+		logger.Info("traces on: a span per tool call", "endpoint", cfg.traces.RedactedEndpoint(), "sampler", cfg.traces.Sampler)
+	}
 	// Standalone event streams (GET /mcp) stay open until the client goes away; endStreams ends them once shutdown
 	// starts so that it does not wait for the timeout.
 	endStreams, stopStreams := context.WithCancel(context.Background())
@@ -124,6 +137,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, ln net.Listener
 			IdentityMaxAge: cfg.IdentityMaxAge,
 			Stateful:       !cfg.Stateless,
 			JSONResponse:   cfg.JSONResponse,
+			Tracer:         tracer,
 		})),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
@@ -140,12 +154,13 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger, ln net.Listener
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	return shutdown(srv, served, logger)
+	return shutdown(srv, served, traces, logger)
 }
 
 // shutdown stops srv gracefully within shutdownTimeout, from a fresh context (the serving one is done), closes it
-// when that runs out, and waits for Serve, whose result served carries, to return.
-func shutdown(srv *http.Server, served <-chan error, logger *slog.Logger) error {
+// when that runs out, and waits for Serve, whose result served carries, to return; then it exports the spans still
+// waiting (traces, when not nil) within what is left of shutdownTimeout, and at least a second.
+func shutdown(srv *http.Server, served <-chan error, traces *tracing.Provider, logger *slog.Logger) error {
 	logger.Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
@@ -155,6 +170,15 @@ func shutdown(srv *http.Server, served <-chan error, logger *slog.Logger) error 
 	}
 	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, fmt.Errorf("serve: %w", serr))
+	}
+	if traces != nil {
+		if ctx.Err() != nil {
+			ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+		}
+		if terr := traces.Shutdown(ctx); terr != nil {
+			logger.Warn("traces: spans still waiting were not exported", "err", terr)
+		}
 	}
 	if err == nil {
 		logger.Info("stopped")

@@ -263,9 +263,9 @@ func CheckURL(clientID string) (host string, err error) {
 	return u.Host, nil
 }
 
-// Admit decides whether a fetch from host (the URL's host name, without the port, so that ports do not multiply a
-// per-host limit) may start: rate and concurrency limits of the caller's. On success it may return done, which is
-// called once when the fetch ends.
+// Admit decides whether a fetch from host (the URL's host name, without the port, in lower case and without a trailing
+// dot, so that neither ports nor spellings multiply a per-host limit) may start: rate and concurrency limits of the
+// caller's. On success it may return done, which is called once when the fetch ends.
 type Admit func(host string) (done func(), err error)
 
 // Resolve returns the metadata document of clientID, from the cache or fetched. admit, when not nil, is called before
@@ -315,12 +315,13 @@ func (r *Resolver) Resolve(ctx context.Context, clientID string, admit Admit) (*
 	}
 }
 
-// hostname is host without its port, if it has one.
+// hostname is host without its port, if it has one, in lower case and without a trailing dot: one name per host,
+// however the URL spells it, so that a per-host limit counts the host once.
 func hostname(host string) string {
 	if h, _, err := net.SplitHostPort(host); err == nil {
-		return h
+		host = h
 	}
-	return host
+	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
 
 // run fetches clientID for everyone waiting on c, and caches the outcome.

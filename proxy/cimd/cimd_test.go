@@ -416,3 +416,19 @@ func TestDialGuard(t *testing.T) {
 		}
 	}
 }
+
+// TestAdmitHostIsFolded: a per-host fetch limit keyed by the host as written would count EXAMPLE.com, example.COM
+// and example.com. (trailing dot) as three hosts, so one host could be fetched from many times its limit by spelling
+// its name differently. Admit gets the host name folded: lower case, without a trailing dot, without the port.
+func TestAdmitHostIsFolded(t *testing.T) {
+	t.Parallel()
+	r := New(Options{})
+	refuse := errors.New("refused")
+	for _, id := range []string{"https://EXAMPLE.com/c.json", "https://example.COM./c.json", "https://Example.Com:8443/c.json"} {
+		var got string
+		_, err := r.Resolve(context.Background(), id, func(host string) (func(), error) { got = host; return nil, refuse })
+		if !errors.Is(err, ErrBusy) || got != "example.com" {
+			t.Errorf("%s: admit got host %q (err %v), want %q", id, got, err, "example.com")
+		}
+	}
+}

@@ -7,11 +7,16 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mcp-gateway/gateway/proxy/authz"
+	"github.com/mcp-gateway/gateway/proxy/config"
+	"github.com/mcp-gateway/gateway/proxy/ratelimit"
 )
 
 // limited decodes a 429's body and checks its shape and Retry-After.
@@ -218,5 +223,59 @@ func TestPolicyToolLimit(t *testing.T) {
 	}
 	if got := ph.upstreamBodies()[before:]; len(got) != 1 || got[0] != "["+call("9", "get-user-info")+"]" {
 		t.Fatalf("batch: the upstream got %q, want only the call within its limits", got)
+	}
+}
+
+// countingLimiter counts the budgets asked of the limiter it wraps.
+type countingLimiter struct {
+	inner ratelimit.Limiter
+	asks  atomic.Int64
+}
+
+func (c *countingLimiter) Allow(ctx context.Context, key string, r config.Rate) (bool, time.Duration) {
+	c.asks.Add(1)
+	return c.inner.Allow(ctx, key, r)
+}
+
+// TestToolLimitBatchIsBounded: one POST, a batch of a thousand calls, cost a thousand limiter round trips (with
+// Redis, each up to its timeout, one after the other) and, under a rule granting a pattern (report-*), a thousand
+// budgets of the limiter's 100,000: a few such POSTs filled it, and every other caller's new budgets then went
+// uncounted. A POST asks for at most authz.MaxLimitTakes budgets, and a budget that refused once is not asked again in it.
+func TestToolLimitBatchIsBounded(t *testing.T) {
+	t.Parallel()
+	ph := newPolicyHarness(t, limitPolicy, nil)
+	mem := ratelimit.NewMemory(limitKeys, nil)
+	counter := &countingLimiter{inner: mem}
+	ph.gw.limits.tools = counter
+	batch := func(name func(i int) string) string {
+		calls := make([]string, 1000)
+		for i := range calls {
+			calls[i] = call(strconv.Itoa(i+1), name(i))
+		}
+		return "[" + strings.Join(calls, ",") + "]"
+	}
+	ph.answer(func(w http.ResponseWriter, _ string) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `[]`)
+	})
+
+	resp, body := ph.post(t, nil, "", nil, batch(func(int) string { return "get-workos-user" }))
+	if got := strings.Count(body, `"code":429`); resp.StatusCode != 200 || got != 998 {
+		t.Fatalf("a batch of 1000 calls of one tool limited to 2/m: got %d with %d calls over the limit, want 200 with 998", resp.StatusCode, got)
+	}
+	if n := counter.asks.Load(); n > 3 {
+		t.Errorf("a batch of 1000 calls of one tool asked the limiter %d times, want at most 3 (2 taken, 1 refused)", n)
+	}
+
+	counter.asks.Store(0)
+	resp, body = ph.post(t, nil, "", nil, batch(func(i int) string { return "report-" + strconv.Itoa(i) }))
+	if n := counter.asks.Load(); n > authz.MaxLimitTakes {
+		t.Errorf("a batch of 1000 distinct tools asked the limiter %d times, want at most %d", n, authz.MaxLimitTakes)
+	}
+	if n := mem.Len(); n > authz.MaxLimitTakes+1 {
+		t.Errorf("a batch of 1000 distinct tools left %d budgets, want at most %d", n, authz.MaxLimitTakes+1)
+	}
+	if got := strings.Count(body, `"code":429`); resp.StatusCode != 200 || got != 1000-authz.MaxLimitTakes {
+		t.Errorf("calls beyond the first %d: got %d with %d answered as over their limit, want 200 with %d", authz.MaxLimitTakes, resp.StatusCode, got, 1000-authz.MaxLimitTakes)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -312,5 +313,36 @@ func TestToolLimitKeySpaceIsNotOneCallersToFill(t *testing.T) {
 	}
 	if codes[2] != http.StatusTooManyRequests {
 		t.Errorf("another caller's third call of a tool limited to 2/m, after one caller filled the budgets: got %v, want the third 429", codes)
+	}
+}
+
+// keyLimiter records the longest key asked of it.
+type keyLimiter struct {
+	mu      sync.Mutex
+	longest int
+}
+
+func (k *keyLimiter) Allow(_ context.Context, key string, _ config.Rate) (bool, time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.longest = max(k.longest, len(key))
+	return true, 0
+}
+
+// TestToolLimitKeyIsBounded: a tool name is whatever the caller writes, up to the body limit (4 MiB). Under a rule
+// granting a pattern (report-*), the name went into the budget's key as it was, and the key stays in the limiter's
+// memory (or in Redis) until its budget refills: a few hundred calls of megabyte names held gigabytes. The key holds
+// a long name's digest instead.
+func TestToolLimitKeyIsBounded(t *testing.T) {
+	t.Parallel()
+	ph := newPolicyHarness(t, limitPolicy, nil)
+	keys := &keyLimiter{}
+	ph.gw.limits.tools = keys
+	long := "report-" + strings.Repeat("x", 100_000)
+	if resp, body := ph.post(t, nil, "", nil, call("1", long)); resp.StatusCode != 200 {
+		t.Fatalf("call: got %d %s", resp.StatusCode, body)
+	}
+	if keys.longest == 0 || keys.longest > 256 {
+		t.Errorf("a budget's key for a 100,000-byte tool name: got %d bytes, want 1 to 256", keys.longest)
 	}
 }

@@ -215,6 +215,9 @@ func TestAllowed(t *testing.T) {
 		{"224.0.0.1", false}, {"ff02::1", false}, {"255.255.255.255", false}, {"240.0.0.1", false}, {"198.18.0.1", false},
 		{"192.0.2.1", false}, {"64:ff9b::7f00:1", false}, {"2002:7f00:1::", false}, {"2001::1", false}, {"2001:db8::1", false},
 		{"fec0::1", false}, {"100::1", false}, {"192.0.0.8", false},
+		// IPv4-compatible (::a.b.c.d, deprecated) and IPv4-translated (::ffff:0:a.b.c.d, SIIT) addresses embed an IPv4
+		// address, as NAT64's do: a translator or tunnel on the path may deliver them to it.
+		{"::7f00:1", false}, {"::a00:1", false}, {"::ffff:0:7f00:1", false}, {"::ffff:0:808:808", false},
 	} {
 		if got := Allowed(netip.MustParseAddr(tt.addr)); got != tt.want {
 			t.Errorf("Allowed(%s) = %v, want %v", tt.addr, got, tt.want)

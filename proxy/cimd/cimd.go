@@ -233,7 +233,7 @@ func IsURL(clientID string) bool {
 	return len(clientID) > len("https://") && strings.EqualFold(clientID[:len("https://")], "https://")
 }
 
-// CheckURL accepts a metadata document URL: https, a host, a path other than "/" without "." or ".." segments, no
+// CheckURL accepts a metadata document URL: https, a host in ASCII, a path other than "/" without "." or ".." segments, no
 // user information, query or fragment, and at most 2000 bytes. It returns the URL's host.
 func CheckURL(clientID string) (host string, err error) {
 	bad := func(why string) (string, error) { return "", fmt.Errorf("%w: %s", ErrInvalidURL, why) }
@@ -248,6 +248,9 @@ func CheckURL(clientID string) (host string, err error) {
 		return bad("the scheme must be https")
 	case u.Host == "" || u.Hostname() == "":
 		return bad("no host")
+	case !ascii(u.Host):
+		// A person is shown the host as the client's identity: in Unicode it could be a look-alike of another's.
+		return bad("the host must be in ASCII (an internationalized name in its xn-- form)")
 	case u.User != nil:
 		return bad("user information is not allowed")
 	case u.RawQuery != "" || u.ForceQuery:
@@ -263,6 +266,16 @@ func CheckURL(clientID string) (host string, err error) {
 		}
 	}
 	return u.Host, nil
+}
+
+// ascii reports whether s holds ASCII bytes only.
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // Admit decides whether a fetch from host (the URL's host name, without the port, in lower case and without a trailing

@@ -227,7 +227,8 @@ func TestAllowed(t *testing.T) {
 
 func TestCheckURL(t *testing.T) {
 	t.Parallel()
-	for _, ok := range []string{"https://app.example.com/oauth/client.json", "https://app.example.com:8443/c", "https://app.example.com/a/b/"} {
+	for _, ok := range []string{"https://app.example.com/oauth/client.json", "https://app.example.com:8443/c", "https://app.example.com/a/b/",
+		"https://xn--mple-43da4b.com/c.json"} {
 		if _, err := CheckURL(ok); err != nil {
 			t.Errorf("CheckURL(%q): %v", ok, err)
 		}
@@ -237,6 +238,9 @@ func TestCheckURL(t *testing.T) {
 		"https://user:pw@app.example.com/c.json", "https://app.example.com/c.json?x=1", "https://app.example.com/c.json?",
 		"https://app.example.com/c.json#f", "https://app.example.com/a/../c.json", "https://app.example.com/./c.json",
 		"https://app.example.com/a/%2e%2e/c.json", "https://app.example.com/" + strings.Repeat("a", 2000), "https://app example/c",
+		// The consent page shows the host to a person as the client's identity: a host in Unicode could be another's
+		// look-alike (Cyrillic е, х, а in "ехаmple.com"). An internationalized name is written in its xn-- form.
+		"https://ехаmple.com/c.json", "https://app.example.com。evil.test/c.json",
 	} {
 		if _, err := CheckURL(bad); !errors.Is(err, ErrInvalidURL) {
 			t.Errorf("CheckURL(%q): got %v, want ErrInvalidURL", bad, err)

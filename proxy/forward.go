@@ -62,7 +62,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 
 // rewrite builds the upstream request: to the upstream URL for the MCP endpoint, else to the upstream origin with the
 // path unchanged. Credentials, every inbound identity header and every inbound copy of a mapped header
-// (GATEWAY_CLAIM_HEADERS), in any spelling, are removed before the verified identity is set. The outbound Host is the
+// (GATEWAY_CLAIM_HEADERS), in any spelling, are removed before the verified identity is set, and every trailer. The outbound Host is the
 // upstream's (SetURL), which the go-sdk's DNS-rebinding check requires.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest, endpoint bool) {
 	st := stateOf(pr.In.Context())
@@ -91,6 +91,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest, endpoint bool) {
 	if g.tracer != nil {
 		tracing.Inject(pr.In.Context(), h) // the request span's context, in place of the caller's; no baggage
 	}
+	// No trailer goes upstream: a client could send identity headers or credentials as trailer fields, past the
+	// stripping above and outside the signature, and some servers merge trailers into the headers.
+	pr.Out.Trailer = nil
 	h["X-Forwarded-Proto"] = []string{g.cfg.Public.Scheme}
 	h["X-Forwarded-Host"] = []string{g.cfg.Public.Host}
 	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,4 +125,57 @@ func TestIdentitySignatureCoversRequest(t *testing.T) {
 	}
 	// A relayed stream ends when its tunnel sees the client's connection close, which follows the test's reads.
 	waitFor(t, "the relayed streams to end", func() bool { return h.gw.relayedStreams() == 0 })
+}
+
+// TestInboundTrailersDoNotReachTheUpstream: a chunked request may end with trailer fields. The gateway strips
+// identity, credential and mapped headers from the header section only, so an X-Auth-User-Id, an Authorization or a
+// mapped X-Tenant sent as a trailer reached the upstream, beside the identity the gateway set and outside the
+// signature. Go's server keeps trailers apart (Request.Trailer), but a framework or proxy that merges them into the
+// headers, as some do, would read the client's value. No trailer is forwarded.
+func TestInboundTrailersDoNotReachTheUpstream(t *testing.T) {
+	t.Parallel()
+	for _, policed := range []bool{false, true} {
+		t.Run("policy "+strconv.FormatBool(policed), func(t *testing.T) { trailersDoNotReachTheUpstream(t, policed) })
+	}
+}
+
+func trailersDoNotReachTheUpstream(t *testing.T, policed bool) {
+	env := map[string]string{"GATEWAY_CLAIM_HEADERS": "X-Tenant=org_id"}
+	var h *harness
+	if policed {
+		h = newPolicyHarness(t, "default: allow\n", env).harness
+	} else {
+		h = newHarness(t, env, true)
+	}
+	var mu sync.Mutex
+	var got http.Header
+	h.up.handler = func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		got = r.Trailer.Clone()
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
+	}
+	body := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	host := strings.TrimPrefix(h.srv.URL, "http://")
+	req := "POST /mcp HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + h.token(t, "user_1") + "\r\n" +
+		"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n" +
+		"Transfer-Encoding: chunked\r\nTrailer: X-Auth-User-Id, X-Tenant, Authorization, X-Custom\r\nConnection: close\r\n\r\n" +
+		strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n" +
+		"X-Auth-User-Id: admin\r\nX-Tenant: other-tenant\r\nAuthorization: Bearer forged\r\nX-Custom: 1\r\n\r\n"
+	_, br := h.rawRequest(t, req)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d %s", resp.StatusCode, b)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 0 {
+		t.Errorf("the upstream got trailers %v, want none", got)
+	}
 }

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -95,12 +97,25 @@ func (l *limits) takeToolCall(r *http.Request, rule, tool string, lim *policy.Li
 	if st == nil || st.principal == nil {
 		return true, 0 // unreachable: Authorize runs for verified callers only
 	}
-	key := st.principal.UserKey() + "\x00" + rule + "\x00" + tool
+	key := st.principal.UserKey() + "\x00" + rule + "\x00" + toolKey(tool)
 	ok, retry := l.tools.Allow(r.Context(), key, config.Rate{PerSecond: lim.PerSecond, Burst: lim.Burst})
 	if !ok {
 		l.count(limitToolRate)
 	}
 	return ok, retry
+}
+
+// maxToolKey is the longest tool name a budget's key holds as it is: MCP asks for names of at most 128 characters.
+const maxToolKey = 128
+
+// toolKey is how a tool name appears in its budget's key: as it is, or, when longer than maxToolKey, its SHA-256, so
+// that a caller writing megabyte names under a rule that grants a pattern cannot make budgets hold megabytes.
+func toolKey(tool string) string {
+	if len(tool) <= maxToolKey {
+		return tool
+	}
+	sum := sha256.Sum256([]byte(tool))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // limitTexts are the descriptions of the 429s, by limit.

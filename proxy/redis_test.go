@@ -310,3 +310,37 @@ func TestReplicasThroughARedisOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayAfterARedisRestart: a Redis without persistence (deploy/compose.yaml's) forgets every used state when it
+// restarts, so a callback already completed in the last 10 minutes is accepted again afterwards, at any replica (by
+// the browser that started it: a state is bound to it; and the authorization server still takes its code once).
+func TestReplayAfterARedisRestart(t *testing.T) {
+	t.Skip("known: used sign-in states live only in Redis; a Redis restarted without persistence accepts a completed " +
+		"callback again; needs persistence, or each replica remembering the states it accepted as well")
+	t.Parallel()
+	a, b, srv := newReplicas(t, optionBEnv)
+	br := &browser{t: t}
+	cb := startSignIn(t, a, br)
+	if resp := br.send(a, "GET", cb, nil); resp.StatusCode != 302 {
+		t.Fatalf("callback: got %d %s, want 302", resp.StatusCode, readBody(t, resp))
+	}
+	srv.Stop()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, h := range []*harness{a, b} {
+		for r, _ := readyzRedis(t, h); r != "up"; r, _ = readyzRedis(t, h) {
+			if time.Now().After(deadline) {
+				t.Fatalf("Redis restarted: /readyz still says %q after 10s", r)
+			}
+			a.clock.Add(time.Second)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for name, h := range map[string]*harness{"a": a, "b": b} {
+		if resp := br.send(h, "GET", cb, nil); resp.StatusCode != 400 {
+			t.Errorf("replica %s, the completed callback replayed after Redis restarted: got %d, want 400", name, resp.StatusCode)
+		}
+	}
+}

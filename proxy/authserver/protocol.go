@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits on what a client may register.
@@ -138,6 +139,10 @@ func checkRedirectURI(s string) error {
 	}
 	if u.User != nil {
 		return errors.New("a redirect URI must not carry user information")
+	}
+	if strings.ContainsFunc(u.Host, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		// The consent page shows the URI for a person to check: a Unicode host could imitate another's.
+		return errors.New("a redirect URI's host must be in ASCII (an internationalized name in its xn-- form)")
 	}
 	return nil
 }

@@ -129,6 +129,11 @@ func TestParseRegistration(t *testing.T) {
 		{"mailto", `{"redirect_uris":["mailto:a@example.com"]}`, "invalid_redirect_uri", ""},
 		{"one bad among good", `{"redirect_uris":["https://a.example/cb","ms-msdt:x"]}`, "invalid_redirect_uri", ""},
 		{"http on a LAN address", `{"redirect_uris":["http://192.168.1.2/cb"]}`, "invalid_redirect_uri", ""},
+		// The consent page shows the redirect URI for the person to check: a Unicode host could imitate another's
+		// (Cyrillic е, х, а), or hide a dot (U+3002, which browsers read as one).
+		{"look-alike host", `{"redirect_uris":["https://ехаmple.com/cb"]}`, "invalid_redirect_uri", ""},
+		{"ideographic full stop", `{"redirect_uris":["https://app.example.com。evil.example/cb"]}`, "invalid_redirect_uri", ""},
+		{"internationalized host in its ASCII form", `{"redirect_uris":["https://xn--mple-43da4b.com/cb"],"token_endpoint_auth_method":"none"}`, "", "none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg, meta, oe := parseRegistration([]byte(tc.body), now)

@@ -553,20 +553,44 @@ func (ex *Exchange) denial(m *message) []byte {
 	return rpcError(m.id, m.code, "Resource not found", map[string]string{"uri": m.name})
 }
 
+// MaxLimitTakes is how many budgets one POST may take from (calls of take in Limit): a batch of thousands of calls
+// must not cost thousands of limiter round trips (to Redis, one after the other) nor create thousands of budgets in a
+// limiter that holds a bounded number. The limited calls of a batch beyond it are answered as over their limit.
+const MaxLimitTakes = 64
+
 // Limit takes one call from the caller's budget for each tool call the policy allowed under a rule with a limit:
 // take(rule, tool, limit) reports whether the call fits, and when not, how long until it would. A call that does not
-// fit is not forwarded: Forward answers it with a JSON-RPC error (code 429, data.retryAfterSeconds). Limit returns
-// the longest of those waits, 0 when every call fits. Call it after ReadPost, and only when StepUp is nil.
+// fit is not forwarded: Forward answers it with a JSON-RPC error (code 429, data.retryAfterSeconds). In a batch, a
+// budget that refused a call is not asked again for the calls after it, which are refused with the same wait, and
+// beyond MaxLimitTakes takes the remaining limited calls are refused with a wait of a second. Limit returns the
+// longest of those waits, 0 when every call fits. Call it after ReadPost, and only when StepUp is nil.
 func (ex *Exchange) Limit(take func(rule, tool string, l *policy.Limit) (ok bool, retry time.Duration)) time.Duration {
 	var longest time.Duration
+	var refused map[[2]string]time.Duration // allocated at the first refusal
+	takes := 0
 	for i := range ex.msgs {
 		m := &ex.msgs[i]
 		if !m.decided || m.kind != policy.Tool || m.decision.Outcome != policy.Allow || m.decision.Limit == nil {
 			continue
 		}
+		key := [2]string{m.decision.Rule, m.name}
+		if retry, ok := refused[key]; ok {
+			m.retry = retry
+			continue
+		}
+		if takes >= MaxLimitTakes {
+			m.retry = time.Second
+			longest = max(longest, m.retry)
+			continue
+		}
+		takes++
 		if ok, retry := take(m.decision.Rule, m.name, m.decision.Limit); !ok {
 			m.retry = max(retry, time.Second)
 			longest = max(longest, m.retry)
+			if refused == nil {
+				refused = map[[2]string]time.Duration{}
+			}
+			refused[key] = m.retry
 		}
 	}
 	return longest

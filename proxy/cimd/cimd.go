@@ -200,6 +200,8 @@ var special = []netip.Prefix{
 	netip.MustParsePrefix("198.51.100.0/24"), // documentation
 	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
 	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and the limited broadcast address
+	netip.MustParsePrefix("::/96"),           // IPv4-compatible (deprecated): embeds any IPv4 address
+	netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated (SIIT): embeds any IPv4 address
 	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64: embeds any IPv4 address
 	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64
 	netip.MustParsePrefix("100::/64"),        // discard
@@ -231,7 +233,7 @@ func IsURL(clientID string) bool {
 	return len(clientID) > len("https://") && strings.EqualFold(clientID[:len("https://")], "https://")
 }
 
-// CheckURL accepts a metadata document URL: https, a host, a path other than "/" without "." or ".." segments, no
+// CheckURL accepts a metadata document URL: https, a host in ASCII, a path other than "/" without "." or ".." segments, no
 // user information, query or fragment, and at most 2000 bytes. It returns the URL's host.
 func CheckURL(clientID string) (host string, err error) {
 	bad := func(why string) (string, error) { return "", fmt.Errorf("%w: %s", ErrInvalidURL, why) }
@@ -246,6 +248,9 @@ func CheckURL(clientID string) (host string, err error) {
 		return bad("the scheme must be https")
 	case u.Host == "" || u.Hostname() == "":
 		return bad("no host")
+	case !ascii(u.Host):
+		// A person is shown the host as the client's identity: in Unicode it could be a look-alike of another's.
+		return bad("the host must be in ASCII (an internationalized name in its xn-- form)")
 	case u.User != nil:
 		return bad("user information is not allowed")
 	case u.RawQuery != "" || u.ForceQuery:
@@ -263,9 +268,19 @@ func CheckURL(clientID string) (host string, err error) {
 	return u.Host, nil
 }
 
-// Admit decides whether a fetch from host (the URL's host name, without the port, so that ports do not multiply a
-// per-host limit) may start: rate and concurrency limits of the caller's. On success it may return done, which is
-// called once when the fetch ends.
+// ascii reports whether s holds ASCII bytes only.
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// Admit decides whether a fetch from host (the URL's host name, without the port, in lower case and without a trailing
+// dot, so that neither ports nor spellings multiply a per-host limit) may start: rate and concurrency limits of the
+// caller's. On success it may return done, which is called once when the fetch ends.
 type Admit func(host string) (done func(), err error)
 
 // Resolve returns the metadata document of clientID, from the cache or fetched. admit, when not nil, is called before
@@ -315,12 +330,13 @@ func (r *Resolver) Resolve(ctx context.Context, clientID string, admit Admit) (*
 	}
 }
 
-// hostname is host without its port, if it has one.
+// hostname is host without its port, if it has one, in lower case and without a trailing dot: one name per host,
+// however the URL spells it, so that a per-host limit counts the host once.
 func hostname(host string) string {
 	if h, _, err := net.SplitHostPort(host); err == nil {
-		return h
+		host = h
 	}
-	return host
+	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
 
 // run fetches clientID for everyone waiting on c, and caches the outcome.

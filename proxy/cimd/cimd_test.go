@@ -215,6 +215,9 @@ func TestAllowed(t *testing.T) {
 		{"224.0.0.1", false}, {"ff02::1", false}, {"255.255.255.255", false}, {"240.0.0.1", false}, {"198.18.0.1", false},
 		{"192.0.2.1", false}, {"64:ff9b::7f00:1", false}, {"2002:7f00:1::", false}, {"2001::1", false}, {"2001:db8::1", false},
 		{"fec0::1", false}, {"100::1", false}, {"192.0.0.8", false},
+		// IPv4-compatible (::a.b.c.d, deprecated) and IPv4-translated (::ffff:0:a.b.c.d, SIIT) addresses embed an IPv4
+		// address, as NAT64's do: a translator or tunnel on the path may deliver them to it.
+		{"::7f00:1", false}, {"::a00:1", false}, {"::ffff:0:7f00:1", false}, {"::ffff:0:808:808", false},
 	} {
 		if got := Allowed(netip.MustParseAddr(tt.addr)); got != tt.want {
 			t.Errorf("Allowed(%s) = %v, want %v", tt.addr, got, tt.want)
@@ -224,7 +227,8 @@ func TestAllowed(t *testing.T) {
 
 func TestCheckURL(t *testing.T) {
 	t.Parallel()
-	for _, ok := range []string{"https://app.example.com/oauth/client.json", "https://app.example.com:8443/c", "https://app.example.com/a/b/"} {
+	for _, ok := range []string{"https://app.example.com/oauth/client.json", "https://app.example.com:8443/c", "https://app.example.com/a/b/",
+		"https://xn--mple-43da4b.com/c.json"} {
 		if _, err := CheckURL(ok); err != nil {
 			t.Errorf("CheckURL(%q): %v", ok, err)
 		}
@@ -234,6 +238,9 @@ func TestCheckURL(t *testing.T) {
 		"https://user:pw@app.example.com/c.json", "https://app.example.com/c.json?x=1", "https://app.example.com/c.json?",
 		"https://app.example.com/c.json#f", "https://app.example.com/a/../c.json", "https://app.example.com/./c.json",
 		"https://app.example.com/a/%2e%2e/c.json", "https://app.example.com/" + strings.Repeat("a", 2000), "https://app example/c",
+		// The consent page shows the host to a person as the client's identity: a host in Unicode could be another's
+		// look-alike (Cyrillic е, х, а in "ехаmple.com"). An internationalized name is written in its xn-- form.
+		"https://ехаmple.com/c.json", "https://app.example.com。evil.test/c.json",
 	} {
 		if _, err := CheckURL(bad); !errors.Is(err, ErrInvalidURL) {
 			t.Errorf("CheckURL(%q): got %v, want ErrInvalidURL", bad, err)
@@ -413,6 +420,22 @@ func TestDialGuard(t *testing.T) {
 		err := dialGuard(t.Context(), tt.network, tt.address, nil)
 		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrRefusedAddress)) {
 			t.Errorf("dialGuard(%s, %s) = %v, want ok %v", tt.network, tt.address, err, tt.ok)
+		}
+	}
+}
+
+// TestAdmitHostIsFolded: a per-host fetch limit keyed by the host as written would count EXAMPLE.com, example.COM
+// and example.com. (trailing dot) as three hosts, so one host could be fetched from many times its limit by spelling
+// its name differently. Admit gets the host name folded: lower case, without a trailing dot, without the port.
+func TestAdmitHostIsFolded(t *testing.T) {
+	t.Parallel()
+	r := New(Options{})
+	refuse := errors.New("refused")
+	for _, id := range []string{"https://EXAMPLE.com/c.json", "https://example.COM./c.json", "https://Example.Com:8443/c.json"} {
+		var got string
+		_, err := r.Resolve(context.Background(), id, func(host string) (func(), error) { got = host; return nil, refuse })
+		if !errors.Is(err, ErrBusy) || got != "example.com" {
+			t.Errorf("%s: admit got host %q (err %v), want %q", id, got, err, "example.com")
 		}
 	}
 }

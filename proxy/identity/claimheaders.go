@@ -293,10 +293,15 @@ func headerValue(raw json.RawMessage) (string, error) {
 	return string(raw), nil // a number, true or false, as written
 }
 
+// compact is raw as compact JSON. JSON escapes every control character but DEL, which may stand unescaped in a
+// string; a value holding one could not be sent, so it is refused.
 func compact(raw json.RawMessage) (string, error) {
 	var b bytes.Buffer
 	if err := json.Compact(&b, raw); err != nil {
 		return "", err
+	}
+	if hasControl(b.String()) {
+		return "", errors.New("the value holds a control character")
 	}
 	return b.String(), nil
 }

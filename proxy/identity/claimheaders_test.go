@@ -272,3 +272,40 @@ func FuzzParseClaimHeaders(f *testing.F) {
 		}
 	})
 }
+
+// TestClaimHeaderValuesAreSendable: every value Set accepts must go out on a real request. A DEL (0x7f) may stand
+// unescaped inside a JSON string, and an object's compact JSON keeps it as it is: Set accepted it, and then the
+// transport refused the request ("invalid header field value"), so the token's holder got a 502 on every call instead
+// of a refusal at verification.
+func TestClaimHeaderValuesAreSendable(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(srv.Close)
+	m, err := ParseClaimHeaders("X-Address=address,X-Groups=groups,X-Tenant=org_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, claims := range []string{
+		"{\"address\":{\"street\":\"a\x7fb\"}}",
+		"{\"groups\":[{\"name\":\"a\x7fb\"}]}",
+		"{\"groups\":[\"a\x7fb\"]}",
+		"{\"org_id\":\"a\x7fb\"}",
+		"{\"address\":{\"street\":\"\xc2\x85 next line, \u2028 line separator, \xff invalid\"}}",
+	} {
+		h := http.Header{}
+		if err := m.Set(h, []byte(claims)); err != nil {
+			if !errors.Is(err, ErrClaimValue) {
+				t.Errorf("%q: got %v, want nil or ErrClaimValue", claims, err)
+			}
+			continue
+		}
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.Header = h
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Errorf("%q: Set accepted a value the transport refuses: %v", claims, err)
+			continue
+		}
+		resp.Body.Close()
+	}
+}

@@ -32,7 +32,7 @@ type AuthorizeOptions struct {
 	// Limit takes a tool call of the caller's from its budget under the limit of the rule that allowed it, and
 	// reports whether it fit, and when not, how long until it would (limits.takeToolCall); nil: rules' limits are
 	// not applied.
-	Limit func(r *http.Request, rule, tool string, l *policy.Limit) (ok bool, retry time.Duration)
+	Limit func(r *http.Request, rule, budget string, l *policy.Limit) (ok bool, retry time.Duration)
 }
 
 // Authorize applies the policy current returns to the MCP messages of a request, for a caller that Authenticate
@@ -96,7 +96,7 @@ func readPost(w http.ResponseWriter, r *http.Request, ex *authz.Exchange, o Auth
 	}
 	var retry time.Duration
 	if o.Limit != nil {
-		retry = ex.Limit(func(rule, tool string, l *policy.Limit) (bool, time.Duration) { return o.Limit(r, rule, tool, l) })
+		retry = ex.Limit(func(rule, budget string, l *policy.Limit) (bool, time.Duration) { return o.Limit(r, rule, budget, l) })
 	}
 	answer, ok := ex.Forward(r)
 	if !ok {

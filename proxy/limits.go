@@ -91,13 +91,14 @@ func (l *limits) count(limit string) {
 func retryAfterSeconds(d time.Duration) int { return max(1, int((d+time.Second-1)/time.Second)) }
 
 // takeToolCall takes a tool call of r's verified caller from its budget under rule's limit l, one budget per
-// caller (issuer and sub), rule and tool; a call over it is counted (tool_rate) and its wait returned. Authorize answers it.
-func (l *limits) takeToolCall(r *http.Request, rule, tool string, lim *policy.Limit) (bool, time.Duration) {
+// caller (issuer and sub), rule and budget (the tool, or the pattern whose tools share one: policy.Decision.LimitKey);
+// a call over it is counted (tool_rate) and its wait returned. Authorize answers it.
+func (l *limits) takeToolCall(r *http.Request, rule, budget string, lim *policy.Limit) (bool, time.Duration) {
 	st := stateOf(r.Context())
 	if st == nil || st.principal == nil {
 		return true, 0 // unreachable: Authorize runs for verified callers only
 	}
-	key := st.principal.UserKey() + "\x00" + rule + "\x00" + toolKey(tool)
+	key := st.principal.UserKey() + "\x00" + rule + "\x00" + toolKey(budget)
 	ok, retry := l.tools.Allow(r.Context(), key, config.Rate{PerSecond: lim.PerSecond, Burst: lim.Burst})
 	if !ok {
 		l.count(limitToolRate)

@@ -101,7 +101,7 @@ func requirements(r policy.RuleInfo) string {
 	}
 	limit := ""
 	if r.Limit != nil {
-		limit = fmt.Sprintf(", at most %s per caller and tool (burst %d)", r.Limit.Rate, r.Limit.Burst)
+		limit = fmt.Sprintf(", at most %s per caller and tool (burst %d; a pattern's tools share one budget)", r.Limit.Rate, r.Limit.Burst)
 	}
 	if len(req) == 0 {
 		return ", for every caller" + limit

@@ -559,12 +559,13 @@ func (ex *Exchange) denial(m *message) []byte {
 const MaxLimitTakes = 64
 
 // Limit takes one call from the caller's budget for each tool call the policy allowed under a rule with a limit:
-// take(rule, tool, limit) reports whether the call fits, and when not, how long until it would. A call that does not
+// take(rule, budget, limit) reports whether the call fits in its budget (policy.Decision.LimitKey: the tool, or the
+// pattern whose tools share one), and when not, how long until it would. A call that does not
 // fit is not forwarded: Forward answers it with a JSON-RPC error (code 429, data.retryAfterSeconds). In a batch, a
 // budget that refused a call is not asked again for the calls after it, which are refused with the same wait, and
 // beyond MaxLimitTakes takes the remaining limited calls are refused with a wait of a second. Limit returns the
 // longest of those waits, 0 when every call fits. Call it after ReadPost, and only when StepUp is nil.
-func (ex *Exchange) Limit(take func(rule, tool string, l *policy.Limit) (ok bool, retry time.Duration)) time.Duration {
+func (ex *Exchange) Limit(take func(rule, budget string, l *policy.Limit) (ok bool, retry time.Duration)) time.Duration {
 	var longest time.Duration
 	var refused map[[2]string]time.Duration // allocated at the first refusal
 	takes := 0
@@ -573,7 +574,7 @@ func (ex *Exchange) Limit(take func(rule, tool string, l *policy.Limit) (ok bool
 		if !m.decided || m.kind != policy.Tool || m.decision.Outcome != policy.Allow || m.decision.Limit == nil {
 			continue
 		}
-		key := [2]string{m.decision.Rule, m.name}
+		key := [2]string{m.decision.Rule, m.decision.LimitKey}
 		if retry, ok := refused[key]; ok {
 			m.retry = retry
 			continue
@@ -584,7 +585,7 @@ func (ex *Exchange) Limit(take func(rule, tool string, l *policy.Limit) (ok bool
 			continue
 		}
 		takes++
-		if ok, retry := take(m.decision.Rule, m.name, m.decision.Limit); !ok {
+		if ok, retry := take(m.decision.Rule, m.decision.LimitKey, m.decision.Limit); !ok {
 			m.retry = max(retry, time.Second)
 			longest = max(longest, m.retry)
 			if refused == nil {

@@ -81,6 +81,10 @@ type Decision struct {
 	// Limit, for Allow of a tool, is the granting rule's limit on calls of the tool per caller; nil when it has none.
 	// It is the rule's own: callers never modify it.
 	Limit *Limit
+	// LimitKey, with Limit, names the budget the call takes from (per caller): the tool's name when the rule names it
+	// exactly, else the pattern of the rule's that matched it, whose tools share one budget, so that a caller naming
+	// tools at will under a pattern has one budget, not one per name it makes up.
+	LimitKey string
 }
 
 // Limit is a rule's limit on the calls of each tool it grants, per caller: a token bucket that holds Burst calls and
@@ -137,8 +141,8 @@ func (p *Policy) Decide(f *Facts, kind Kind, name string) Decision {
 		switch r.verdict(f, kind, name) {
 		case grants:
 			d := Decision{Outcome: Allow, Rule: r.name}
-			if kind == Tool {
-				d.Limit = r.limit
+			if kind == Tool && r.limit != nil {
+				d.Limit, d.LimitKey = r.limit, r.limitKey(k, name)
 			}
 			return d
 		case grantsButScopes:
@@ -237,6 +241,17 @@ func (r *rule) covers(k int, name string) bool {
 		}
 	}
 	return false
+}
+
+// limitKey is the budget of a call of name that r grants: name when one of r's globs of kind index k is exactly
+// name, else the first pattern that matches it.
+func (r *rule) limitKey(k int, name string) string {
+	for i := range r.globs[k] {
+		if g := &r.globs[k][i]; g.shape == globExact && g.lit == name {
+			return name
+		}
+	}
+	return r.coveringGlob(k, name)
 }
 
 // coveringGlob returns the first of r's globs of kind index k that matches name, or "".

@@ -30,26 +30,45 @@ func (s *Server) clientFor(r *http.Request, clientID string) (reg registration, 
 		}
 		return reg, "", nil
 	}
-	addr := clientaddr.Key(r, s.cfg.TrustedProxies)
-	admit := func(host string) (func(), error) {
+	doc, err := s.cimd.Resolve(r.Context(), clientID, s.admitFetch(clientaddr.Key(r, s.cfg.TrustedProxies)))
+	if err != nil {
+		return registration{}, "", metadataDocumentError(err)
+	}
+	if doc.Stale != nil {
+		s.note(r, false, slog.String("client_metadata", "stale"), slog.String("client_metadata_refetch", doc.Stale.Error()))
+	}
+	return registration{Name: doc.ClientName, RedirectURIs: doc.RedirectURIs, AuthMethod: "none"}, doc.Host, nil
+}
+
+// admitFetch is the admission check of a metadata document fetch caused by the client address addr: per minute,
+// cimdPerAddr for the address and cimdPerHost for the host (cimdKnownPerHost, counted apart, for refetches of URLs
+// whose last fetch gave a valid document: strangers naming made-up paths on a host cannot spend it); under way,
+// cimdInflight for the address and cimdHostInflight for the host. A refused refetch of a known URL is answered with its
+// last document (cimd.Document.Stale) for a while.
+func (s *Server) admitFetch(addr string) cimd.Admit {
+	return func(host string, known bool) (func(), error) {
 		now := s.now()
 		if ok, _ := s.limits.cimdByAddr.allow(addr, now); !ok {
 			return nil, fmt.Errorf("%w for this address", errLimited)
 		}
-		if ok, _ := s.limits.cimdByHost.allow(host, now); !ok {
+		byHost := s.limits.cimdByHost
+		if known {
+			byHost = s.limits.cimdKnownByHost
+		}
+		if ok, _ := byHost.allow(host, now); !ok {
 			return nil, fmt.Errorf("%w for %s", errLimited, host)
 		}
-		done, ok := s.limits.cimdInflight.acquire(addr)
+		doneAddr, ok := s.limits.cimdInflight.acquire(addr)
 		if !ok {
 			return nil, fmt.Errorf("%w: fetches under way for this address", errLimited)
 		}
-		return done, nil
+		doneHost, ok := s.limits.cimdHostInflight.acquire(host)
+		if !ok {
+			doneAddr()
+			return nil, fmt.Errorf("%w: fetches under way from %s", errLimited, host)
+		}
+		return func() { doneHost(); doneAddr() }, nil
 	}
-	doc, err := s.cimd.Resolve(r.Context(), clientID, admit)
-	if err != nil {
-		return registration{}, "", metadataDocumentError(err)
-	}
-	return registration{Name: doc.ClientName, RedirectURIs: doc.RedirectURIs, AuthMethod: "none"}, doc.Host, nil
 }
 
 // metadataDocumentError is the page for a metadata document that could not be used: a fixed text per kind of

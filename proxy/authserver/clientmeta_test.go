@@ -1,9 +1,16 @@
 package authserver
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -239,37 +246,71 @@ func TestClientMetadataFetchesUnderWayPerAddress(t *testing.T) {
 	}
 }
 
-// TestClientMetadataSlotsAreNotAFewAddressesToHold: eight addresses, each with the two fetches it may have under way,
-// naming documents whose server answers as slowly as it may (5 s, then again), hold all 16 fetch slots: every other
-// client whose document is not cached gets "Try again shortly", for as long as they keep at it (24 fetches a minute
-// from each address, within its 30; a host name per path defeats the per-host limit).
-func TestClientMetadataSlotsAreNotAFewAddressesToHold(t *testing.T) {
-	t.Skip("known: 8 client addresses holding slow fetches take every metadata document fetch slot (cimd " +
-		"DefaultConcurrency 16, 2 per address), so that no other client's document can be fetched; needs fetch slots " +
-		"shared fairly between addresses")
-	t.Parallel()
-	release := make(chan struct{})
-	started := make(chan struct{}, 32)
-	var srv *httptest.Server
-	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// loopbackDocHosts serves client metadata documents over https from n loopback addresses, 127.0.0.2 and up, each a
+// host of its own for per-host limits, with one certificate for all that roots trusts. slow documents (every path but
+// /fast.json) are answered once release is closed; started receives one value per slow request.
+func loopbackDocHosts(t *testing.T, n int, release <-chan struct{}, started chan<- struct{}) (urls []string, roots *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "loopback documents"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	for i := range n {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IPv4(127, 0, 0, byte(2+i)))
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/fast.json" {
 			started <- struct{}{}
 			<-release
 		}
-		json.NewEncoder(w).Encode(map[string]any{"client_id": srv.URL + r.URL.Path, "redirect_uris": []string{clientRedirect}})
-	}))
-	t.Cleanup(srv.Close)
+		json.NewEncoder(w).Encode(map[string]any{"client_id": "https://" + r.Host + r.URL.Path, "redirect_uris": []string{clientRedirect}})
+	})
+	for i := range n {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:0", 2+i))
+		if err != nil {
+			t.Skipf("cannot listen on another loopback address: %v", err)
+		}
+		srv := httptest.NewUnstartedServer(handler)
+		srv.Listener.Close()
+		srv.Listener = l
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		urls = append(urls, srv.URL)
+	}
+	return urls, roots
+}
+
+// TestClientMetadataSlotsAreNotAFewAddressesToHold: eight addresses, each with the two fetches it may have under way,
+// naming documents whose servers answer as slowly as they may (5 s, then again), on four hosts (four under way each),
+// do not hold every fetch slot: another client's document is fetched. Taking them all needs 128 addresses and 64
+// hosts. A fifth fetch under way from one host is refused, whoever asks.
+func TestClientMetadataSlotsAreNotAFewAddressesToHold(t *testing.T) {
+	t.Parallel()
+	const holders = 8
+	release := make(chan struct{})
+	started := make(chan struct{}, holders*cimdInflight+1)
+	hosts, roots := loopbackDocHosts(t, holders*cimdInflight/cimdHostInflight+1, release, started)
 	t.Cleanup(func() { close(release) })
-	roots := x509.NewCertPool()
-	roots.AddCert(srv.Certificate())
 	h := newHarnessOpts(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} }, nil,
 		func(opts *Options) {
 			opts.ClientMetadata = cimd.New(cimd.Options{InsecureAllowPrivate: true, RootCAs: roots, CheckRedirectURI: CheckRedirectURI})
 		})
-	for a := range cimd.DefaultConcurrency / cimdInflight {
+	for a := range holders {
 		for i := range cimdInflight {
+			host := hosts[(a*cimdInflight+i)/cimdHostInflight]
 			go func() {
-				req, _ := http.NewRequest("GET", h.srv.URL+"/authorize?"+authorizeQuery(fmt.Sprintf("%s/slow%d-%d.json", srv.URL, a, i)).Encode(), nil)
+				req, _ := http.NewRequest("GET", h.srv.URL+"/authorize?"+authorizeQuery(fmt.Sprintf("%s/slow%d-%d.json", host, a, i)).Encode(), nil)
 				req.Header.Set("X-Forwarded-For", fmt.Sprintf("203.0.113.%d", a+1))
 				if resp, err := h.client.Do(req); err == nil {
 					resp.Body.Close()
@@ -278,31 +319,34 @@ func TestClientMetadataSlotsAreNotAFewAddressesToHold(t *testing.T) {
 			<-started
 		}
 	}
-	resp := h.send(t, "GET", "/authorize?"+authorizeQuery(srv.URL+"/fast.json").Encode(), http.Header{"X-Forwarded-For": {"198.51.100.9"}}, "")
+	fast := hosts[len(hosts)-1] + "/fast.json"
+	resp := h.send(t, "GET", "/authorize?"+authorizeQuery(fast).Encode(), http.Header{"X-Forwarded-For": {"198.51.100.9"}}, "")
 	if resp.StatusCode != 200 {
-		t.Errorf("another address while eight hold every slot: %d, want 200", resp.StatusCode)
+		t.Errorf("another address while eight hold two fetches each: %d, want 200", resp.StatusCode)
+	}
+	resp = h.send(t, "GET", "/authorize?"+authorizeQuery(hosts[0]+"/one-more.json").Encode(), http.Header{"X-Forwarded-For": {"198.51.100.10"}}, "")
+	if resp.StatusCode != 503 {
+		t.Errorf("a fifth fetch under way from one host: %d, want 503", resp.StatusCode)
 	}
 }
 
 // TestClientMetadataHostLimitIsNotStrangersToSpend: the per-host limit (60 fetches a minute) is spent by whoever names
-// URLs on that host. Two addresses naming 60 made-up paths on a client's host each minute keep that client's own
-// document, once its cache entry expires, from being fetched again for anyone: its sign-ins fail with "Try again
-// shortly" for as long as they keep at it.
+// URLs on that host. Two addresses naming 60 made-up paths on a client's host each minute do not keep that client's
+// own document, once its cache entry expires, from being fetched again: a refetch of a URL whose last fetch gave a
+// valid document is counted apart. A refetch refused by a limit (here the asking address's own) is answered with the
+// last document, noted as stale.
 func TestClientMetadataHostLimitIsNotStrangersToSpend(t *testing.T) {
-	t.Skip("known: two addresses spend a host's per-minute fetch budget (cimdPerHost) with made-up paths, so that " +
-		"the host's real client document cannot be fetched again; needs, for instance, the last good document served " +
-		"when a refetch is refused")
 	t.Parallel()
 	d := newDocHost(t)
 	h := newHarnessOpts(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} }, nil,
 		func(opts *Options) {
 			opts.ClientMetadata = cimd.New(cimd.Options{InsecureAllowPrivate: true, RootCAs: d.roots, CheckRedirectURI: CheckRedirectURI, Now: opts.Now})
 		})
-	legit := func() int {
-		resp := h.send(t, "GET", "/authorize?"+authorizeQuery(d.srv.URL+"/client.json").Encode(), http.Header{"X-Forwarded-For": {"198.51.100.9"}}, "")
+	legit := func(addr string) int {
+		resp := h.send(t, "GET", "/authorize?"+authorizeQuery(d.srv.URL+"/client.json").Encode(), http.Header{"X-Forwarded-For": {addr}}, "")
 		return resp.StatusCode
 	}
-	if got := legit(); got != 200 {
+	if got := legit("198.51.100.9"); got != 200 {
 		t.Fatalf("the host's own client: %d", got)
 	}
 	h.clock.Add(cimd.DefaultAge + time.Minute)
@@ -312,7 +356,20 @@ func TestClientMetadataHostLimitIsNotStrangersToSpend(t *testing.T) {
 			t.Fatalf("fetch %d: %d", i, resp.StatusCode)
 		}
 	}
-	if got := legit(); got != 200 {
+	hits := d.hits.Load()
+	if got := legit("203.0.113.1"); got != 200 {
+		t.Errorf("the host's own client, its document expired, from an address over its limit: %d, want 200 (stale)", got)
+	}
+	if n := h.notes.last(t); n.attrs["client_metadata"] != "stale" || !strings.Contains(n.attrs["client_metadata_refetch"], "for this address") {
+		t.Errorf("access line of a stale document: %v", n.attrs)
+	}
+	if d.hits.Load() != hits {
+		t.Error("a refetch refused by the address's limit reached the document's host")
+	}
+	if got := legit("198.51.100.9"); got != 200 {
 		t.Errorf("the host's own client, its document expired, from another address: %d, want 200", got)
+	}
+	if d.hits.Load() != hits+1 {
+		t.Errorf("document host: %d requests, want %d (the document refetched)", d.hits.Load(), hits+1)
 	}
 }

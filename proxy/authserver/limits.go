@@ -18,8 +18,10 @@ const (
 	tokensPerAddr    = 600 // token requests sent to the authorization server per client address
 	registersPerAddr = 60  // registrations per client address
 	cimdPerAddr      = 30  // metadata documents fetched (cache misses) per client address
-	cimdPerHost      = 60  // metadata documents fetched per host they are fetched from
+	cimdPerHost      = 60  // metadata documents fetched per host they are fetched from (URLs not known)
+	cimdKnownPerHost = 60  // refetches per host of URLs whose last fetch gave a valid document (cimd.Admit's known)
 	cimdInflight     = 2   // metadata document fetches under way at once per client address
+	cimdHostInflight = 4   // metadata document fetches under way at once per host they are fetched from
 	// limiterKeys is how many client ids or addresses each limit counts per minute; beyond, new ones pass uncounted.
 	limiterKeys = 10_000
 	// usedStates is how many used states the replay memory holds; beyond, the oldest are forgotten.
@@ -29,20 +31,22 @@ const (
 // limits are the server's rate limiters, each bounded by limiterKeys.
 type limits struct {
 	statesByClient, statesByAddr, tokensByClient, tokensByAddr, registersByAddr *rateLimiter
-	cimdByAddr, cimdByHost                                                      *rateLimiter
-	cimdInflight                                                                *inflightLimiter
+	cimdByAddr, cimdByHost, cimdKnownByHost                                     *rateLimiter
+	cimdInflight, cimdHostInflight                                              *inflightLimiter
 }
 
 func newLimits() limits {
 	return limits{
-		statesByClient:  newRateLimiter(statesPerClient, limiterKeys),
-		statesByAddr:    newRateLimiter(statesPerAddr, limiterKeys),
-		tokensByClient:  newRateLimiter(tokensPerClient, limiterKeys),
-		tokensByAddr:    newRateLimiter(tokensPerAddr, limiterKeys),
-		registersByAddr: newRateLimiter(registersPerAddr, limiterKeys),
-		cimdByAddr:      newRateLimiter(cimdPerAddr, limiterKeys),
-		cimdByHost:      newRateLimiter(cimdPerHost, limiterKeys),
-		cimdInflight:    &inflightLimiter{per: cimdInflight, max: limiterKeys, n: map[string]int{}},
+		statesByClient:   newRateLimiter(statesPerClient, limiterKeys),
+		statesByAddr:     newRateLimiter(statesPerAddr, limiterKeys),
+		tokensByClient:   newRateLimiter(tokensPerClient, limiterKeys),
+		tokensByAddr:     newRateLimiter(tokensPerAddr, limiterKeys),
+		registersByAddr:  newRateLimiter(registersPerAddr, limiterKeys),
+		cimdByAddr:       newRateLimiter(cimdPerAddr, limiterKeys),
+		cimdByHost:       newRateLimiter(cimdPerHost, limiterKeys),
+		cimdKnownByHost:  newRateLimiter(cimdKnownPerHost, limiterKeys),
+		cimdInflight:     &inflightLimiter{per: cimdInflight, max: limiterKeys, n: map[string]int{}},
+		cimdHostInflight: &inflightLimiter{per: cimdHostInflight, max: limiterKeys, n: map[string]int{}},
 	}
 }
 

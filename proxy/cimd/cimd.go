@@ -9,6 +9,10 @@
 // URL (others wait for it), and a caller-supplied admission check (rate limits) before each. Documents are cached per
 // their HTTP caching headers, within Options.MaxAge; failures briefly (Options.FailureAge), so that a broken or hostile
 // URL costs one fetch per interval whoever asks. The cache is bounded; filling it only costs refetches.
+//
+// Limits are there against strangers, and strangers can spend them: a refetch refused by a limit (the admission check,
+// or every slot taken) is answered with the document last fetched from that URL, marked Stale, for up to
+// Options.StaleAge past its expiry. A failed refetch or an invalid document is not: it replaces the document.
 package cimd
 
 import (
@@ -32,13 +36,16 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultTimeout     = 5 * time.Second
-	DefaultMaxBytes    = 5 << 10 // the draft's recommendation
-	DefaultMaxAge      = time.Hour
-	DefaultAge         = 5 * time.Minute // a document without caching headers
-	DefaultFailureAge  = 10 * time.Second
-	DefaultCacheSize   = 1000
-	DefaultConcurrency = 16
+	DefaultTimeout    = 5 * time.Second
+	DefaultMaxBytes   = 5 << 10 // the draft's recommendation
+	DefaultMaxAge     = time.Hour
+	DefaultAge        = 5 * time.Minute // a document without caching headers
+	DefaultFailureAge = 10 * time.Second
+	DefaultStaleAge   = time.Hour
+	DefaultCacheSize  = 1000
+	// DefaultConcurrency is cheap to hold (a goroutine and a connection each, 5 KiB of body, 5 s at most), and high
+	// so that a caller bounding fetches per client address (and per host) needs that many addresses to be refused.
+	DefaultConcurrency = 256
 	maxURLLen          = 2000
 	maxNameLen         = 200
 	maxRedirectURIs    = 10
@@ -69,6 +76,10 @@ type Document struct {
 	ClientName string
 	// RedirectURIs are redirect_uris, each accepted by Options.CheckRedirectURI.
 	RedirectURIs []string
+	// Stale is nil for a document fresh in the cache or just fetched. Otherwise the document's cache entry has expired
+	// and a refetch was refused by a limit (Stale wraps ErrBusy and says which): this is the document last fetched
+	// from the URL, at most Options.StaleAge past its expiry.
+	Stale error
 }
 
 // Options configure New. Zero values take the defaults above.
@@ -86,7 +97,11 @@ type Options struct {
 	MaxAge time.Duration
 	// FailureAge is how long a failure is remembered (and answered without a fetch).
 	FailureAge time.Duration
-	// CacheSize bounds the cached documents and failures.
+	// StaleAge is how long past its expiry a cached document is still used when its refetch is refused by a limit
+	// (never when the refetch fails or finds the document invalid). Negative: never.
+	StaleAge time.Duration
+	// CacheSize bounds the cached documents and failures. When full, a new entry replaces first the entries that can
+	// no longer be used (failures expired, documents past StaleAge), then expired documents, then any.
 	CacheSize int
 	// Concurrency bounds the fetches in flight; beyond it Resolve returns ErrBusy at once.
 	Concurrency int
@@ -132,6 +147,12 @@ func New(o Options) *Resolver {
 	}
 	if o.FailureAge <= 0 {
 		o.FailureAge = DefaultFailureAge
+	}
+	switch {
+	case o.StaleAge == 0:
+		o.StaleAge = DefaultStaleAge
+	case o.StaleAge < 0:
+		o.StaleAge = 0
 	}
 	if o.CacheSize <= 0 {
 		o.CacheSize = DefaultCacheSize
@@ -280,46 +301,42 @@ func ascii(s string) bool {
 
 // Admit decides whether a fetch from host (the URL's host name, without the port, in lower case and without a trailing
 // dot, so that neither ports nor spellings multiply a per-host limit) may start: rate and concurrency limits of the
-// caller's. On success it may return done, which is called once when the fetch ends.
-type Admit func(host string) (done func(), err error)
+// caller's. known is true when the fetch is a refetch of a URL whose last fetch gave a valid document (its cache entry
+// expired less than Options.StaleAge ago): only the URL's server can make a URL known, so a caller may count such
+// refetches apart from fetches of URLs anyone can make up. On success it may return done, which is called once when
+// the fetch ends.
+type Admit func(host string, known bool) (done func(), err error)
 
 // Resolve returns the metadata document of clientID, from the cache or fetched. admit, when not nil, is called before
 // a fetch (never for a cached answer, nor when the caller joins a fetch of the same URL under way); an error from it
-// is returned wrapped in ErrBusy, nothing is fetched and nothing is cached. ctx bounds the wait; a fetch under way
-// goes on for the callers that wait for it.
+// is returned wrapped in ErrBusy, nothing is fetched and nothing is cached. When a fetch is refused (by admit, or
+// because Options.Concurrency fetches are under way) and the URL's last document expired less than Options.StaleAge
+// ago, that document is returned, with Stale set, and no error. ctx bounds the wait; a fetch under way goes on for
+// the callers that wait for it.
 func (r *Resolver) Resolve(ctx context.Context, clientID string, admit Admit) (*Document, error) {
 	host, err := CheckURL(clientID)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
-	if e, ok := r.cache[clientID]; ok && r.o.Now().Before(e.until) {
+	now := r.o.Now()
+	e, cached := r.cache[clientID]
+	if cached && now.Before(e.until) {
 		r.mu.Unlock()
 		return e.doc, e.err
 	}
+	known := cached && e.doc != nil && now.Before(e.until.Add(r.o.StaleAge))
 	c, waiting := r.inflight[clientID]
 	if !waiting {
-		var done func()
-		if admit != nil {
-			var err error
-			if done, err = admit(hostname(host)); err != nil {
-				r.mu.Unlock()
-				return nil, fmt.Errorf("%w: %w", ErrBusy, err)
-			}
-		}
-		if done == nil {
-			done = func() {}
-		}
-		select {
-		case r.slots <- struct{}{}:
-		default:
+		if c, err = r.start(clientID, host, known, admit); err != nil {
 			r.mu.Unlock()
-			done()
-			return nil, ErrBusy
+			if known {
+				stale := *e.doc
+				stale.Stale = err
+				return &stale, nil
+			}
+			return nil, err
 		}
-		c = &call{done: make(chan struct{})}
-		r.inflight[clientID] = c
-		go r.run(clientID, host, c, done)
 	}
 	r.mu.Unlock()
 	select {
@@ -328,6 +345,30 @@ func (r *Resolver) Resolve(ctx context.Context, clientID string, admit Admit) (*
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrFetch, ctx.Err())
 	}
+}
+
+// start admits a fetch of clientID and starts it, or returns why not (wrapping ErrBusy). r.mu is held.
+func (r *Resolver) start(clientID, host string, known bool, admit Admit) (*call, error) {
+	done := func() {}
+	if admit != nil {
+		d, err := admit(hostname(host), known)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBusy, err)
+		}
+		if d != nil {
+			done = d
+		}
+	}
+	select {
+	case r.slots <- struct{}{}:
+	default:
+		done()
+		return nil, ErrBusy
+	}
+	c := &call{done: make(chan struct{})}
+	r.inflight[clientID] = c
+	go r.run(clientID, host, c, done)
+	return c, nil
 }
 
 // hostname is host without its port, if it has one, in lower case and without a trailing dot: one name per host,
@@ -341,8 +382,9 @@ func hostname(host string) string {
 
 // run fetches clientID for everyone waiting on c, and caches the outcome.
 func (r *Resolver) run(clientID, host string, c *call, done func()) {
-	defer func() { <-r.slots; done() }()
 	doc, ttl, err := r.fetch(clientID, host)
+	<-r.slots // before the waiters are told, so that a slot is free for whichever of them asks next
+	done()
 	if err != nil {
 		ttl = r.o.FailureAge
 	}
@@ -350,29 +392,43 @@ func (r *Resolver) run(clientID, host string, c *call, done func()) {
 	delete(r.inflight, clientID)
 	if ttl > 0 {
 		r.put(clientID, cacheEntry{doc: doc, err: err, until: r.o.Now().Add(ttl)})
+	} else {
+		delete(r.cache, clientID) // not to be cached (no-store): nor its previous document used stale
 	}
 	r.mu.Unlock()
 	c.doc, c.err = doc, err
 	close(c.done)
 }
 
-// put caches e, making room first when the cache is full: expired entries, then arbitrary ones. r.mu is held.
+// put caches e, making room first when the cache is full. r.mu is held.
 func (r *Resolver) put(key string, e cacheEntry) {
-	if len(r.cache) >= r.o.CacheSize {
-		now := r.o.Now()
-		for k, old := range r.cache {
-			if !now.Before(old.until) {
-				delete(r.cache, k)
-			}
-		}
-		for k := range r.cache {
-			if len(r.cache) < r.o.CacheSize {
-				break
-			}
+	if _, ok := r.cache[key]; !ok && len(r.cache) >= r.o.CacheSize {
+		r.makeRoom(r.o.Now())
+	}
+	r.cache[key] = e
+}
+
+// makeRoom removes the entries that can no longer be used (failures expired, documents past StaleAge), then, while
+// the cache is still full, expired documents, then arbitrary entries. r.mu is held.
+func (r *Resolver) makeRoom(now time.Time) {
+	for k, old := range r.cache {
+		if old.doc == nil && !now.Before(old.until) || !now.Before(old.until.Add(r.o.StaleAge)) {
 			delete(r.cache, k)
 		}
 	}
-	r.cache[key] = e
+	for _, evict := range []func(cacheEntry) bool{
+		func(old cacheEntry) bool { return !now.Before(old.until) },
+		func(cacheEntry) bool { return true },
+	} {
+		for k, old := range r.cache {
+			if len(r.cache) < r.o.CacheSize {
+				return
+			}
+			if evict(old) {
+				delete(r.cache, k)
+			}
+		}
+	}
 }
 
 // fetch gets and checks one document, and says how long it may be cached.

@@ -341,12 +341,15 @@ func TestResolveBounded(t *testing.T) {
 	}
 	// The admission check runs before a fetch, with the URL's host; a refusal fetches nothing and is not cached.
 	var hosts []string
-	refuse := func(host string) (func(), error) { hosts = append(hosts, host); return nil, errors.New("limited") }
+	refuse := func(host string, _ bool) (func(), error) {
+		hosts = append(hosts, host)
+		return nil, errors.New("limited")
+	}
 	if _, err := r.Resolve(t.Context(), srv.URL+"/admitted", refuse); !errors.Is(err, ErrBusy) {
 		t.Errorf("admission refused: got %v, want ErrBusy", err)
 	}
 	released := make(chan struct{})
-	admit := func(string) (func(), error) { return func() { close(released) }, nil }
+	admit := func(string, bool) (func(), error) { return func() { close(released) }, nil }
 	if _, err := r.Resolve(t.Context(), srv.URL+"/admitted", admit); err != nil {
 		t.Errorf("admitted after a refusal: %v", err)
 	}
@@ -433,9 +436,117 @@ func TestAdmitHostIsFolded(t *testing.T) {
 	refuse := errors.New("refused")
 	for _, id := range []string{"https://EXAMPLE.com/c.json", "https://example.COM./c.json", "https://Example.Com:8443/c.json"} {
 		var got string
-		_, err := r.Resolve(context.Background(), id, func(host string) (func(), error) { got = host; return nil, refuse })
+		_, err := r.Resolve(context.Background(), id, func(host string, _ bool) (func(), error) { got = host; return nil, refuse })
 		if !errors.Is(err, ErrBusy) || got != "example.com" {
 			t.Errorf("%s: admit got host %q (err %v), want %q", id, got, err, "example.com")
 		}
+	}
+}
+
+// TestResolveStale: a refetch refused by a limit (the admission check, or every slot taken) answers with the URL's
+// last document, marked Stale, for up to StaleAge past its expiry; a refetch that fails replaces it; a URL without a
+// document is refused. Admit is told whether the URL is known (its last fetch gave a valid document).
+func TestResolveStale(t *testing.T) {
+	t.Parallel()
+	var broken atomic.Bool
+	release, slowStarted := make(chan struct{}), make(chan struct{})
+	srv := newDocServer(t, func(w http.ResponseWriter, r *http.Request, self string) {
+		switch {
+		case r.URL.Path == "/slow":
+			close(slowStarted)
+			<-release
+		case broken.Load() && r.URL.Path == "/client.json":
+			http.NotFound(w, r)
+			return
+		}
+		validDoc(w, self)
+	})
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	r := New(Options{InsecureAllowPrivate: true, RootCAs: srv.roots, Now: clk.now, Concurrency: 1})
+	var known []bool
+	limited := errors.New("limited")
+	refuse := func(_ string, k bool) (func(), error) { known = append(known, k); return nil, limited }
+	admit := func(_ string, k bool) (func(), error) { known = append(known, k); return nil, nil }
+	id := srv.URL + "/client.json"
+	if doc, err := r.Resolve(t.Context(), id, admit); err != nil || doc.Stale != nil {
+		t.Fatalf("first fetch: %+v, %v", doc, err)
+	}
+	clk.add(DefaultAge)
+	doc, err := r.Resolve(t.Context(), id, refuse)
+	if err != nil || doc.ClientID != id || !errors.Is(doc.Stale, ErrBusy) || !errors.Is(doc.Stale, limited) {
+		t.Fatalf("expired, refetch refused: got %+v, %v; want the last document, Stale wrapping the refusal", doc, err)
+	}
+	if _, err := r.Resolve(t.Context(), srv.URL+"/made-up.json", refuse); !errors.Is(err, ErrBusy) {
+		t.Errorf("never fetched, refused: got %v, want ErrBusy", err)
+	}
+	if want := []bool{false, true, false}; fmt.Sprint(known) != fmt.Sprint(want) {
+		t.Errorf("admit told known %v, want %v", known, want)
+	}
+	// Every slot taken: the same.
+	slow := make(chan struct{})
+	go func() { r.Resolve(context.Background(), srv.URL+"/slow", nil); close(slow) }()
+	<-slowStarted
+	if doc, err := r.Resolve(t.Context(), id, nil); err != nil || !errors.Is(doc.Stale, ErrBusy) {
+		t.Errorf("expired, every slot taken: got %+v, %v; want the last document, Stale", doc, err)
+	}
+	close(release)
+	<-slow
+	// Up to StaleAge past its expiry, not beyond.
+	clk.add(DefaultStaleAge - time.Second)
+	if doc, err := r.Resolve(t.Context(), id, refuse); err != nil || doc.Stale == nil {
+		t.Errorf("just within StaleAge: got %+v, %v", doc, err)
+	}
+	clk.add(time.Second)
+	if _, err := r.Resolve(t.Context(), id, refuse); !errors.Is(err, ErrBusy) {
+		t.Errorf("StaleAge past its expiry: got %v, want ErrBusy", err)
+	}
+	// A refetch that fails replaces the document: it is not used stale.
+	if _, err := r.Resolve(t.Context(), id, nil); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(DefaultAge)
+	broken.Store(true)
+	if _, err := r.Resolve(t.Context(), id, nil); !errors.Is(err, ErrFetch) {
+		t.Fatalf("refetch of a document now gone: got %v, want ErrFetch", err)
+	}
+	clk.add(DefaultFailureAge)
+	if _, err := r.Resolve(t.Context(), id, refuse); !errors.Is(err, ErrBusy) {
+		t.Errorf("refused after a failed refetch: got %v, want ErrBusy (no stale document)", err)
+	}
+}
+
+// TestResolveConcurrency: the default bound on fetches under way is 256 (a goroutine and a connection each), so that
+// a caller allowing two per client address needs 128 addresses to take them all.
+func TestResolveConcurrency(t *testing.T) {
+	t.Parallel()
+	const n = 256
+	release := make(chan struct{})
+	started := make(chan struct{}, n)
+	srv := newDocServer(t, func(w http.ResponseWriter, r *http.Request, self string) {
+		started <- struct{}{}
+		<-release
+		validDoc(w, self)
+	})
+	// A generous Timeout: 256 handshakes at once on a loaded machine under -race can take seconds.
+	r := New(Options{InsecureAllowPrivate: true, RootCAs: srv.roots, Timeout: time.Minute})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(release)
+	early := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, err := r.Resolve(context.Background(), fmt.Sprintf("%s/c%d", srv.URL, i), nil)
+			early <- err
+		})
+	}
+	for range n {
+		select {
+		case <-started:
+		case err := <-early:
+			t.Fatalf("a fetch ended before any was answered (fewer than %d at once): %v", n, err)
+		}
+	}
+	if _, err := r.Resolve(t.Context(), srv.URL+"/one-more", nil); !errors.Is(err, ErrBusy) {
+		t.Errorf("257th fetch at once: got %v, want ErrBusy", err)
 	}
 }

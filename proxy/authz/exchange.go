@@ -556,7 +556,7 @@ func (ex *Exchange) denial(m *message) []byte {
 // MaxLimitTakes is how many budgets one POST may take from (calls of take in Limit): a batch of thousands of calls
 // must not cost thousands of limiter round trips (to Redis, one after the other) nor create thousands of budgets in a
 // limiter that holds a bounded number. The limited calls of a batch beyond it are answered as over their limit.
-const MaxLimitTakes = 64
+const MaxLimitTakes = 16
 
 // Limit takes one call from the caller's budget for each tool call the policy allowed under a rule with a limit:
 // take(rule, budget, limit) reports whether the call fits in its budget (policy.Decision.LimitKey: the tool, or the

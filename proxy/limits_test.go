@@ -123,6 +123,12 @@ func TestStreamLimitOnBothPaths(t *testing.T) {
 				t.Fatalf("first stream: got %d", resp.StatusCode)
 			}
 			limited(t, open(t.Context(), "alice"), "5")
+			h.gw.limits.streams.mu.Lock()
+			held := h.gw.limits.streams.open[h.is.URL+" alice"]
+			h.gw.limits.streams.mu.Unlock()
+			if held != 1 {
+				t.Fatalf("alice's streams as counted: %d, want 1 (counted by issuer and sub)", held)
+			}
 			if resp := open(t.Context(), "bob"); resp.StatusCode != 200 {
 				t.Errorf("another user's stream: got %d, want 200", resp.StatusCode)
 			}
@@ -130,7 +136,7 @@ func TestStreamLimitOnBothPaths(t *testing.T) {
 			waitFor(t, "alice's stream to be given back", func() bool {
 				h.gw.limits.streams.mu.Lock()
 				defer h.gw.limits.streams.mu.Unlock()
-				return h.gw.limits.streams.open["alice"] == 0
+				return h.gw.limits.streams.open[h.is.URL+" alice"] == 0
 			})
 			if resp := open(t.Context(), "alice"); resp.StatusCode != 200 {
 				t.Errorf("a stream after the first ended: got %d, want 200", resp.StatusCode)

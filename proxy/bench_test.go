@@ -64,7 +64,11 @@ func benchPrincipal(b testing.TB) *token.Principal {
 
 // BenchmarkChain is the whole gateway in front of a no-op upstream: router, observe, origin, body limit, authenticate
 // (warm cache), session binding, reverse proxy to a loopback upstream.
-func BenchmarkChain(b *testing.B) {
+func BenchmarkChain(b *testing.B) { benchChain(b, Options{}, nil) }
+
+// benchChain runs BenchmarkChain's request through a gateway built with o (the clock, client and discarding JSON log
+// set here), with hdr added to each request.
+func benchChain(b *testing.B, o Options, hdr map[string]string) {
 	k := tokentest.NewKey(b, "k1", 0)
 	is := tokentest.NewIssuer(b, k)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -79,8 +83,8 @@ func BenchmarkChain(b *testing.B) {
 	}
 	c := tokentest.NewClock()
 	// Access logging on, as in production (JSON, info), into a discarding writer.
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	g, err := New(cfg, Options{Now: c.Now, ASClient: is.Client(), Logger: log})
+	o.Now, o.ASClient, o.Logger = c.Now, is.Client(), slog.New(slog.NewJSONHandler(io.Discard, nil))
+	g, err := New(cfg, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -96,6 +100,9 @@ func BenchmarkChain(b *testing.B) {
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != 200 {

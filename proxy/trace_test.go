@@ -3,9 +3,7 @@ package proxy
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,9 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/mcp-gateway/gateway/proxy/config"
 	"github.com/mcp-gateway/gateway/proxy/policy/policytest"
-	"github.com/mcp-gateway/gateway/proxy/token/tokentest"
 )
 
 // The caller's trace context in the tests: a sampled span of trace inboundTrace.
@@ -234,42 +230,7 @@ func (discardExporter) Shutdown(context.Context) error                          
 // BenchmarkChainTraced is BenchmarkChain with traces on: every request sampled, its span batched to an exporter that
 // discards it, the caller's traceparent honoured and the gateway's sent upstream.
 func BenchmarkChainTraced(b *testing.B) {
-	k := tokentest.NewKey(b, "k1", 0)
-	is := tokentest.NewIssuer(b, k)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{}}`)
-	}))
-	defer up.Close()
-	cfg, err := config.Load(map[string]string{"GATEWAY_ISSUER_URL": is.URL, "GATEWAY_UPSTREAM_URL": up.URL + "/mcp"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := tokentest.NewClock()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}))
 	defer tp.Shutdown(context.Background())
-	g, err := New(cfg, Options{Now: c.Now, ASClient: is.Client(), Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Traces: tp})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := g.discover(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	tok := k.Sign(b, is.Claims(cfg.Resource, "user_1", c.Now()))
-	h := g.Handler()
-	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get-user-info"}}`
-	b.ReportAllocs()
-	for b.Loop() {
-		req := httptest.NewRequest("POST", "/mcp", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Traceparent", inboundParent)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != 200 {
-			b.Fatalf("status %d: %s", rec.Code, rec.Body)
-		}
-	}
+	benchChain(b, Options{Traces: tp}, map[string]string{"Traceparent": inboundParent})
 }

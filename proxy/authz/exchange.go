@@ -620,11 +620,11 @@ type Answer struct {
 // denied every message: nothing goes upstream, and the client gets answer.
 func (ex *Exchange) Forward(r *http.Request) (answer Answer, ok bool) {
 	var answers [][]byte
-	kept := 0
+	kept, overLimit := 0, false
 	for i := range ex.msgs {
 		m := &ex.msgs[i]
 		if m.retry > 0 {
-			m.dropped = true
+			m.dropped, overLimit = true, true
 			if m.id != nil {
 				answers = append(answers, ex.limited(m))
 			}
@@ -641,7 +641,7 @@ func (ex *Exchange) Forward(r *http.Request) (answer Answer, ok bool) {
 	}
 	if kept == 0 {
 		a := ex.answerAll(answers)
-		if ex.limitedAny() {
+		if overLimit {
 			a.Status = http.StatusTooManyRequests
 		}
 		return a, false
@@ -665,11 +665,6 @@ func (ex *Exchange) Forward(r *http.Request) (answer Answer, ok bool) {
 		ex.keyIDs()
 	}
 	return Answer{}, true
-}
-
-// limitedAny reports whether a message was over its limit.
-func (ex *Exchange) limitedAny() bool {
-	return slices.ContainsFunc(ex.msgs, func(m message) bool { return m.retry > 0 })
 }
 
 // listID returns a new id for a list request as the upstream gets it, so that its answer goes to that request alone:
